@@ -1,0 +1,71 @@
+"""Plain request/response types shared by the client, the dispatcher and everything that calls a model.
+
+No behaviour lives here: these are the nouns the rest of the engine (and the evaluator) pass around.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+Key = TypeVar("Key")
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """One ``/v1/chat/completions`` call, provider-neutral."""
+
+    messages: list[dict[str, str]]
+    model: str
+    temperature: float = 0.0
+    max_tokens: int = 1024
+    # Sent as the ``X-Client-Request-Id`` header: OpenAI logs it, our fake teacher counts it.
+    request_id: str | None = None
+    # Extra body fields passed through verbatim (top_p, seed, stop, ...).
+    extra_body: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(slots=True)
+class ChatResponse:
+    """A successful completion and how long it took."""
+
+    text: str
+    finish_reason: str | None
+    usage: Usage | None
+    latency_ms: float
+    model: str | None = None
+    # Only when streamed: time to first content token, and mean time per output token after it.
+    ttft_ms: float | None = None
+    tpot_ms: float | None = None
+    attempts: int = 1
+
+
+@dataclass(slots=True)
+class CallFailure:
+    """A call that finally failed, after retries where the error class allows them."""
+
+    error_class: str
+    message: str  # never contains the API key
+    status: int | None = None
+    attempts: int = 1
+    retryable: bool = False
+
+
+@dataclass(slots=True)
+class Job(Generic[Key]):
+    """A request to send, the caller's key for it, and the tokens it may use at most."""
+
+    key: Key
+    request: ChatRequest
+    reserved_tokens: int = 0
+    meta: dict[str, Any] = field(default_factory=dict)

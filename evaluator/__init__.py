@@ -1,0 +1,1 @@
+"""Student versus teacher: quality, latency, throughput, cost and the ROI verdict."""

