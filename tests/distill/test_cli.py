@@ -1,0 +1,19 @@
+import subprocess
+import sys
+
+from distill.cli import build_parser
+
+
+def test_every_subcommand_has_help():
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    assert "bench" in commands
+    for name, sub in commands.items():
+        assert sub.format_help().startswith("usage: distill " + name)
+
+
+def test_help_does_not_import_torch():
+    # The engine must run where torch is not installed: building the parser may not import it.
+    code = "import sys; from distill.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
