@@ -1,0 +1,229 @@
+"""The hot loop: pull jobs lazily, send each under admission control, retry transient failures, report once.
+
+Guarantees the runner builds exactly-once resume on:
+
+- ``on_result(job, ChatResponse | CallFailure)`` is called synchronously on the event loop, at most once per
+  job: once for every job that finished (success or final failure) and never for a job a stop interrupted.
+  Whatever the callback writes without awaiting is on disk before the next job's result is handled.
+- Jobs are pulled from the iterable only when a slot is free, so at most ``admission.max_in_flight`` job
+  tasks are alive and a million-line input streams with flat memory.
+- ``stop`` (budget reached, Ctrl-C) or a fatal error (bad key, no quota): nothing new is admitted, nothing is
+  retried, requests already on the wire finish and are reported. Interrupted jobs get no record, so a
+  resumed run sends them again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import AsyncIterable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.admission import Admission
+from engine.client import ChatClient
+from engine.errors import RATE_LIMITED, CallError
+from engine.retry import RetryPolicy
+from engine.types import CallFailure, ChatResponse, Job
+
+ResultCallback = Callable[[Job, ChatResponse | CallFailure], None]
+
+STOPPED = "stopped"
+FATAL = "fatal"
+CRASHED = "error"
+
+
+@dataclass
+class DispatchOutcome:
+    jobs_started: int = 0
+    sent: int = 0  # attempts on the wire, retries included
+    succeeded: int = 0
+    failed: Counter[str] = field(default_factory=Counter)  # final failures by error class
+    retries: Counter[str] = field(default_factory=Counter)  # retried attempts by error class
+    unfinished: int = 0  # started, then interrupted by a stop: no record, resend on resume
+    stopped_reason: str | None = None  # None when every job ran; else STOPPED, FATAL or CRASHED
+    fatal: CallFailure | None = None
+    elapsed_s: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "jobs_started": self.jobs_started,
+            "sent": self.sent,
+            "succeeded": self.succeeded,
+            "failed": dict(self.failed),
+            "retries": dict(self.retries),
+            "unfinished": self.unfinished,
+            "stopped_reason": self.stopped_reason,
+            "fatal": None if self.fatal is None else {"error_class": self.fatal.error_class, "message": self.fatal.message},
+            "elapsed_s": round(self.elapsed_s, 3),
+        }
+
+
+def _failure(error: CallError, attempts: int) -> CallFailure:
+    return CallFailure(error.error_class, error.message, error.status, attempts, error.retryable)
+
+
+class _Dispatcher:
+    def __init__(
+        self,
+        client: ChatClient,
+        admission: Admission,
+        retry: RetryPolicy,
+        on_result: ResultCallback,
+        stream: bool,
+        rate_limit_pause_s: float,
+    ) -> None:
+        self.client = client
+        self.admission = admission
+        self.retry = retry
+        self.on_result = on_result
+        self.stream = stream
+        self.rate_limit_pause_s = rate_limit_pause_s
+        self.outcome = DispatchOutcome()
+        self.alive: set[asyncio.Task] = set()
+        self.backing_off: set[asyncio.Task] = set()  # sleeping or queued for a retry: safe to cancel
+        self.halted = False
+        self.crash: BaseException | None = None
+        self.room = asyncio.Event()
+        self.producer: asyncio.Task | None = None
+
+    def halt(self, reason: str) -> None:
+        if self.halted:
+            return
+        self.halted = True
+        self.outcome.stopped_reason = reason
+        if self.producer is not None:
+            self.producer.cancel()
+        for task in list(self.backing_off):
+            task.cancel()
+
+    async def produce(self, jobs: Iterable[Job] | AsyncIterable[Job]) -> None:
+        limit = self.admission.max_in_flight
+        loop = asyncio.get_running_loop()
+        is_async = isinstance(jobs, AsyncIterable)
+        iterator: Any = jobs.__aiter__() if is_async else iter(jobs)
+        while not self.halted:
+            if len(self.alive) >= limit:
+                self.room.clear()
+                await self.room.wait()
+                continue
+            try:
+                job = await iterator.__anext__() if is_async else next(iterator)
+            except (StopIteration, StopAsyncIteration):
+                return
+            await self.admission.acquire(job.reserved_tokens)
+            self.outcome.jobs_started += 1
+            task = loop.create_task(self.run_job(job))
+            self.alive.add(task)
+            task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self.alive.discard(task)
+        self.room.set()
+
+    async def run_job(self, job: Job) -> None:
+        """One job from its first attempt (admission already taken) to its single report."""
+        outcome, admission = self.outcome, self.admission
+        holding = True  # whether we hold an admission slot that must be released
+        attempt = 0
+        try:
+            while True:
+                attempt += 1
+                outcome.sent += 1
+                try:
+                    response = await self.client.complete(job.request, stream=self.stream)
+                except CallError as error:
+                    # A 429 was refused before it was counted; anything else may have been charged.
+                    admission.release(job.reserved_tokens, 0 if error.error_class == RATE_LIMITED else None)
+                    holding = False
+                    if not await self._after_error(job, error, attempt):
+                        return
+                    holding = True
+                    continue
+                usage = response.usage
+                admission.release(job.reserved_tokens, usage.prompt_tokens + usage.completion_tokens if usage else None)
+                holding = False
+                response.attempts = attempt
+                outcome.succeeded += 1
+                self.on_result(job, response)
+                return
+        except asyncio.CancelledError:
+            if holding:
+                admission.release(job.reserved_tokens, None)
+            outcome.unfinished += 1
+        except BaseException as exc:  # a failing on_result (full disk, ...) must stop the run, not vanish
+            if self.crash is None:
+                self.crash = exc
+            self.halt(CRASHED)
+
+    async def _after_error(self, job: Job, error: CallError, attempt: int) -> bool:
+        """Report, stop, or back off and re-admit. True when the job should be sent again."""
+        outcome = self.outcome
+        if error.fatal:
+            if outcome.fatal is None:
+                outcome.fatal = _failure(error, attempt)
+            outcome.unfinished += 1
+            self.halt(FATAL)
+            return False
+        if error.error_class == RATE_LIMITED:
+            self.admission.pause(error.retry_after if error.retry_after is not None else self.rate_limit_pause_s)
+        if not error.retryable or not self.retry.should_retry(attempt):
+            outcome.failed[error.error_class] += 1
+            self.on_result(job, _failure(error, attempt))
+            return False
+        if self.halted:
+            outcome.unfinished += 1
+            return False
+        outcome.retries[error.error_class] += 1
+        task = asyncio.current_task()
+        self.backing_off.add(task)
+        try:
+            await asyncio.sleep(self.retry.delay(attempt, error.retry_after))
+            await self.admission.acquire(job.reserved_tokens)
+        finally:
+            self.backing_off.discard(task)
+        return True
+
+
+async def dispatch(
+    jobs: Iterable[Job] | AsyncIterable[Job],
+    client: ChatClient,
+    admission: Admission,
+    retry: RetryPolicy,
+    on_result: ResultCallback,
+    *,
+    stop: asyncio.Event | None = None,
+    stream: bool = False,
+    rate_limit_pause_s: float = 1.0,
+) -> DispatchOutcome:
+    """Send every job (see the module docstring for the guarantees) and return what happened."""
+    started = time.perf_counter()
+    state = _Dispatcher(client, admission, retry, on_result, stream, rate_limit_pause_s)
+    state.producer = asyncio.get_running_loop().create_task(state.produce(jobs))
+    watcher = None
+    if stop is not None:
+        if stop.is_set():
+            state.halt(STOPPED)
+        else:
+            watcher = asyncio.create_task(stop.wait())
+            watcher.add_done_callback(lambda task: task.cancelled() or state.halt(STOPPED))
+    try:
+        try:
+            await state.producer
+        except asyncio.CancelledError:
+            if not state.halted:  # our caller was cancelled, not a halt of ours
+                state.halt(STOPPED)
+                raise
+        except BaseException as exc:
+            state.crash = exc  # the jobs iterable itself failed (bad input line, ...)
+            state.halt(CRASHED)
+        while state.alive:
+            await asyncio.wait(set(state.alive))
+    finally:
+        if watcher is not None and not watcher.done():
+            watcher.cancel()
+    state.outcome.elapsed_s = time.perf_counter() - started
+    if state.crash is not None:
+        raise state.crash
+    return state.outcome
