@@ -1,0 +1,366 @@
+"""`run_generation(config)`: everything `distill generate` does, start to summary.
+
+Before a single request (so before any money is spent): the template, the API key, every input line, the
+output directory (writable, locked against a second process, enough free space), the fingerprint in
+run.json, torn shard lines, and whether the endpoint answers at all. Then the dispatcher streams the jobs
+and `RecordWriter` writes each result. The summary is written to summary.json at the end and on every
+early stop (budget, Ctrl-C, fatal error, full disk).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import shutil
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import orjson
+
+from distill.errors import UserError
+from engine import filters
+from engine.config import GenerateConfig, resolve_api_key
+from engine.cost import CostMeter
+from engine.filters import QualityFilter
+from engine.inputs import InputFileInfo, validate_inputs
+from engine.jobs import RowWatermark, make_jobs
+from engine.manifest import fingerprint_of, open_manifest, read_manifest, utc_now, write_manifest
+from engine.prompts import load_template
+from engine.records import RecordWriter, RunStats
+from engine.resume import (
+    ACCEPTED,
+    CODES,
+    FAILED,
+    Ledger,
+    move_failures_aside,
+    reconcile,
+    retry_failed_pending,
+)
+from engine.shards import DiskFullError, ShardSet, list_shards
+
+SUMMARY_NAME = "summary.json"
+LOCK_NAME = ".lock"
+MIN_FREE_BYTES = 32 * 1024 * 1024
+
+COMPLETE = "complete"
+BUDGET = "budget_reached"
+INTERRUPTED = "interrupted"
+FATAL = "fatal"
+DISK_FULL = "disk_full"
+STOPPED = "stopped"
+# `distill generate`'s exit status for each way a run can end.
+EXIT_CODES = {COMPLETE: 0, FATAL: 2, BUDGET: 3, DISK_FULL: 4, STOPPED: 5, INTERRUPTED: 130}
+
+
+@dataclass
+class PreparedRun:
+    """A run directory opened for writing: validated, locked, repaired, reconciled."""
+
+    config: GenerateConfig
+    run_dir: Path
+    template: str
+    api_key: str | None
+    input_info: InputFileInfo
+    shards: ShardSet
+    ledger: Ledger
+    lock_fd: int
+    start: tuple[int, int]
+    repairs: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return self.input_info.rows * self.config.samples_per_input
+
+    def close(self) -> None:
+        self.shards.close()
+        self.ledger.close()
+        os.close(self.lock_fd)
+
+
+def _open_run_dir(run_dir: Path) -> int:
+    """Create the directory if needed and take its lock: two writers would break exactly-once."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        lock_fd = os.open(run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise UserError(f"{run_dir}: output_dir: cannot create or write it: {exc.strerror}") from None
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(lock_fd)
+        raise UserError(f"{run_dir}: output_dir: another `distill generate` is writing to it right now") from None
+    free = shutil.disk_usage(run_dir).free
+    if free < MIN_FREE_BYTES:
+        os.close(lock_fd)
+        raise UserError(f"{run_dir}: output_dir: only {free // 1024} KiB free on its disk; free some space first")
+    return lock_fd
+
+
+def _input_info(config: GenerateConfig, manifest: dict[str, Any] | None) -> tuple[InputFileInfo, bool]:
+    """Validate the input, unless run.json shows this exact file (size, mtime, fields) was validated."""
+    cached = (manifest or {}).get("input")
+    if cached and cached.get("id_field") == config.id_field and cached.get("input_field") == config.input_field:
+        info = InputFileInfo(cached["path"], cached["size"], cached["mtime_ns"], cached["rows"], cached["derived_ids"])
+        with contextlib.suppress(OSError):
+            if info.still_matches(config.input):
+                return info, False
+    return validate_inputs(config.input, config.id_field, config.input_field), bool(cached)
+
+
+def prepare_run(config: GenerateConfig, *, force: bool = False, retry_failed_records: bool = False) -> PreparedRun:
+    """Every check that can fail before spending money, then the run directory opened for appending."""
+    template = load_template(config.template)
+    api_key = resolve_api_key(config)
+    run_dir = config.output_dir
+    lock_fd = _open_run_dir(run_dir)
+    try:
+        manifest = read_manifest(run_dir)
+        info, input_changed = _input_info(config, manifest)
+        manifest, changes = open_manifest(
+            run_dir, fingerprint_of(config, template), force=force, has_records=bool(list_shards(run_dir))
+        )
+        moved = move_failures_aside(run_dir) if retry_failed_records or retry_failed_pending(run_dir) else 0
+        shards = ShardSet(run_dir, config.shard_max_bytes)
+        ledger = Ledger(run_dir)
+        added = reconcile(ledger, list_shards(run_dir))
+        start = ledger.watermark
+        if changes or input_changed or moved:
+            # Rows behind the old watermark may have new work now (more samples, retried failures).
+            start = (0, 1)
+            if ledger.watermark != start:
+                ledger.mark_watermark(*start)
+        manifest["input"] = {
+            "path": info.path,
+            "size": info.size,
+            "mtime_ns": info.mtime_ns,
+            "rows": info.rows,
+            "derived_ids": info.derived_ids,
+            "id_field": config.id_field,
+            "input_field": config.input_field,
+        }
+        write_manifest(run_dir, manifest)
+    except BaseException:
+        os.close(lock_fd)
+        raise
+    repairs = {
+        "torn_shard_bytes": shards.torn_bytes,
+        "torn_ledger_bytes": ledger.torn_bytes,
+        "ledger_entries_restored": added,
+        "failed_records_moved_aside": moved,
+    }
+    return PreparedRun(config, run_dir, template, api_key, info, shards, ledger, lock_fd, start, repairs)
+
+
+async def _check_endpoint(client: Any, config: GenerateConfig) -> None:
+    """GET /models: catches a wrong URL, a dead server or a refused key before the first paid call."""
+    from engine.errors import AUTH, CONNECTION, TIMEOUT, CallError
+
+    try:
+        await client.list_models()
+    except CallError as error:
+        if error.error_class in (CONNECTION, TIMEOUT):
+            raise UserError(f"base_url: cannot reach the teacher at {config.base_url}: {error.message}") from None
+        if error.error_class == AUTH:
+            raise UserError(
+                f"api_key_env: the teacher at {config.base_url} refused the key in ${config.api_key_env}: "
+                f"{error.message}"
+            ) from None
+        # Some OpenAI-compatible servers have no /models; the first real call will tell.
+
+
+def summarise(run: PreparedRun, stats: RunStats, cost: CostMeter, status: str, **extra: Any) -> dict[str, Any]:
+    codes = run.ledger.codes
+    rejected = {CODES[code]: count for code, count in codes.items() if code not in (ACCEPTED, FAILED)}
+    done = run.ledger.finished
+    return {
+        "status": status,
+        **extra,
+        "output_dir": str(run.run_dir),
+        "total": run.total,
+        "done": done,
+        "remaining": max(0, run.total - done),
+        "records": {
+            "accepted": codes.get(ACCEPTED, 0),
+            "rejected": sum(rejected.values()),
+            "failed": codes.get(FAILED, 0),
+        },
+        "rejected_by_reason": {reason: rejected.get(reason, 0) for reason in filters.REASONS},
+        "session": {
+            "records": stats.finished,
+            "accepted": stats.accepted,
+            "rejected_by_reason": dict(stats.rejected),
+            "failed_by_class": dict(stats.failed),
+            "elapsed_s": round(stats.elapsed_s, 3),
+            "records_per_s": round(stats.finished / stats.elapsed_s, 2) if stats.elapsed_s > 0 else 0.0,
+        },
+        "cost": cost.as_dict(),
+        "repairs": run.repairs,
+        "finished_at": utc_now(),
+    }
+
+
+def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
+    temporary = run_dir / (SUMMARY_NAME + ".tmp")
+    temporary.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
+    os.replace(temporary, run_dir / SUMMARY_NAME)
+
+
+async def generate(run: PreparedRun, *, progress: bool = True, progress_stream: TextIO | None = None) -> dict[str, Any]:
+    """Send every unfinished job of a prepared run; return (and write) the summary."""
+    from engine.admission import Admission
+    from engine.client import OpenAIChatClient
+    from engine.dispatch import FATAL as DISPATCH_FATAL
+    from engine.dispatch import dispatch
+    from engine.progress import ErrorCountingClient, ProgressReporter
+    from engine.retry import RetryPolicy
+
+    config, ledger = run.config, run.ledger
+    stop = asyncio.Event()
+    admission = Admission(config.rpm, config.tpm, config.concurrency, learn_limits=config.learn_limits_from_headers)
+    client = OpenAIChatClient(
+        config.base_url,
+        run.api_key,
+        timeout_s=config.request_timeout_s,
+        max_connections=config.concurrency,
+        on_headers=admission.observe_headers if config.learn_limits_from_headers else None,
+    )
+    counting = ErrorCountingClient(client)
+    stats = RunStats(run.total, ledger.finished)
+    cost = CostMeter(
+        config.price,
+        config.budget,
+        prior_prompt_tokens=ledger.prompt_tokens,
+        prior_completion_tokens=ledger.completion_tokens,
+    )
+    watermark = RowWatermark(run.start)
+    writer = RecordWriter(
+        shards=run.shards,
+        ledger=ledger,
+        quality=QualityFilter(config.filters, ledger.accepted_hashes),
+        cost=cost,
+        stats=stats,
+        watermark=watermark,
+        source_model=config.model,
+        reject_truncated=config.filters.reject_truncated,
+        stop=stop,
+    )
+    jobs = make_jobs(
+        config, run.template, done=ledger.done, watermark=watermark, start=run.start,
+        derive_ids=run.input_info.derived_ids,
+    )
+    reporter = ProgressReporter(stats, admission, cost, counting.errors, enabled=progress, stream=progress_stream)
+    interrupts = _InterruptHandler(stop, writer)
+    status, extra = COMPLETE, {}
+    try:
+        if ledger.finished < run.total:
+            await _check_endpoint(client, config)
+        if cost.over_budget:
+            stop.set()
+            writer.budget_reached = True
+        interrupts.install()
+        reporter.start()
+        task = asyncio.ensure_future(
+            dispatch(jobs, counting, admission, RetryPolicy(max_attempts=config.retries + 1), writer, stop=stop)
+        )
+        interrupts.task = task
+        try:
+            outcome = await task
+        except DiskFullError as exc:
+            status, extra = DISK_FULL, {"message": f"{exc.strerror}; free space, then rerun the same command"}
+        except asyncio.CancelledError:
+            if not interrupts.count:
+                raise
+            status = INTERRUPTED
+        else:
+            extra["dispatch"] = outcome.as_dict()
+            if outcome.stopped_reason == DISPATCH_FATAL and outcome.fatal is not None:
+                status = FATAL
+                extra["message"] = f"{outcome.fatal.error_class}: {outcome.fatal.message}"
+            elif writer.budget_reached:
+                status = BUDGET
+            elif interrupts.count:
+                status = INTERRUPTED
+            elif outcome.stopped_reason is not None:
+                status = STOPPED
+    finally:
+        interrupts.remove()
+        await reporter.stop()
+        await client.close()
+        with contextlib.suppress(OSError):
+            writer.flush_watermark()
+    extra["errors_by_class"] = dict(counting.errors)
+    summary = summarise(run, stats, cost, status, **extra)
+    with contextlib.suppress(OSError):
+        write_summary(run.run_dir, summary)
+    return summary
+
+
+class _InterruptHandler:
+    """First Ctrl-C (or SIGTERM): admit nothing new, let requests in flight finish and be written.
+    Second: abandon them (they get no record and are sent again on resume)."""
+
+    def __init__(self, stop: asyncio.Event, writer: RecordWriter) -> None:
+        self.stop = stop
+        self.writer = writer
+        self.count = 0
+        self.task: asyncio.Future | None = None
+        self._installed: list[int] = []
+
+    def _handle(self) -> None:
+        self.count += 1
+        self.stop.set()
+        if self.count == 1:
+            print("distill: stopping: finishing requests in flight (Ctrl-C again to abandon them)", file=sys.stderr)
+        elif self.task is not None:
+            # From here on a late answer is dropped, not written: it is sent again on resume.
+            self.writer.closed = True
+            self.task.cancel()
+
+    def install(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(signum, self._handle)
+                self._installed.append(signum)
+
+    def remove(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in self._installed:
+            loop.remove_signal_handler(signum)
+        self._installed.clear()
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+def run_generation(
+    config: GenerateConfig,
+    *,
+    force: bool = False,
+    progress: bool = True,
+    retry_failed: bool = False,
+    progress_stream: TextIO | None = None,
+) -> dict[str, Any]:
+    """The public entry point (CLI, pipeline, benchmarks): prepare, generate, return the summary dict.
+
+    ``summary["status"]`` says how it ended: complete, budget_reached, interrupted, fatal (a refused key or
+    an exhausted account: see ``summary["message"]``), disk_full or stopped. Every status but complete
+    leaves a resumable run: call it again with the same config.
+    """
+    run = prepare_run(config, force=force, retry_failed_records=retry_failed)
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            return runner.run(generate(run, progress=progress, progress_stream=progress_stream))
+    finally:
+        run.close()
