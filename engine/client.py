@@ -175,7 +175,9 @@ class OpenAIChatClient:
             finish_reason = choice.get("finish_reason")
         except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError):
             preview = raw[:80].decode("utf-8", "replace")
-            raise self._error(BAD_RESPONSE, f"not a chat completion ({len(raw)} bytes): {preview!r}") from None
+            raise self._error(
+                BAD_RESPONSE, f"not a chat completion ({len(raw)} bytes): {preview!r}"
+            ) from None
         if finish_reason == "content_filter":
             raise self._error(CONTENT_FILTER, "the provider's content filter stopped the answer", status=200)
         return ChatResponse(
@@ -223,7 +225,9 @@ class OpenAIChatClient:
         parsed_usage = _usage(usage)
         tokens = parsed_usage.completion_tokens if parsed_usage else chunks
         ttft_ms = (first_at - started) * 1000.0 if first_at else None
-        tpot_ms = (last_at - first_at) * 1000.0 / (tokens - 1) if first_at and last_at and tokens > 1 else None
+        tpot_ms = (
+            (last_at - first_at) * 1000.0 / (tokens - 1) if first_at and last_at and tokens > 1 else None
+        )
         return ChatResponse(
             text="".join(parts),
             finish_reason=finish_reason,
@@ -267,4 +271,3 @@ def _usage(data: Any) -> Usage | None:
 
 def _error_text(error: Any) -> str:
     return str(error.get("message", error)) if isinstance(error, dict) else str(error)
-

@@ -10,6 +10,8 @@ Guarantees the runner builds exactly-once resume on:
 - ``stop`` (budget reached, Ctrl-C) or a fatal error (bad key, no quota): nothing new is admitted, nothing is
   retried, requests already on the wire finish and are reported. Interrupted jobs get no record, so a
   resumed run sends them again.
+- Admission learns the server's limits: a client with an ``on_headers`` hook left unset is wired to
+  ``admission.observe_headers`` for the duration of the call.
 """
 
 from __future__ import annotations
@@ -55,7 +57,9 @@ class DispatchOutcome:
             "retries": dict(self.retries),
             "unfinished": self.unfinished,
             "stopped_reason": self.stopped_reason,
-            "fatal": None if self.fatal is None else {"error_class": self.fatal.error_class, "message": self.fatal.message},
+            "fatal": None
+            if self.fatal is None
+            else {"error_class": self.fatal.error_class, "message": self.fatal.message},
             "elapsed_s": round(self.elapsed_s, 3),
         }
 
@@ -142,7 +146,9 @@ class _Dispatcher:
                     holding = True
                     continue
                 usage = response.usage
-                admission.release(job.reserved_tokens, usage.prompt_tokens + usage.completion_tokens if usage else None)
+                admission.release(
+                    job.reserved_tokens, usage.prompt_tokens + usage.completion_tokens if usage else None
+                )
                 holding = False
                 response.attempts = attempt
                 outcome.succeeded += 1
@@ -167,7 +173,9 @@ class _Dispatcher:
             self.halt(FATAL)
             return False
         if error.error_class == RATE_LIMITED:
-            self.admission.pause(error.retry_after if error.retry_after is not None else self.rate_limit_pause_s)
+            self.admission.pause(
+                error.retry_after if error.retry_after is not None else self.rate_limit_pause_s
+            )
         if not error.retryable or not self.retry.should_retry(attempt):
             outcome.failed[error.error_class] += 1
             self.on_result(job, _failure(error, attempt))
@@ -199,6 +207,10 @@ async def dispatch(
 ) -> DispatchOutcome:
     """Send every job (see the module docstring for the guarantees) and return what happened."""
     started = time.perf_counter()
+    # Let admission follow the server's x-ratelimit-* headers unless the caller wired the client already.
+    wired = getattr(client, "on_headers", False) is None
+    if wired:
+        client.on_headers = admission.observe_headers  # type: ignore[attr-defined]
     state = _Dispatcher(client, admission, retry, on_result, stream, rate_limit_pause_s)
     state.producer = asyncio.get_running_loop().create_task(state.produce(jobs))
     watcher = None
@@ -223,6 +235,8 @@ async def dispatch(
     finally:
         if watcher is not None and not watcher.done():
             watcher.cancel()
+        if wired:
+            client.on_headers = None  # type: ignore[attr-defined]
     state.outcome.elapsed_s = time.perf_counter() - started
     if state.crash is not None:
         raise state.crash

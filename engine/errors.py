@@ -76,6 +76,9 @@ class CallError(Exception):
     def fatal(self) -> bool:
         return self.error_class in FATAL_CLASSES
 
+    def __str__(self) -> str:
+        return self.message  # the current message: the client scrubs it after construction
+
     def __repr__(self) -> str:
         return f"CallError({self.error_class!r}, status={self.status}, {self.message!r})"
 

@@ -18,7 +18,9 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\u3000-\u303f\uff00-\uffef]")
+_CJK = re.compile(
+    r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\u3000-\u303f\uff00-\uffef]"
+)
 
 ZH_MARKERS = ("【思考过程】", "【最终答案】")
 EN_MARKERS = ("[Thinking]", "[Final Answer]")

@@ -22,8 +22,16 @@ FAULT_KINDS = ("reset", "truncated", "error_500", "error_503", "slow")
 # Forced kinds beyond plain status codes: what body and status each one answers with.
 NAMED_ERRORS: dict[str, tuple[int, str, str]] = {
     "context_length": (400, "context_length_exceeded", "This model's maximum context length is 8192 tokens."),
-    "content_filter": (400, "content_filter", "The response was filtered due to the prompt triggering the content management policy."),
-    "quota": (429, "insufficient_quota", "You exceeded your current quota, please check your plan and billing details."),
+    "content_filter": (
+        400,
+        "content_filter",
+        "The response was filtered due to the prompt triggering the content management policy.",
+    ),
+    "quota": (
+        429,
+        "insufficient_quota",
+        "You exceeded your current quota, please check your plan and billing details.",
+    ),
     "bad_request": (400, "invalid_request_error", "Invalid request."),
     "not_found": (404, "model_not_found", "The model does not exist."),
 }
