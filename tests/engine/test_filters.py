@@ -1,0 +1,55 @@
+"""Quality filters on Chinese and English answers."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine import filters
+from engine.config import FilterConfig
+from engine.filters import QualityFilter, bigram_cosine, output_hash
+
+LONG_ZH = "甲方为北京某科技有限公司,乙方为上海某贸易有限公司,合同金额为人民币十二万元整,签订日期为二〇二四年三月一日。"
+LONG_EN = "The buyer is Acme Ltd, the seller is Globex plc, the price is 120,000 USD and the contract was signed on 1 March."
+
+
+@pytest.mark.parametrize(
+    "answer",
+    ["很抱歉,我无法回答这个问题。" + LONG_ZH, "I’m sorry, but I cannot do that. " + LONG_EN, "i cannot comply. " + LONG_EN],
+)
+def test_refusals(answer):
+    assert QualityFilter(FilterConfig()).judge("抽取合同要素", answer) == (filters.REFUSAL, None)
+
+
+def test_too_short_in_characters():
+    quality = QualityFilter(FilterConfig())
+    assert quality.judge("task", "甲方:A")[0] == filters.TOO_SHORT
+    assert quality.judge("task", LONG_ZH)[0] is None
+    assert len(LONG_ZH) >= 50
+
+
+def test_echo_of_the_instruction():
+    quality = QualityFilter(FilterConfig())
+    instruction = "请抽取合同要素\n\n" + LONG_ZH
+    assert quality.judge(instruction, LONG_ZH)[0] == filters.ECHO
+    assert quality.judge("Extract the parties and the price.\n\n" + LONG_EN, "Parties: Acme Ltd (buyer) and "
+                         "Globex plc (seller). Price: 120,000 USD. Signed 1 March.")[0] is None
+
+
+def test_bigram_cosine_is_a_real_measure():
+    assert bigram_cosine("abcabc", "abcabc") == pytest.approx(1.0)
+    assert bigram_cosine("abcd", "wxyz") == 0.0
+    assert bigram_cosine("", "abc") == 0.0
+    # Same characters, different order: the seed's character-set overlap says 1.0; bigrams see the difference.
+    assert bigram_cosine("甲乙丙丁戊己", "己戊丁丙乙甲") == 0.0
+
+
+def test_exact_duplicates_after_normalisation():
+    quality = QualityFilter(FilterConfig())
+    first = quality.judge("t", LONG_EN)
+    assert first[0] is None and first[1] == output_hash(LONG_EN)
+    assert quality.judge("t", "  " + LONG_EN.upper().replace(" ", "\n ") + " ")[0] == filters.DUPLICATE
+    assert QualityFilter(FilterConfig(dedupe=False), {first[1]}).judge("t", LONG_EN)[0] is None
+
+
+def test_seen_hashes_carry_over_from_a_ledger():
+    assert QualityFilter(FilterConfig(), {output_hash(LONG_ZH)}).judge("t", LONG_ZH)[0] == filters.DUPLICATE
