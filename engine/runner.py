@@ -118,10 +118,10 @@ def prepare_run(config: GenerateConfig, *, force: bool = False, retry_failed_rec
     template = load_template(config.template)
     api_key = resolve_api_key(config)
     run_dir = config.output_dir
+    # Inputs first: a bad line must not even create the output directory.
+    info, input_changed = _input_info(config, read_manifest(run_dir) if run_dir.is_dir() else None)
     lock_fd = _open_run_dir(run_dir)
     try:
-        manifest = read_manifest(run_dir)
-        info, input_changed = _input_info(config, manifest)
         manifest, changes = open_manifest(
             run_dir, fingerprint_of(config, template), force=force, has_records=bool(list_shards(run_dir))
         )

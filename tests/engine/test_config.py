@@ -68,3 +68,12 @@ def test_missing_key_is_fine_on_loopback_only(monkeypatch):
         resolve_api_key(GenerateConfig(**REQUIRED, api_key_env=None, base_url="https://api.example.com/v1"))
     monkeypatch.setenv("DISTILL_TEST_KEY", "sk-test")
     assert resolve_api_key(remote) == "sk-test"
+
+
+def test_the_example_config_is_valid():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    config = load_generate_config(root / "configs" / "generate.yaml", {})
+    assert config.budget is not None and config.price is not None and config.samples_per_input == 2
+    assert (root / config.input).exists()
