@@ -63,11 +63,12 @@ _GENERATE_FLAGS: list[tuple[str, str, type, str]] = [
 
 def register(commands: argparse._SubParsersAction, benchmarks: argparse._SubParsersAction) -> None:
     """Add this package's subcommands to ``distill`` and its benchmarks to ``distill bench``."""
-    from engine import fake_teacher
+    from engine import bench, fake_teacher
 
     _register_generate(commands)
     _register_export(commands)
     fake_teacher.register_cli(commands)
+    bench.register_cli(benchmarks)
 
 
 def _register_generate(commands: argparse._SubParsersAction) -> None:

@@ -102,6 +102,12 @@ class _Dispatcher:
         for task in list(self.backing_off):
             task.cancel()
 
+    def abandon(self) -> None:
+        """Our caller was cancelled: requests in flight end unreported, to be resent on resume."""
+        self.halt(STOPPED)
+        for task in self.alive:
+            task.cancel()
+
     async def produce(self, jobs: Iterable[Job] | AsyncIterable[Job]) -> None:
         limit = self.admission.max_in_flight
         loop = asyncio.get_running_loop()
@@ -225,13 +231,17 @@ async def dispatch(
             await state.producer
         except asyncio.CancelledError:
             if not state.halted:  # our caller was cancelled, not a halt of ours
-                state.halt(STOPPED)
+                state.abandon()
                 raise
         except BaseException as exc:
             state.crash = exc  # the jobs iterable itself failed (bad input line, ...)
             state.halt(CRASHED)
         while state.alive:
-            await asyncio.wait(set(state.alive))
+            try:
+                await asyncio.wait(set(state.alive))
+            except asyncio.CancelledError:
+                state.abandon()
+                raise
     finally:
         if watcher is not None and not watcher.done():
             watcher.cancel()

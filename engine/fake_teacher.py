@@ -130,9 +130,11 @@ def register_cli(commands: argparse._SubParsersAction) -> None:
 
 def _serve_command(args: argparse.Namespace) -> int:
     from distill.config_files import load_config
+    from engine.client import ensure_open_files
 
     overrides = {name: getattr(args, name) for name in FakeTeacherSettings.model_fields}
     settings = load_config(FakeTeacherSettings, args.config, overrides)
+    ensure_open_files(65536)  # one descriptor per client connection: benchmarks hold 10,000 at once
     with contextlib.suppress(ImportError):
         import uvloop
 

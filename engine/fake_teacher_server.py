@@ -92,8 +92,10 @@ class _Stats:
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.started = time.time()
+        self.first_at: float | None = None  # arrival of the first request: benchmarks time resume start-up
         self.first_ok: float | None = None
         self.last_ok: float | None = None
+        self.ok_by_second: Counter[int] = Counter()  # unix second → 200s: achieved rate over any window
 
     def as_dict(self) -> dict[str, Any]:
         duplicates = {rid: n for rid, n in self.seen.items() if n > 1}
@@ -110,8 +112,10 @@ class _Stats:
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "uptime_s": round(time.time() - self.started, 3),
+            "first_at": self.first_at,
             "first_ok": self.first_ok,
             "last_ok": self.last_ok,
+            "ok_by_second": {str(second): n for second, n in self.ok_by_second.items()},
         }
 
 
@@ -180,6 +184,8 @@ class FakeTeacherHandlers:
     async def chat(self, request: web.Request) -> web.StreamResponse:
         stats = self.stats
         stats.total += 1
+        if stats.first_at is None:
+            stats.first_at = time.time()
         stats.in_flight += 1
         stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
         try:
@@ -292,6 +298,7 @@ class FakeTeacherHandlers:
         now = time.time()
         self.stats.first_ok = self.stats.first_ok or now
         self.stats.last_ok = now
+        self.stats.ok_by_second[int(now)] += 1
 
     def _reset(self, request: web.Request) -> web.StreamResponse:
         self.stats.by_status["reset"] += 1

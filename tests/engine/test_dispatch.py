@@ -267,3 +267,29 @@ def test_a_failing_callback_stops_the_run_and_raises(fake_teacher_thread):
     with pytest.raises(OSError, match="No space left"):
         asyncio.run(main())
     assert teacher.stats()["total"] < 100
+
+
+def test_cancelling_dispatch_abandons_in_flight_requests(fake_teacher_thread):
+    teacher = fake_teacher_thread(latency_ms=300)
+    reported = []
+
+    async def main():
+        async with OpenAIChatClient(teacher.base_url, None) as client:
+            task = asyncio.create_task(
+                dispatch(
+                    (make_job(i) for i in range(100)),
+                    client,
+                    Admission(None, None, 8),
+                    FAST_RETRY,
+                    lambda j, r: reported.append(j.key),
+                )
+            )
+            await asyncio.sleep(0.1)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await asyncio.sleep(0.4)  # the answers would have arrived by now
+            return [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+
+    leftover = asyncio.run(main())
+    assert reported == [] and leftover == []
