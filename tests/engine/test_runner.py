@@ -226,3 +226,14 @@ def test_unwritable_output_dir(tmp_path):
     config = make_config(tmp_path, "http://127.0.0.1:9", rows=1, output_dir=target / "run")
     with pytest.raises(UserError, match="output_dir: cannot create or write it"):
         run_generation(config, progress=False)
+
+
+def test_dedupe_survives_resume(tmp_path, fake_teacher_thread):
+    same = "【思考过程】\n看合同\n【最终答案】\n甲方为A公司,乙方为B公司,合同金额与日期均已核对,这是完整的要素抽取结果,可以直接使用。"
+    teacher = fake_teacher_thread(responder=lambda body: same, latency_ms=1)
+    config = make_config(tmp_path, teacher.base_url, rows=1)
+    assert run_generation(config, progress=False)["records"]["accepted"] == 1
+    write_inputs(config.input, 1, start=1)  # a new row whose answer repeats the first one
+    summary = run_generation(config, progress=False)
+    assert summary["records"] == {"accepted": 1, "rejected": 1, "failed": 0}
+    assert summary["rejected_by_reason"]["duplicate"] == 1
