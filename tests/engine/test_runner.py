@@ -229,7 +229,7 @@ def test_unwritable_output_dir(tmp_path):
 
 
 def test_dedupe_survives_resume(tmp_path, fake_teacher_thread):
-    same = "【思考过程】\n看合同\n【最终答案】\n甲方为A公司,乙方为B公司,合同金额与日期均已核对,这是完整的要素抽取结果,可以直接使用。"
+    same = "【思考过程】\n看合同\n【最终答案】\n甲方为A公司,乙方为B公司,合同金额与日期均已核对,这是一份完整的要素抽取结果,各项信息与原文一致,可以直接用于后续的审核流程。"
     teacher = fake_teacher_thread(responder=lambda body: same, latency_ms=1)
     config = make_config(tmp_path, teacher.base_url, rows=1)
     assert run_generation(config, progress=False)["records"]["accepted"] == 1
