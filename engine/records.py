@@ -143,8 +143,7 @@ class RecordWriter:
             record["reject_reason"] = reason
             if parsed is None:
                 record["response"] = response.text
-        self.shards.write(kind, orjson.dumps(record, option=_DUMP_OPTIONS))
-        self.ledger.add(record_key(row_id, sample_index), code, output_hash, prompt_tokens, completion_tokens)
+        self._commit(kind, record, row_id, sample_index, code, output_hash, prompt_tokens, completion_tokens)
         self.cost.add(prompt_tokens, completion_tokens)
         if reason is None:
             self.stats.accepted += 1
@@ -161,14 +160,30 @@ class RecordWriter:
             "attempts": failure.attempts,
             "failed_at": _utc_now(),
         }
-        self.shards.write("failed", orjson.dumps(record, option=_DUMP_OPTIONS))
-        self.ledger.add(record_key(row_id, sample_index), FAILED, None, 0, 0)
+        self._commit("failed", record, row_id, sample_index, FAILED, None, 0, 0)
         self.stats.failed[failure.error_class] += 1
+
+    def _commit(
+        self, kind: str, record: dict, row_id: str, sample_index: int, code: str, output_hash: int | None,
+        prompt_tokens: int, completion_tokens: int,
+    ) -> None:
+        """Record line, then ledger entry. If the entry cannot be written, no further record may be either:
+        only the last record of a shard may lack its entry, or `reconcile` could not restore it."""
+        self.shards.write(kind, orjson.dumps(record, option=_DUMP_OPTIONS))
+        try:
+            self.ledger.add(record_key(row_id, sample_index), code, output_hash, prompt_tokens, completion_tokens)
+        except OSError as exc:
+            self.shards.broken = exc
+            raise
 
     def flush_watermark(self) -> None:
         """Store the watermark if it moved (also called once at the end of the run)."""
         self._since_watermark = 0
         position = self.watermark.position()
         if position != self._watermark_written:
-            self.ledger.mark_watermark(*position)
+            try:
+                self.ledger.mark_watermark(*position)
+            except OSError as exc:
+                self.shards.broken = exc
+                raise
             self._watermark_written = position

@@ -79,6 +79,8 @@ class Ledger:
         self.completion_tokens = 0
         self.watermark: tuple[int, int] = (0, 1)
         self.torn_bytes = 0
+        # After a failed write (a full disk) nothing more is appended: a partial entry stays the last one.
+        self.broken: OSError | None = None
         if self.path.exists():
             self.torn_bytes = _repair_partial_entry(self.path)
             self._load(self.path.read_bytes())
@@ -105,16 +107,25 @@ class Ledger:
         self.accepted_hashes = set(words[1::4])
         self.accepted_hashes.discard(0)
 
+    def _append(self, entry: bytes) -> None:
+        if self.broken is not None:
+            raise self.broken
+        try:
+            write_all(self._fd, entry)
+        except OSError as exc:
+            self.broken = exc
+            raise
+
     def add(self, key: int, code: str, output_hash: int | None, prompt_tokens: int, completion_tokens: int) -> None:
         """Append one finished key. Raises DiskFullError (from write_all) when the disk is full."""
-        write_all(self._fd, ENTRY.pack(key, output_hash or 0, prompt_tokens, completion_tokens, ord(code)))
+        self._append(ENTRY.pack(key, output_hash or 0, prompt_tokens, completion_tokens, ord(code)))
         self.codes[code] += 1
         self.prompt_tokens += prompt_tokens
         self.completion_tokens += completion_tokens
 
     def mark_watermark(self, offset: int, line: int) -> None:
         """Every row before ``offset`` is finished (or, with (0, 1), forget earlier watermarks)."""
-        write_all(self._fd, ENTRY.pack(offset, 0, line, 0, WATERMARK))
+        self._append(ENTRY.pack(offset, 0, line, 0, WATERMARK))
         self.watermark = (offset, line)
 
     @property

@@ -121,6 +121,7 @@ def prepare_run(config: GenerateConfig, *, force: bool = False, retry_failed_rec
     # Inputs first: a bad line must not even create the output directory.
     info, input_changed = _input_info(config, read_manifest(run_dir) if run_dir.is_dir() else None)
     lock_fd = _open_run_dir(run_dir)
+    shards = ledger = None
     try:
         manifest, changes = open_manifest(
             run_dir, fingerprint_of(config, template), force=force, has_records=bool(list_shards(run_dir))
@@ -146,6 +147,9 @@ def prepare_run(config: GenerateConfig, *, force: bool = False, retry_failed_rec
         }
         write_manifest(run_dir, manifest)
     except BaseException:
+        for opened in (shards, ledger):
+            if opened is not None:
+                opened.close()
         os.close(lock_fd)
         raise
     repairs = {

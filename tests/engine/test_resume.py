@@ -134,3 +134,20 @@ def test_exactly_once_under_repeated_kill_9(tmp_path, fake_teacher):
     assert stats["duplicate_requests"] <= kills * CONCURRENCY, f"seed {seed}: {stats['duplicate_requests']}"
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "complete" and summary["done"] == summary["total"] == len(expected)
+
+
+def test_a_failed_ledger_write_stops_every_later_write(tmp_path):
+    import pytest
+
+    from engine.shards import DiskFullError
+
+    ledger = Ledger(tmp_path)
+    ledger.add(record_key("a", 0), "a", 1, 1, 1)
+    os.close(ledger._fd)
+    ledger._fd = os.open("/dev/full", os.O_WRONLY)  # the disk fills up under the ledger
+    with pytest.raises(DiskFullError):
+        ledger.add(record_key("b", 0), "a", 2, 1, 1)
+    with pytest.raises(DiskFullError):  # refused from now on, even if space came back
+        ledger.mark_watermark(10, 2)
+    ledger.close()
+    assert Ledger(tmp_path).done == {record_key("a", 0)}

@@ -1,0 +1,51 @@
+"""Jobs from rows: temperatures, request ids, skipping finished keys; and the resume watermark."""
+
+from __future__ import annotations
+
+import json
+
+from engine.config import GenerateConfig
+from engine.jobs import RowWatermark, make_jobs
+from engine.prompts import load_template
+from engine.resume import record_key
+
+
+def config_for(tmp_path, **overrides) -> GenerateConfig:
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(json.dumps({"id": f"r{i}", "input": f"text {i} {{x}}"}) + "\n" for i in range(3)))
+    return GenerateConfig(input=path, output_dir=tmp_path / "run", model="m", task="T", **overrides)
+
+
+def test_one_job_per_row_and_sample(tmp_path):
+    config = config_for(tmp_path, samples_per_input=3, send_seed=True, max_tokens=100)
+    jobs = list(make_jobs(config, load_template("en"), done=set(), watermark=RowWatermark((0, 1))))
+    assert [job.key for job in jobs[:4]] == [("r0", 0), ("r0", 1), ("r0", 2), ("r1", 0)]
+    assert [job.request.temperature for job in jobs[:3]] == [0.3, 0.8, 0.8]
+    assert jobs[1].request.request_id == "r0#1" and jobs[1].request.extra_body == {"seed": 1}
+    assert "Input:\ntext 0 {x}" in jobs[0].request.messages[0]["content"]
+    assert jobs[0].meta["instruction"] == "T\n\ntext 0 {x}"
+    assert jobs[0].reserved_tokens > 100  # prompt estimate + max_tokens
+
+
+def test_finished_keys_are_skipped(tmp_path):
+    config = config_for(tmp_path, samples_per_input=2)
+    done = {record_key("r0", 0), record_key("r0", 1), record_key("r1", 1)}
+    jobs = list(make_jobs(config, load_template("zh"), done=done, watermark=RowWatermark((0, 1))))
+    assert [job.key for job in jobs] == [("r1", 0), ("r2", 0), ("r2", 1)]
+    assert jobs[0].request.extra_body is None
+
+
+def test_watermark_is_the_first_row_with_work_left():
+    watermark = RowWatermark((0, 1))
+    watermark.reading(0, 1)
+    watermark.issue("a", 0, 1, 2)
+    watermark.reading(10, 2)
+    watermark.issue("b", 10, 2, 1)
+    watermark.reading(20, 3)  # row c needed nothing
+    assert watermark.position() == (0, 1)
+    watermark.finished("b")
+    assert watermark.position() == (0, 1)  # a still has a sample out
+    watermark.finished("a")
+    assert watermark.position() == (0, 1)
+    watermark.finished("a")
+    assert watermark.position() == (20, 3)  # a and b done: everything before row c is finished
