@@ -163,13 +163,31 @@ def curator(args: dict[str, Any]) -> dict[str, Any]:
     return _timed(run, ok=lambda: len(rows[0]) if rows else 0)
 
 
+def peak_rss_mb(pid: int | str = "self") -> float | None:
+    """VmHWM: the process's own peak RSS. (wait4's ru_maxrss starts at the parent's RSS at fork time.)"""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024.0, 1)
+    except OSError:
+        pass
+    return None
+
+
 def _timed(
     work: Callable[[], Any], *, ok: Callable[[], int], errors: Callable[[], int] = lambda: 0
 ) -> dict[str, Any]:
     cpu, wall = _cpu_s(), time.perf_counter()
     work()
     wall_s, cpu_s = time.perf_counter() - wall, _cpu_s() - cpu
-    return {"wall_s": round(wall_s, 3), "work_cpu_s": round(cpu_s, 3), "ok": ok(), "errors": errors()}
+    return {
+        "wall_s": round(wall_s, 3),
+        "work_cpu_s": round(cpu_s, 3),
+        "ok": ok(),
+        "errors": errors(),
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
 SIDES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {

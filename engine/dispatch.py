@@ -9,7 +9,8 @@ Guarantees the runner builds exactly-once resume on:
   tasks are alive and a million-line input streams with flat memory.
 - ``stop`` (budget reached, Ctrl-C) or a fatal error (bad key, no quota): nothing new is admitted, nothing is
   retried, requests already on the wire finish and are reported. Interrupted jobs get no record, so a
-  resumed run sends them again.
+  resumed run sends them again; so do the jobs that met the fatal error (they were fine, the key was not),
+  and the first such failure is ``outcome.fatal``.
 - Admission learns the server's limits: a client with an ``on_headers`` hook left unset is wired to
   ``admission.observe_headers`` for the duration of the call.
 """

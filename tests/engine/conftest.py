@@ -42,7 +42,8 @@ class FakeTeacher:
 def _flags(settings: dict[str, Any]) -> list[str]:
     flags = []
     for name, value in settings.items():
-        FakeTeacherSettings.model_fields[name]  # KeyError for a typo in a test, not a silent default
+        if name not in FakeTeacherSettings.model_fields:
+            raise KeyError(f"no fake teacher setting {name!r}")  # a typo in a test, not a silent default
         flags += ["--" + name.replace("_", "-"), str(value)]
     return flags
 
