@@ -69,6 +69,7 @@ def run_bench(sections: list[str], sizes: Sizes, workdir: Path, log: Callable[[s
 
 def _bench_command(args: argparse.Namespace) -> int:
     sizes = Sizes.smoke() if args.smoke else Sizes.quick() if args.quick else Sizes()
+    sizes.curator_python = args.curator_python
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     sections = args.only or list(SECTIONS)
     started = time.perf_counter()
@@ -98,4 +99,9 @@ def register_cli(benchmarks: argparse._SubParsersAction) -> None:
         "--only", action="append", choices=SECTIONS, help="run only this section (repeatable)"
     )
     parser.add_argument("--out", help="also write the report (markdown) to this file")
+    parser.add_argument(
+        "--curator-python",
+        help="an interpreter that has bespokelabs-curator (e.g. a throwaway venv's bin/python), for the "
+        "curator comparison; default: ours, skipped when it lacks curator",
+    )
     parser.set_defaults(handler=_bench_command)

@@ -29,6 +29,7 @@ class Sizes:
     rpm_prompts: int = 600  # ~60 s at 600 RPM
     inflight: int = 10_000
     million: int = 1_000_000
+    curator_python: str | None = None  # an interpreter with bespokelabs-curator, if not ours
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -73,7 +74,9 @@ class ProcessResult:
 def run_measured(command: list[str], *, timeout_s: float = 3600) -> ProcessResult:
     """Run ``command``; its last stdout line is JSON. CPU and peak RSS come from ``wait4``."""
     with tempfile.TemporaryFile() as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=worker_env()
+        )
         rusage = _wait(process, timeout_s)
         out.seek(0)
         lines = out.read().decode("utf-8", "replace").strip().splitlines()
@@ -103,8 +106,8 @@ def _wait(process: subprocess.Popen, timeout_s: float) -> Any:
         time.sleep(0.02)
 
 
-def worker(side: str, args: dict[str, Any]) -> list[str]:
-    return [sys.executable, "-m", "engine.bench_workers", side, orjson.dumps(args).decode()]
+def worker(side: str, args: dict[str, Any], python: str | None = None) -> list[str]:
+    return [python or sys.executable, "-m", "engine.bench_workers", side, orjson.dumps(args).decode()]
 
 
 @contextmanager
@@ -184,7 +187,14 @@ def side_args(base_url: str, input_path: Path, concurrency: int) -> dict[str, An
     }
 
 
-def curator_available() -> bool:
-    import importlib.util
+def curator_available(python: str | None = None) -> bool:
+    """Whether ``python`` (default: ours) can import bespokelabs-curator."""
+    command = [python or sys.executable, "-c", "import bespokelabs.curator"]
+    return subprocess.run(command, capture_output=True, env=worker_env(), timeout=300).returncode == 0
 
-    return importlib.util.find_spec("bespokelabs") is not None
+
+def worker_env() -> dict[str, str]:
+    """Our environment, plus the repository on PYTHONPATH so another interpreter finds ``engine``."""
+    root = str(Path(__file__).resolve().parent.parent)
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": root + (os.pathsep + path if path else "")}

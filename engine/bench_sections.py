@@ -49,7 +49,9 @@ def _side_figures(result: ProcessResult, stats: dict[str, Any]) -> dict[str, Any
 def throughput(report: Report, sizes: Sizes, workdir: Path, log: Log) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     inputs = write_inputs(workdir / "inputs.jsonl", sizes.prompts)
-    sides = ["floor", "dispatch", "generate"] + (["curator"] if curator_available() else [])
+    sides = ["floor", "dispatch", "generate"] + (
+        ["curator"] if curator_available(sizes.curator_python) else []
+    )
     runs: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
     with fake_teacher(latency_ms=50) as url:
         for repeat in range(sizes.repeats):
@@ -65,7 +67,8 @@ def throughput(report: Report, sizes: Sizes, workdir: Path, log: Log) -> None:
                     )
                     command = worker("generate", {"config": str(config), "concurrency": sizes.concurrency})
                 else:
-                    command = worker(side, side_args(url, inputs, sizes.concurrency))
+                    python = sizes.curator_python if side == "curator" else None
+                    command = worker(side, side_args(url, inputs, sizes.concurrency), python)
                 figures = _side_figures(run_measured(command), server_stats(url))
                 log(
                     f"  {side}: {figures['ok']} ok, {figures['process_cpu_s']} s CPU, {figures['wall_s']} s wall"
@@ -105,14 +108,22 @@ def throughput(report: Report, sizes: Sizes, workdir: Path, log: Log) -> None:
             )
         )
     if "curator" in best:
-        ours, theirs = best["generate"], best["curator"]
-        speedup = (theirs["wall_s"] or 0) / (ours["wall_s"] or float("inf"))
+        # Throughput = answers per second of the work itself (wall), the fastest of the repeats each.
+        ours = min(runs["generate"], key=lambda r: r["wall_s"] or float("inf"))
+        theirs = min(runs["curator"], key=lambda r: r["wall_s"] or float("inf"))
+        speedup = (
+            (ours["ok"] / ours["wall_s"]) / (theirs["ok"] / theirs["wall_s"])
+            if theirs["ok"]
+            else float("inf")
+        )
         report.rows.append(
             Row(
-                "throughput ≥ 3× bespokelabs-curator (same work)",
-                f"{speedup:.2f}× (wall {ours['wall_s']} s)",
-                f"curator wall {theirs['wall_s']} s",
-                speedup >= 3,
+                f"throughput ≥ 3× bespokelabs-curator (same work: {shape})",
+                f"**{speedup:.2f}×**: `distill generate` {ours['ok']} answers in {ours['wall_s']} s "
+                f"({ours['process_cpu_s']} s CPU)",
+                f"curator (OpenAI backend): {theirs['ok']} answers in {theirs['wall_s']} s "
+                f"({theirs['process_cpu_s']} s CPU, whole process)",
+                speedup >= 3 and theirs["ok"] == sizes.prompts,
             )
         )
     else:

@@ -136,15 +136,23 @@ def generate(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def curator(args: dict[str, Any]) -> dict[str, Any]:
+    """bespokelabs-curator's OpenAI backend on the same prompts (run with an interpreter that has it)."""
     import os
+    import tempfile
 
+    os.environ.update(
+        TELEMETRY_ENABLED="false",
+        CURATOR_DISABLE_CACHE="1",
+        CURATOR_CACHE_DIR=tempfile.mkdtemp(prefix="curator-"),
+        LITELLM_LOCAL_MODEL_COST_MAP="True",
+        OPENAI_API_KEY=os.environ.get("OPENAI_API_KEY", "not-needed-for-a-local-server"),
+    )
+    _offline_tiktoken()
     from bespokelabs import curator as bespoke  # type: ignore[import-not-found]
 
     prompts = read_prompts(args["input"], args["template"], args["task"])
-    os.environ.setdefault("OPENAI_API_KEY", "not-needed-for-a-local-server")
-    os.environ.setdefault("CURATOR_DISABLE_CACHE", "1")
     llm = bespoke.LLM(
-        model_name=args["model"],
+        model_name="gpt-4o-mini",  # a name litellm knows; the local server answers whatever is asked
         backend="openai",
         backend_params={
             "base_url": args["base_url"].rstrip("/") + "/v1",
@@ -156,11 +164,28 @@ def curator(args: dict[str, Any]) -> dict[str, Any]:
         generation_params={"temperature": 0.3, "max_tokens": args["max_tokens"]},
     )
     rows: list[Any] = []
+    report = _timed(lambda: rows.append(llm(prompts)), ok=lambda: len(rows[0].dataset) if rows else 0)
+    return report
 
-    def run() -> None:
-        rows.append(llm(prompts))
 
-    return _timed(run, ok=lambda: len(rows[0]) if rows else 0)
+def _offline_tiktoken() -> None:
+    """curator counts tokens with tiktoken's cl100k_base, which it downloads; offline, count chars / 4."""
+    import tiktoken
+
+    try:
+        tiktoken.get_encoding("cl100k_base")
+        return
+    except Exception:  # no network: any failure to fetch the encoding file
+        pass
+
+    class _ApproximateEncoding:
+        name = "approximate-cl100k"
+
+        def encode(self, text: str, **_: Any) -> list[int]:
+            return [0] * (len(text) // 4 + 1)
+
+    tiktoken.get_encoding = lambda name: _ApproximateEncoding()  # type: ignore[assignment]
+    tiktoken.encoding_for_model = lambda name: _ApproximateEncoding()  # type: ignore[assignment]
 
 
 def peak_rss_mb(pid: int | str = "self") -> float | None:
