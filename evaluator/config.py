@@ -1,0 +1,192 @@
+"""`distill eval`'s settings: one validated pydantic model, loaded from YAML with flags on top.
+
+Sections: the eval set and task, the teacher and judge endpoints (OpenAI-compatible, keys only by the *name*
+of their environment variable), the students (base model, optional LoRA adapter), how students generate,
+the task metrics, the latency test, and the ROI inputs. ``configs/eval.yaml`` documents every key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from distill.config_files import load_config
+from engine.config import Price
+
+NORMALISERS = ("nfkc", "casefold", "whitespace", "no_space", "strip_punct", "number", "date")
+DEFAULT_NORMALISERS = ["nfkc", "casefold", "whitespace", "strip_punct"]
+
+
+class EndpointConfig(BaseModel):
+    """An OpenAI-compatible ``/v1/chat/completions`` endpoint, called through the engine's client."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str
+    model: str
+    api_key_env: str | None = Field(default=None, description="NAME of the variable holding the key")
+    label: str | None = Field(default=None, description="how the report names this endpoint")
+    rpm: float | None = Field(default=None, gt=0)
+    tpm: float | None = Field(default=None, gt=0)
+    max_in_flight: int = Field(default=16, ge=1, le=10_000)
+    retries: int = Field(default=4, ge=0, le=100)
+    request_timeout_s: float = Field(default=300.0, gt=0)
+    temperature: float = Field(default=0.0, ge=0, le=2)
+    max_tokens: int = Field(default=1024, ge=1)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"must be an http(s) URL such as https://api.openai.com/v1, got {value!r}")
+        return value.rstrip("/")
+
+    @property
+    def name(self) -> str:
+        return self.label or f"{self.model} at {self.base_url}"
+
+
+class TeacherConfig(EndpointConfig):
+    template: str = Field(default="zh", description="the engine's prompt template: zh, en or a file")
+    price: Price | None = Field(default=None, description="per million tokens; cost per call from usage")
+
+
+class JudgeConfig(EndpointConfig):
+    max_tokens: int = Field(default=32, ge=1)
+    mode: Literal["score", "pairwise", "both"] = "score"
+    # The seed grades the whole reply; grading the final answer keeps a student's 【思考】 part (or the
+    # teacher's 【思考过程】) from swaying the score either way.
+    answer_only: bool = True
+
+
+class StudentConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    role: Literal["distilled", "original", "other"] = "other"
+    model: str = Field(default="smollm2-135m-instruct", description="alias, HF model dir or .gguf file")
+    adapter: Path | None = Field(default=None, description="LoRA adapter dir written by `distill train`")
+    label: str | None = None
+
+
+class GenerationConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["auto", "vllm", "transformers"] = "auto"
+    # How vLLM applies an adapter: LoRA requests on the base model, or a merged copy of base + adapter.
+    # auto: merged on the CPU build (its LoRA ops are very slow there), LoRA requests on a GPU.
+    lora: Literal["auto", "lora_request", "merged"] = "auto"
+    dtype: Literal["bfloat16", "float32", "float16"] = "bfloat16"
+    max_new_tokens: int = Field(default=512, ge=1)
+    max_model_len: int = Field(default=2048, ge=64)
+    # vLLM on the CPU takes its KV cache from RAM; null lets vLLM size it (the right choice on a GPU).
+    kv_cache_mib: int | None = Field(default=1024, ge=16)
+    batch_size: int = Field(default=16, ge=1, description="transformers backend only")
+    timeout_s: float = Field(default=3600.0, gt=0)
+
+
+class LatencyConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    concurrency: int = Field(default=4, ge=1, le=10_000)
+    requests: int = Field(default=16, ge=1)
+    warmup: int = Field(default=1, ge=0, description="unmeasured requests first (connection, caches)")
+    max_tokens: int = Field(default=256, ge=1)
+    measure_teacher: bool = True
+    students: list[str] | None = Field(default=None, description="student names to measure; null: all")
+    # Student side: start `vllm serve` of the base model with the adapters (null), or use this endpoint.
+    student_base_url: str | None = None
+    student_dtype: Literal["bfloat16", "float32", "float16"] = "bfloat16"
+    server_start_timeout_s: float = Field(default=600.0, gt=0)
+
+
+class MetricsConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # Required fields of a structured answer; null: the keys of the references themselves.
+    fields: list[str] | None = None
+    normalisers: list[str] = Field(default_factory=lambda: list(DEFAULT_NORMALISERS))
+    field_normalisers: dict[str, list[str]] = Field(default_factory=dict)
+
+    @field_validator("normalisers")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        _check_normalisers(value)
+        return value
+
+    @field_validator("field_normalisers")
+    @classmethod
+    def _known_per_field(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for names in value.values():
+            _check_normalisers(names)
+        return value
+
+
+def _check_normalisers(names: list[str]) -> None:
+    unknown = [name for name in names if name not in NORMALISERS]
+    if unknown:
+        raise ValueError(f"unknown normaliser {unknown[0]!r}; known: {', '.join(NORMALISERS)}")
+
+
+class RoiConfig(BaseModel):
+    """The seed's ROI inputs. Costs per call are given, or derived (prices × measured tokens, or hardware)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    currency: str = "CNY"
+    calls_per_month: float = Field(default=1_000_000, ge=0)
+    teacher_cost_per_call: float | None = Field(default=0.02, ge=0)
+    student_cost_per_call: float | None = Field(default=0.001, ge=0)
+    # Used only when the matching cost per call is null.
+    student_price: Price | None = None
+    student_cost_per_hour: float | None = Field(
+        default=None, ge=0, description="server cost, with measured req/s"
+    )
+    investment: float = Field(default=0.0, ge=0, description="what the distillation cost: data + training")
+    win_margin: float = Field(default=0.1, ge=0)
+    min_retention: float = Field(default=0.90, ge=0)
+    max_break_even_months: float = Field(default=3.0, ge=0)
+    retention_from: Literal["judge", "f1"] = "judge"
+
+
+class EvalConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    eval_set: Path
+    output_dir: Path
+    task: str = Field(default="", description="the task description the teacher and student were given")
+    id_field: str = "id"
+    input_field: str = "input"
+    reference_field: str = "reference"
+    limit: int | None = Field(default=None, ge=1, description="evaluate the first N items only")
+    teacher: TeacherConfig | None = None
+    judge: JudgeConfig | None = None
+    students: list[StudentConfig] = Field(min_length=1)
+    generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    latency: LatencyConfig = Field(default_factory=LatencyConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    roi: RoiConfig = Field(default_factory=RoiConfig)
+    plots: bool = True
+
+    @model_validator(mode="after")
+    def _distinct_students(self) -> EvalConfig:
+        names = [student.name for student in self.students]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"student names must be distinct: {', '.join(duplicates)} appears twice")
+        unknown = sorted(set(self.latency.students or ()) - set(names))
+        if unknown:
+            raise ValueError(f"latency.students names no configured student: {', '.join(unknown)}")
+        if self.judge is not None and self.judge.mode != "score" and self.teacher is None:
+            raise ValueError("judge.mode pairwise/both compares students with the teacher: configure teacher")
+        return self
+
+
+def load_eval_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> EvalConfig:
+    """YAML file (optional) plus flag overrides → a validated config; errors name file, line and key."""
+    return load_config(EvalConfig, path, overrides)

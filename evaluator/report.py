@@ -1,0 +1,220 @@
+"""``report.json`` (everything), ``items.jsonl`` (per item) and ``report.md`` (for people), with the seed's table.
+
+The markdown leads with the verdict and the seed's table — teacher / distilled / original student by field
+F1, format compliance, latency and monthly cost — then the evidence: judge comparison, ROI arithmetic,
+latency percentiles, missing scores and failures, and where the evaluator's own time went.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from evaluator.grading import TEACHER
+from evaluator.plots import latency_plot, score_plot
+
+_ROLE_ORDER = {"distilled": 0, "original": 1, "other": 2}
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1%}"
+
+
+def _num(value: float | None, digits: int = 2) -> str:
+    return "—" if value is None else f"{value:,.{digits}f}"
+
+
+def _seconds(ms: float | None) -> str:
+    return "—" if ms is None else f"{ms / 1000:.2f} s"
+
+
+def system_order(report: dict[str, Any]) -> list[str]:
+    students = sorted(report["students"], key=lambda name: _ROLE_ORDER[report["students"][name]["role"]])
+    return ([TEACHER] if TEACHER in report["systems"] else []) + students
+
+
+def _row(label: str, values: list[str]) -> str:
+    return "| " + " | ".join([label, *values]) + " |"
+
+
+def seed_table(report: dict[str, Any]) -> list[str]:
+    order = system_order(report)
+    heads = [
+        f"{name} ({report['students'][name]['role']})" if name in report["students"] else name
+        for name in order
+    ]
+    systems, latency, comparisons = report["systems"], report["latency"], report["comparisons"]
+    lines = [_row("metric", heads), _row("---", ["---"] * len(order))]
+    if report["fields"]:
+        lines.append(
+            _row("field F1 (要素抽取F1)", [_num(systems[n].get("task", {}).get("f1")) for n in order])
+        )
+        lines.append(_row("format compliance (格式符合率)",
+                          [_pct(systems[n].get("task", {}).get("format_compliance")) for n in order]))  # fmt: skip
+    if any("judge" in systems[n] for n in order):
+        lines.append(
+            _row("judge score, mean 0–10", [_num(systems[n].get("judge", {}).get("avg")) for n in order])
+        )
+    if latency:
+        lines.append(_row("latency p50, end-to-end (推理速度)",
+                          [_seconds((latency.get(n) or {}).get("e2e_ms", {}).get("p50")) for n in order]))  # fmt: skip
+        lines.append(_row("time to first token p50",
+                          [_seconds((latency.get(n) or {}).get("ttft_ms", {}).get("p50")) for n in order]))  # fmt: skip
+        lines.append(
+            _row(
+                "output tokens/s", [_num((latency.get(n) or {}).get("output_tokens_per_s"), 1) for n in order]
+            )
+        )
+    costs = []
+    for name in order:
+        if name == TEACHER:
+            first = next(iter(comparisons.values()), None)
+            costs.append(first["roi"]["teacher_monthly_cost"] if first else None)
+        else:
+            costs.append(comparisons[name]["roi"]["student_monthly_cost"])
+    currency = next(iter(comparisons.values()))["roi"]["currency"] if comparisons else ""
+    calls = next(iter(comparisons.values()))["roi"]["calls_per_month"] if comparisons else 0
+    lines.append(
+        _row(f"monthly cost, {calls:,.0f} calls (月度成本, {currency})", [_num(c, 0) for c in costs])
+    )
+    return lines
+
+
+def _comparison_lines(name: str, comparison: dict[str, Any]) -> list[str]:
+    lines = [f"### {name} vs teacher", ""]
+    judge = comparison.get("judge")
+    if judge:
+        lines.append(
+            f"- Judge (win margin {judge['margin']:g}): student wins "
+            f"{_pct(judge['student_win_rate'])}, ties {_pct(judge['tie_rate'])}, teacher wins "
+            f"{_pct(judge['teacher_win_rate'])} over {judge['paired']} items scored on both sides "
+            f"({judge['unpaired']} left out: a score missing on one side)."
+        )
+        lines.append(f"- Mean score: student {_num(judge['avg_student'])} vs teacher {_num(judge['avg_teacher'])} "
+                     f"→ quality retention {_pct(judge['retention'])}.")  # fmt: skip
+    if comparison.get("f1_retention") is not None:
+        lines.append(f"- Field-F1 retention (student F1 / teacher F1): {_pct(comparison['f1_retention'])}.")
+    pairwise = comparison.get("pairwise")
+    if pairwise:
+        lines.append(
+            f"- Pairwise (both orders asked; disagreement = tie): student wins {pairwise['student_wins']}, "
+            f"ties {pairwise['ties']} ({pairwise['order_disagreements']} from disagreeing orders), teacher wins "
+            f"{pairwise['teacher_wins']}, missing {pairwise['missing']}."
+        )
+    roi = comparison["roi"]
+    currency = roi["currency"]
+    break_even = (
+        "never (no saving)" if roi["never_breaks_even"] else f"{_num(roi['break_even_months'])} months"
+    )
+    lines += [
+        f"- Cost per call: teacher {_num(roi['teacher_cost_per_call'], 4)} {currency} ({roi['teacher_cost_source']}), "
+        f"student {_num(roi['student_cost_per_call'], 6)} {currency} ({roi['student_cost_source']}).",
+        f"- Monthly: teacher {_num(roi['teacher_monthly_cost'], 0)}, student {_num(roi['student_monthly_cost'], 0)}, "
+        f"saving {_num(roi['monthly_saving'], 0)} {currency}; investment {_num(roi['investment'], 0)} → break-even "
+        f"{break_even}.",
+        f"- Verdict ({'recommended' if roi['recommended'] else 'not recommended'}): **{roi['recommendation']}**"
+        + (f" — {'; '.join(roi['reasons'])}" if roi["reasons"] else "")
+        + f" (retention from {roi['retention_from']}: {_pct(roi['retention'])}, needs > {_pct(roi['min_retention'])};"
+        f" break-even needs < {roi['max_break_even_months']:g} months).",
+        "",
+    ]
+    return lines
+
+
+def _latency_lines(report: dict[str, Any]) -> list[str]:
+    latency = report["latency"]
+    if not latency:
+        return []
+    lines = ["## Latency and throughput", "",
+             "Streamed through the engine's client, same items, same concurrency; no retries.", "",
+             _row("system", ["conc.", "ok/failed", "TTFT p50/p95/p99 ms", "TPOT p50 ms", "e2e p50/p95/p99 ms",
+                             "req/s", "out tok/s"]),
+             _row("---", ["---"] * 7)]  # fmt: skip
+    for name in system_order(report):
+        result = latency.get(name)
+        if not result:
+            continue
+        ttft, tpot, e2e = result["ttft_ms"], result["tpot_ms"], result["e2e_ms"]
+        lines.append(_row(name + (" (cached)" if result.get("cached") else ""), [
+            str(result["concurrency"]), f"{result['succeeded']}/{sum(result['failed'].values())}",
+            "/".join(_num(ttft[p], 0) for p in ("p50", "p95", "p99")), _num(tpot["p50"], 1),
+            "/".join(_num(e2e[p], 0) for p in ("p50", "p95", "p99")),
+            _num(result["requests_per_s"]), _num(result["output_tokens_per_s"], 1),
+        ]))  # fmt: skip
+    return [*lines, ""]
+
+
+def _detail_lines(report: dict[str, Any]) -> list[str]:
+    lines = ["## Missing scores and failures", ""]
+    for name in system_order(report):
+        system = report["systems"][name]
+        missing = system.get("judge", {}).get("missing") or {}
+        failed = system.get("call_failures") or {}
+        lines.append(f"- {name}: {system['answered']}/{system['items']} answered"
+                     + (f", call failures {failed}" if failed else "")
+                     + (f", judge scores missing {missing} (counted, never replaced by a default)" if missing else ""))  # fmt: skip
+    problems = report["generation"].get("problems")
+    if problems:
+        lines.append(f"- student generation problems: {problems}")
+    if report["fields"]:
+        lines += ["", "Per-field F1:", "", _row("field", system_order(report)),
+                  _row("---", ["---"] * len(system_order(report)))]  # fmt: skip
+        for field in report["fields"]:
+            values = [_num(report["systems"][n].get("task", {}).get("per_field_f1", {}).get(field))
+                      for n in system_order(report)]  # fmt: skip
+            lines.append(_row(field, values))
+    timing = report["timing"]
+    lines += ["", "## Where the time went", "",
+              f"Wall {timing['wall_s']:.1f} s; the evaluator's own work {timing['own_s']:.2f} s "
+              f"({_pct(timing['own_fraction'])}); main-process CPU {timing['main_process_cpu_s']:.1f} s. "
+              f"Student generation: {report['generation']['backend']} {report['generation']['dtype']}, "
+              f"{report['generation']['generated']} generated, {report['generation']['cached']} cached.", "",
+              _row("stage", ["kind", "seconds"]), _row("---", ["---", "---"])]  # fmt: skip
+    lines += [_row(stage["stage"], [stage["kind"], f"{stage['seconds']:.2f}"]) for stage in timing["stages"]]
+    return [*lines, ""]
+
+
+def render_markdown(report: dict[str, Any], figures: list[str]) -> str:
+    lines = ["# distill eval report", ""]
+    for name, comparison in report["comparisons"].items():
+        if TEACHER in report["systems"]:
+            lines.append(
+                f"**{name}** ({report['students'][name]['label']}): {comparison['roi']['recommendation']}"
+            )
+    lines += ["", f"{report['items']} held-out items. Teacher: {report['teacher'] or 'none'}. "
+              f"Judge: {report['judge'] or 'none'}" + (f" ({report['judge_mode']})" if report["judge"] else "") + ".", ""]  # fmt: skip
+    lines += [f"> warning: {warning}" for warning in report["warnings"]]
+    lines += ["", "## The seed's table", "", *seed_table(report), ""]
+    if TEACHER in report["systems"]:
+        lines += ["## Quality and ROI", ""]
+        for name, comparison in report["comparisons"].items():
+            lines += _comparison_lines(name, comparison)
+    lines += _latency_lines(report)
+    lines += [f"![{Path(figure).stem}]({figure})" for figure in figures] + [""]
+    lines += _detail_lines(report)
+    return "\n".join(lines)
+
+
+def _write(path: Path, text: str) -> None:
+    staging = path.with_name(path.name + ".tmp")
+    staging.write_text(text, encoding="utf-8")
+    os.replace(staging, path)
+
+
+def write_report(report: dict[str, Any], per_item: list[dict[str, Any]], out: Path, *, plots: bool) -> None:
+    """Write report.json, items.jsonl, report.md and (with ``plots``) the PNGs under ``out``."""
+    order = system_order(report)
+    if plots:
+        scores = {
+            name: system.get("judge", {}).get("scores", []) for name, system in report["systems"].items()
+        }
+        made = [
+            latency_plot(report["latency"], order, out / "latency.png"),
+            score_plot(scores, order, out / "scores.png"),
+        ]
+        report["figures"] = [path.name for path in made if path is not None]
+    _write(out / "report.json", json.dumps(report, ensure_ascii=False, indent=1))
+    _write(out / "items.jsonl", "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in per_item))
+    _write(out / "report.md", render_markdown(report, report.get("figures", [])))

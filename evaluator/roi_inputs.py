@@ -1,0 +1,105 @@
+"""What goes into one student's ROI verdict: its scores against the teacher's, retention, and cost per call.
+
+Cost per call, each side: a cost per call written in the config wins; otherwise the teacher's comes from its
+per-million-token price × the mean tokens its answers used, and the student's from ``roi.student_price`` the
+same way, or from ``roi.student_cost_per_hour`` spread over the requests/s measured in the latency test;
+otherwise the seed's own assumptions (¥0.02 and ¥0.001) apply. The report says which source each figure has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from engine.types import CallFailure
+from evaluator.calls import Answer
+from evaluator.config import EvalConfig
+from evaluator.evalset import EvalItem
+from evaluator.grading import TEACHER, read_pairwise
+from evaluator.roi import (
+    compare_scores,
+    cost_per_call_from_hourly,
+    cost_per_call_from_price,
+    ratio,
+    verdict,
+)
+
+
+def _from_tokens(price, tokens: dict[str, float | None]) -> float | None:
+    if tokens.get("prompt_mean") is None or tokens.get("completion_mean") is None:
+        return None
+    return cost_per_call_from_price(
+        price.input_per_million, price.output_per_million, tokens["prompt_mean"], tokens["completion_mean"]
+    )
+
+
+def teacher_cost(config: EvalConfig, systems: dict[str, Any]) -> tuple[float | None, str]:
+    roi = config.roi
+    price = config.teacher.price if config.teacher else None
+    if "teacher_cost_per_call" in roi.model_fields_set or price is None or TEACHER not in systems:
+        return roi.teacher_cost_per_call, "roi.teacher_cost_per_call"
+    return _from_tokens(price, systems[TEACHER]["tokens"]), "teacher.price × measured tokens per call"
+
+
+def student_cost(
+    config: EvalConfig, name: str, systems: dict[str, Any], latency: dict
+) -> tuple[float | None, str]:
+    roi = config.roi
+    if "student_cost_per_call" in roi.model_fields_set:
+        return roi.student_cost_per_call, "roi.student_cost_per_call"
+    if roi.student_price is not None:
+        return _from_tokens(
+            roi.student_price, systems[name]["tokens"]
+        ), "roi.student_price × measured tokens per call"
+    if roi.student_cost_per_hour is not None:
+        rate = (latency.get(name) or {}).get("requests_per_s")
+        return (
+            cost_per_call_from_hourly(roi.student_cost_per_hour, rate),
+            f"roi.student_cost_per_hour / measured req/s at concurrency {config.latency.concurrency}",
+        )
+    return roi.student_cost_per_call, "roi.student_cost_per_call"
+
+
+def roi_for_student(
+    config: EvalConfig,
+    name: str,
+    systems: dict[str, Any],
+    latency: dict[str, Any],
+    replies: dict[str, Answer | CallFailure],
+    items: Sequence[EvalItem],
+) -> dict[str, Any]:
+    """The seed's comparison of one student with the teacher, and its ROI verdict."""
+    roi = config.roi
+    result: dict[str, Any] = {}
+    teacher = systems.get(TEACHER)
+    student = systems[name]
+    if teacher and "judge" in teacher and "judge" in student:
+        result["judge"] = compare_scores(
+            teacher["judge"]["scores"], student["judge"]["scores"], roi.win_margin
+        )
+    if teacher and config.judge is not None and config.judge.mode in ("pairwise", "both"):
+        result["pairwise"] = read_pairwise(name, items, replies)
+    if teacher and "task" in teacher and "task" in student:
+        result["f1_retention"] = ratio(student["task"]["f1"], teacher["task"]["f1"])
+    retention_source = roi.retention_from
+    retention = (result.get("judge") or {}).get("retention") if retention_source == "judge" else None
+    if retention_source == "f1" or (retention is None and "judge" not in result):
+        retention, retention_source = result.get("f1_retention"), "f1"
+    teacher_cpc, teacher_source = teacher_cost(config, systems)
+    student_cpc, student_source = student_cost(config, name, systems, latency)
+    result["roi"] = {
+        **verdict(
+            calls_per_month=roi.calls_per_month,
+            teacher_cost_per_call=teacher_cpc,
+            student_cost_per_call=student_cpc,
+            investment=roi.investment,
+            retention=retention,
+            min_retention=roi.min_retention,
+            max_break_even_months=roi.max_break_even_months,
+        ),
+        "currency": roi.currency,
+        "retention_from": retention_source,
+        "teacher_cost_source": teacher_source,
+        "student_cost_source": student_source,
+    }
+    return result

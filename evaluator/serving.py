@@ -1,0 +1,88 @@
+"""Which model directory vLLM loads for each student: the base model with the adapter as a LoRA request, or a
+merged copy (base + adapter folded into plain weights).
+
+Why both: vLLM's LoRA path is the same code on a GPU and on the CPU, and on a GPU it is the right one (one
+engine serves the base and every adapter). On the CPU build, vLLM computes LoRA with torch-native ops that
+gather a full copy of the adapter matrices *per token* (``lora_b_weights[indices]`` then an einsum), which made
+a 500-token contract prompt about 12× slower than the plain model here (docs/evaluator.md). So ``lora: auto``
+serves a merged copy on the CPU build and LoRA requests elsewhere; both can be forced.
+
+A merged copy is made once per (base hash, adapter hash) under ``$DISTILL_CACHE/merged`` — or taken from the
+training manifest's ``merged_dir`` when the trainer already wrote one.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from evaluator.students import Student, read_manifest
+from evaluator.vllm_server import vllm_is_cpu_build
+
+
+@dataclass(frozen=True)
+class Placement:
+    """One student as vLLM sees it: a model directory, and the adapter to apply as a LoRA request (or None)."""
+
+    student: Student
+    model_dir: Path
+    lora_dir: Path | None
+
+
+def use_merged(mode: str) -> bool:
+    return mode == "merged" or (mode == "auto" and vllm_is_cpu_build())
+
+
+def merged_dir_for(student: Student) -> Path:
+    """A directory with the student's merged weights (made on first use, then reused)."""
+    from trainer.student import cache_root
+
+    assert student.adapter_dir is not None
+    manifest = read_manifest(student.adapter_dir) or {}
+    given = manifest.get("merged_dir")
+    if given:
+        path = Path(given) if Path(given).is_absolute() else student.adapter_dir / given
+        if (path / "config.json").is_file():
+            return path
+    target = cache_root() / "merged" / f"{student.base_hash}-{student.adapter_hash}"
+    if (target / "config.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f".{target.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two evaluations merging the same adapter would race on the rename
+        if not (target / "config.json").is_file():
+            _merge(student.base_dir, student.adapter_dir, target)
+    return target
+
+
+def _merge(base_dir: Path, adapter_dir: Path, target: Path) -> None:
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    staging = target.with_name(target.name + f".tmp{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    merged.save_pretrained(str(staging), safe_serialization=True)
+    AutoTokenizer.from_pretrained(base_dir).save_pretrained(str(staging))
+    os.replace(staging, target)
+
+
+def place_students(students: Sequence[Student], lora_mode: str) -> dict[Path, list[Placement]]:
+    """Students grouped by the model directory one vLLM engine loads for them."""
+    merged = use_merged(lora_mode)
+    groups: dict[Path, list[Placement]] = {}
+    for student in students:
+        if student.adapter_dir is None:
+            placement = Placement(student, student.base_dir, None)
+        elif merged:
+            placement = Placement(student, merged_dir_for(student), None)
+        else:
+            placement = Placement(student, student.base_dir, student.adapter_dir)
+        groups.setdefault(placement.model_dir, []).append(placement)
+    return groups
