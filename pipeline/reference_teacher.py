@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from engine.fake_teacher import FakeTeacherSettings, start_server
+from engine.fake_teacher import FakeTeacherSettings, build_app
 from engine.fake_teacher_answers import prompt_text, seeded
 from engine.fake_teacher_faults import error_body
 from pipeline.contract_task import EN_MARKERS, reference_reply
@@ -36,6 +36,7 @@ DESCRIPTION = (
     "(not from a model); it stands in for a strong API model such as GPT-4o, with realistic latency and usage."
 )
 MODEL_NAME = "reference-teacher"
+JUDGE_MODEL_NAME = "reference-judge"  # same server; judge prompts are recognised by their content
 _CONTRACT_NUMBER = re.compile(r"(?:合同编号|Contract No\.):\s*([A-Z]+-\d{4}-\d{5})")
 
 
@@ -148,8 +149,30 @@ def _serve_command(args: argparse.Namespace) -> int:
     return 0
 
 
+@web.middleware
+async def _list_both_names(request: web.Request, handler):
+    """``GET /v1/models`` lists the judge's name too, so clients that check the model list find it."""
+    if request.method == "GET" and request.path == "/v1/models":
+        names = (MODEL_NAME, JUDGE_MODEL_NAME)
+        return web.json_response({"object": "list", "data": [{"id": n, "object": "model"} for n in names]})
+    return await handler(request)
+
+
+async def start_reference_server(
+    settings: FakeTeacherSettings, teacher: ReferenceTeacher
+) -> tuple[web.AppRunner, str]:
+    """Listen in the running loop: the fake-teacher app with this responder. Returns (runner, base URL)."""
+    app = build_app(settings, teacher)
+    app.middlewares.append(_list_both_names)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+    await runner.setup()
+    await web.TCPSite(runner, settings.host, settings.port, backlog=4096, reuse_address=True).start()
+    port = runner.addresses[0][1]
+    return runner, f"http://{settings.host}:{port}"
+
+
 async def _serve_forever(settings: FakeTeacherSettings, teacher: ReferenceTeacher) -> None:
-    runner, url = await start_server(settings, teacher)
+    runner, url = await start_reference_server(settings, teacher)
     print(f"listening on {url}", flush=True)
     print(f"{DESCRIPTION} Knows {len(teacher.contracts)} contracts (pid {os.getpid()}).", flush=True)
     done = asyncio.Event()

@@ -20,6 +20,7 @@ from pathlib import Path
 from distill.errors import UserError
 from pipeline import steps
 from pipeline.config import LoadedRunConfig, load_run_config
+from pipeline.reference_teacher import JUDGE_MODEL_NAME as REFERENCE_JUDGE_MODEL
 from pipeline.servers import Endpoint, reference_teacher_server, steady_port, vllm_server
 from pipeline.stages import StageBook, StageRecord
 
@@ -100,8 +101,10 @@ class Services:
                 judge.base_url.rstrip("/"), judge.model, judge.api_key_env, label=f"{judge.model} (judge)"
             )
         reference = self.reference()
+        # Same process as the reference teacher, but not the teacher grading itself: the judge is a rubric
+        # (the process routes by prompt, not by model name), and its own name keeps the report truthful.
         return Endpoint(
-            reference.base_url, reference.model,
+            reference.base_url, REFERENCE_JUDGE_MODEL,
             label="reference field-agreement judge (10 × fields matching the reference / 5; a rubric, not a model)",
         )  # fmt: skip
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,3 +89,17 @@ class StageBook:
         staging.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
         os.replace(staging, self._marker(name))
         return record
+
+
+def claim_output_dir(out: Path, key: str) -> None:
+    """Make ``out`` the working directory of the stage attempt with ``key``.
+
+    Partial work in ``out`` (engine shards, training checkpoints) is kept for resuming only if it was started
+    under the same key; work left by another config is removed first, so nothing from it leaks in.
+    """
+    marker = out / ".pipeline-stage-key"
+    previous = marker.read_text().strip() if marker.is_file() else None
+    if previous != key and out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    marker.write_text(key + "\n")

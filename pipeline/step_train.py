@@ -10,16 +10,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import yaml
 from pydantic import ValidationError
 
 from distill.errors import UserError
-from pipeline.stages import stage_key
+from distill.processes import python_module_command
+from pipeline.children import run_child
+from pipeline.stages import claim_output_dir, stage_key
 
 if TYPE_CHECKING:
     from pipeline.steps import StageContext
 
 # Keys the pipeline decides; a `train:` section that sets them is an error, not a silent override.
-_OWNED = ("data", "output_dir", "model")
+_OWNED = ("data", "output_dir", "base_model", "format")
 
 
 def _train_config_data(context: StageContext) -> dict[str, Any]:
@@ -32,9 +35,10 @@ def _train_config_data(context: StageContext) -> dict[str, Any]:
         )
     return {
         **section,
-        "data": str(context.run_dir / "dataset" / "contracts_alpaca.jsonl"),
+        "data": [str(context.run_dir / "dataset" / "contracts_alpaca.jsonl")],
         "output_dir": str(context.run_dir / "train"),
-        "model": context.config.student,
+        "base_model": context.config.student,
+        "format": "thinking" if context.config.with_thinking else "answer",
     }
 
 
@@ -56,8 +60,59 @@ def key(context: StageContext) -> str:
 
 
 def work(context: StageContext) -> tuple[dict, dict]:
-    raise NotImplementedError("waiting for the trainer (issue 3)")
+    from trainer.manifest import read_manifest
+
+    config = train_config(context).model_copy(update={"resume": True})  # resume = fresh start when none
+    out = config.output_path
+    claim_output_dir(out, key(context))
+    config_path = context.run_dir / "configs" / "train.yaml"
+    config_path.parent.mkdir(parents=True, exist_ok=True)
+    config_path.write_text(
+        yaml.safe_dump(config.model_dump(mode="json"), allow_unicode=True, sort_keys=False)
+    )
+    run_child(
+        python_module_command("pipeline.train_child", str(config_path)),
+        log_path=context.run_dir / "logs" / "train.log",
+        name="training",
+    )
+    adapter = out / "adapter"
+    manifest = read_manifest(adapter)
+    curve = manifest["loss_curve"]["train"]
+    details = {
+        "steps": manifest["steps"],
+        "tokens_per_second": manifest["tokens_per_second"],
+        "train_seconds": manifest.get("train_seconds"),
+        "train_tokens_seen": manifest.get("train_tokens_seen"),
+        "first_loss": curve[0][1] if curve else None,
+        "last_loss": curve[-1][1] if curve else None,
+        "val_loss": manifest["loss_curve"]["val"][-1][1] if manifest["loss_curve"]["val"] else None,
+        "counts": manifest.get("counts", {}),
+        "config": {k: manifest["config"].get(k) for k in _REPORTED},
+    }
+    outputs = {"adapter": adapter, "manifest": adapter / "distill_manifest.json"}
+    if (out / "loss_curve.png").is_file():
+        outputs["loss_curve"] = out / "loss_curve.png"
+    return outputs, details
+
+
+_REPORTED = ("format", "lora_rank", "lora_alpha", "learning_rate", "epochs", "per_device_batch_size",
+             "gradient_accumulation_steps", "token_budget", "max_length", "dtype", "val_size")  # fmt: skip
 
 
 def summary_for_report(context: StageContext) -> dict[str, Any]:
-    return {}
+    record = context.records.get("train")
+    if record is None:
+        return {}
+    d = record.details
+    counts = d.get("counts", {})
+    lines = [
+        f"{d.get('steps')} optimizer steps over {counts.get('train_samples', '?')} samples "
+        f"({counts.get('train_tokens', '?')} tokens per epoch); {d.get('train_tokens_seen')} tokens trained on in "
+        f"{d.get('train_seconds')} s of steps = {d.get('tokens_per_second')} real tokens/s.",
+        f"Training loss {d.get('first_loss', 0):.3f} → {d.get('last_loss', 0):.3f}"
+        + (f"; validation loss {d['val_loss']:.3f}" if d.get("val_loss") is not None else "")
+        + ".",
+        "Settings: " + ", ".join(f"{k} {v}" for k, v in d.get("config", {}).items()) + ".",
+    ]
+    figures = [record.outputs["loss_curve"]] if "loss_curve" in record.outputs else []
+    return {"lines": lines, "figures": figures}

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from distill.errors import UserError
 from pipeline.config import LoadedRunConfig
 from pipeline.contract_task import TASK_DESCRIPTION
-from pipeline.stages import StageRecord, stage_key
+from pipeline.stages import StageRecord, claim_output_dir, stage_key
 
 if TYPE_CHECKING:
     from engine.config import GenerateConfig
@@ -118,6 +118,7 @@ def _generate(context: StageContext) -> tuple[dict, dict]:
 
     teacher = context.services.teacher()
     config = context.generate_config(teacher.base_url, teacher.model, teacher.api_key_env)
+    claim_output_dir(config.output_dir, _generate_key(context))
     # A local teacher gets a new free port every run; that alone must not look like a different teacher.
     force = False
     manifest = read_manifest(config.output_dir)

@@ -140,6 +140,9 @@ def test_the_command_serves_over_a_real_process_with_streaming(contract_sets, tm
     ]
     contract = load_truth(contract_sets.truth_path)[-1]
     with run_server(command, port=port, log_path=tmp_path / "teacher.log", timeout_s=60) as server:
+        with urllib.request.urlopen(server.base_url + "/v1/models", timeout=10) as response:
+            listed = {model["id"] for model in json.loads(response.read())["data"]}
+        assert listed == {"reference-teacher", "reference-judge"}
         started = time.monotonic()
         body = {
             "model": "reference-teacher",

@@ -1,0 +1,123 @@
+"""`distill run` end to end on configs/demo-tiny.yaml, as a real process: interrupted with Ctrl-C in the
+middle, resumed, completed, then run once more — every stage's outputs checked, and nothing redone."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+STAGES = ("data", "generate", "export", "train", "evaluate", "report")
+
+pytestmark = pytest.mark.slow
+
+
+def _distill_run(
+    run_dir: Path, *, interrupt_at: str | None = None, timeout_s: float = 600
+) -> tuple[int, str]:
+    """Run the command; with ``interrupt_at``, send SIGINT (Ctrl-C) as soon as that text is printed."""
+    command = [sys.executable, "-m", "distill", "run", "configs/demo-tiny.yaml", "--output-dir", str(run_dir)]
+    process = subprocess.Popen(
+        command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True,
+    )  # fmt: skip
+    lines = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        for line in process.stdout:
+            lines.append(line)
+            if interrupt_at and interrupt_at in line:
+                process.send_signal(signal.SIGINT)
+                interrupt_at = None
+            if time.monotonic() > deadline:
+                raise TimeoutError("distill run took too long:\n" + "".join(lines[-40:]))
+        code = process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    return code, "".join(lines)
+
+
+def _markers(run_dir: Path) -> dict[str, dict]:
+    found = {}
+    for stage in STAGES:
+        path = run_dir / "stages" / f"{stage}.json"
+        if path.exists():
+            found[stage] = json.loads(path.read_text(encoding="utf-8"))
+    return found
+
+
+def _no_server_left(run_dir: Path) -> None:
+    """The reference teacher's port is free again: its process was stopped."""
+    import socket
+
+    port = int((run_dir / "logs" / "reference-teacher.port").read_text())
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", port))
+
+
+def test_distill_run_interrupted_resumed_and_reused(tmp_path):
+    run_dir = tmp_path / "run"
+
+    # 1. Ctrl-C as training starts: the earlier stages are complete, training is not, servers are gone.
+    code, output = _distill_run(run_dir, interrupt_at="train: running")
+    assert code == 130, output
+    assert set(_markers(run_dir)) == {"data", "generate", "export"}, output
+    _no_server_left(run_dir)
+
+    # 2. Resume: the finished stages are reused, the rest runs to the end.
+    code, output = _distill_run(run_dir)
+    assert code == 0, output
+    for stage in ("data", "generate", "export"):
+        assert f"{stage}: already complete for this config" in output
+    for stage in ("train", "evaluate", "report"):
+        assert f"{stage}: done in" in output
+    first = _markers(run_dir)
+    assert set(first) == set(STAGES)
+    _no_server_left(run_dir)
+
+    data = run_dir / "data"
+    train_ids = {json.loads(line)["id"] for line in (data / "train.jsonl").read_text().splitlines()}
+    eval_rows = [json.loads(line) for line in (data / "eval.jsonl").read_text().splitlines()]
+    assert len(train_ids) == 8 and len(eval_rows) == 4
+    assert not train_ids & {row["id"] for row in eval_rows}
+
+    summary = json.loads((run_dir / "generate" / "summary.json").read_text())
+    assert summary["status"] == "complete" and summary["records"]["accepted"] == 8
+    dataset = (run_dir / "dataset" / "contracts_alpaca.jsonl").read_text().splitlines()
+    assert len(dataset) == 8 and json.loads(json.loads(dataset[0])["output"])["甲方"]
+
+    adapter = Path(first["train"]["outputs"]["adapter"])
+    assert (adapter / "adapter_config.json").is_file() and (adapter / "adapter_model.safetensors").is_file()
+
+    report = json.loads((run_dir / "eval" / "report.json").read_text())
+    systems = report["systems"]
+    assert set(systems) == {"teacher", "distilled", "base"}
+    assert systems["teacher"]["task"]["f1"] == 1.0  # the reference teacher is right by construction
+    assert systems["teacher"]["judge"]["avg"] == 10.0
+    for name in ("distilled", "base"):
+        assert systems[name]["answered"] == 4 and systems[name]["task"]["f1"] is not None
+    text = (run_dir / "report.md").read_text()
+    assert "stands in for a strong API model" in text and "reference-based rubric" in text
+    assert "| train |" in text and "field F1" in text
+
+    # 3. Everything is complete: a third run reuses every stage and starts no server.
+    started = time.monotonic()
+    code, output = _distill_run(run_dir)
+    assert code == 0, output
+    assert time.monotonic() - started < 60
+    for stage in ("data", "generate", "export", "train", "evaluate"):
+        assert f"{stage}: already complete for this config" in output
+    assert "starting the reference teacher" not in output
+    again = _markers(run_dir)
+    for stage in ("data", "generate", "export", "train", "evaluate"):
+        assert again[stage]["finished_at"] == first[stage]["finished_at"]
+    assert "reused (complete for this config)" in (run_dir / "report.md").read_text()
