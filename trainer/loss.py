@@ -1,0 +1,51 @@
+"""Token cross-entropy of a micro-batch, computed only where there is a label.
+
+The output head (a 49k × 576 matrix for SmolLM2, a fifth of the model's work per token) runs only on the
+positions that predict an answer token: ``logits_to_keep`` takes those positions, so prompt tokens never
+reach the head. Losses are summed here and divided by the step's label count by the caller, so a step's
+loss is the mean over its answer tokens however the samples were split into micro-batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+import torch.nn.functional as F
+
+from trainer.packing import MicroBatch
+
+_HOST_KEYS = ("cu_seq_lens_q", "cu_seq_lens_k")  # read on the host by the packed attention
+
+
+def to_device(batch: MicroBatch, device: torch.device) -> dict:
+    return {key: value.to(device, non_blocking=True) if isinstance(value, torch.Tensor) and key not in _HOST_KEYS
+            else value for key, value in batch.inputs.items()}
+
+
+def summed_loss(model, batch: MicroBatch, device: torch.device) -> torch.Tensor:
+    """Sum of token losses over the batch's labels (a zero with a graph for an empty micro-batch)."""
+    inputs = to_device(batch, device)
+    keep = batch.keep.to(device)
+    targets = batch.targets.to(device)
+    if "attention_mask" in inputs:
+        logits = model(**inputs).logits
+        logits = logits.reshape(-1, logits.shape[-1])[keep]
+    else:
+        logits = model(**inputs, logits_to_keep=keep).logits[0]
+    loss = F.cross_entropy(logits.float(), targets, reduction="sum")
+    return loss if batch.label_tokens else loss * 0.0
+
+
+@torch.no_grad()
+def mean_loss(model, batches: Iterable[MicroBatch], device: torch.device) -> float | None:
+    """Token-weighted mean loss over ``batches`` (None when they hold no labels)."""
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    for batch in batches:
+        if batch.label_tokens:
+            total += float(summed_loss(model, batch, device))
+            count += batch.label_tokens
+    model.train(was_training)
+    return total / count if count else None
