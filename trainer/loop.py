@@ -112,7 +112,7 @@ def run_steps(config: TrainConfig, *, stepper, plan: Plan, batches: Batches, eva
         history.train.append([step + 1, step_loss])
         record = {"step": step + 1, "loss": step_loss, "lr": stepper.lr, "grad_norm": grad_norm,
                   "tokens": plan.real_tokens[step], "seconds": round(elapsed, 4),
-                  "tokens_per_second": history.tokens_per_second}
+                  "tokens_per_second": history.tokens_per_second, "wall": time.perf_counter()}
         history.steps.append(record)
         progress.step(record)
         if (step + 1) % config.eval_steps == 0 and step + 1 < last_step:

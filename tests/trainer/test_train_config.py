@@ -1,0 +1,35 @@
+"""TrainConfig: the seed's values by default, file:line errors, flags over the file."""
+
+from __future__ import annotations
+
+import pytest
+
+from distill.errors import UserError
+from trainer.config import SHIPPED_CONFIG, TrainConfig, load_train_config
+
+
+def test_shipped_yaml_is_the_seed_configuration():
+    config = load_train_config(None, {"data": ["runs/x"]})
+    seed = dict(lora_rank=32, lora_alpha=64, lora_target="all", learning_rate=5e-5, epochs=2, per_device_batch_size=2,
+                gradient_accumulation_steps=8, weight_decay=0.1, val_size=0.05, eval_steps=100)
+    assert {key: getattr(config, key) for key in seed} == seed
+    assert config.model_dump(exclude={"data"}) == TrainConfig(data=["x"]).model_dump(exclude={"data"})
+    assert SHIPPED_CONFIG.is_file()
+
+
+def test_errors_name_the_file_line_and_key(tmp_path):
+    path = tmp_path / "train.yaml"
+    path.write_text("data: runs/x\nlora_rank: 0\nlearning_rate: 5e-5\nbogus: 1\n")
+    with pytest.raises(UserError) as caught:
+        load_train_config(path)
+    message = str(caught.value)
+    assert f"{path}:2: lora_rank:" in message and f"{path}:4: bogus: unknown key" in message
+
+
+def test_flags_override_the_file_and_lists_are_accepted(tmp_path):
+    path = tmp_path / "train.yaml"
+    path.write_text("data: runs/x\nlora_target: q_proj, v_proj\nepochs: 1\n")
+    config = load_train_config(path, {"epochs": 3.0, "data": None})
+    assert config.epochs == 3 and config.data == ["runs/x"] and config.lora_target == ["q_proj", "v_proj"]
+    with pytest.raises(UserError, match="token_budget .* must be at least max_length"):
+        load_train_config(path, {"token_budget": 100, "max_length": 200})
