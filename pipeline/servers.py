@@ -38,7 +38,10 @@ def steady_port(state_path: Path) -> int:
     with contextlib.suppress(OSError, ValueError):
         port = int(state_path.read_text().strip())
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            # As the servers bind: connections of the last run lingering in TIME_WAIT don't make it busy.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind(("127.0.0.1", port))
+            probe.listen()
         return port
     port = free_port()
     state_path.parent.mkdir(parents=True, exist_ok=True)

@@ -61,7 +61,9 @@ def _no_server_left(run_dir: Path) -> None:
 
     port = int((run_dir / "logs" / "reference-teacher.port").read_text())
     with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT leftovers are fine
         probe.bind(("127.0.0.1", port))
+        probe.listen()  # fails if a server still listens there
 
 
 def test_distill_run_interrupted_resumed_and_reused(tmp_path):
