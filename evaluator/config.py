@@ -86,6 +86,9 @@ class GenerationConfig(BaseModel):
     # vLLM on the CPU takes its KV cache from RAM; null lets vLLM size it (the right choice on a GPU).
     kv_cache_mib: int | None = Field(default=1024, ge=16)
     batch_size: int = Field(default=16, ge=1, description="transformers backend only")
+    # CPU cores vLLM's OpenMP threads are bound to (and torch threads for transformers); null: every core this
+    # process may use. One thread is far faster than two when other work shares the cores (spin-waiting).
+    cpu_threads: int | None = Field(default=None, ge=1)
     timeout_s: float = Field(default=3600.0, gt=0)
 
 

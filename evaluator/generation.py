@@ -30,7 +30,7 @@ from evaluator.config import GenerationConfig
 from evaluator.evalset import EvalItem
 from evaluator.serving import place_students, use_merged
 from evaluator.students import Student, render_prompt_ids
-from evaluator.vllm_server import cpu_kv_cache_mib, max_lora_rank, vllm_environment
+from evaluator.vllm_server import cpu_kv_cache_mib, max_lora_rank, single_process_executor, vllm_environment
 
 PROMPT_TOO_LONG = "prompt_too_long"
 
@@ -88,7 +88,11 @@ class StudentGenerator:
         self.timings: dict[str, float] = {"load_s": 0.0, "generate_s": 0.0, "wall_s": 0.0}
         self.generated = 0
         self.cached = 0
-        self.lora_mode: str | None = None
+        self._placed = False
+        if self.backend == "vllm":
+            self.lora_mode = "merged" if use_merged(config.lora) else "lora_request"
+        else:
+            self.lora_mode = "merged in memory (transformers)"
         self._groups: list[_Group] = []
         self._plan(tokenizers)
 
@@ -134,7 +138,7 @@ class StudentGenerator:
                     item.lora_dir = by_name[item.student.name].lora_dir
                     group.pending.append(item)
         self._groups = list(groups.values())
-        self.lora_mode = "merged" if use_merged(self.config.lora) else "lora_request"
+        self._placed = True
 
     @property
     def to_generate(self) -> int:
@@ -155,6 +159,7 @@ class StudentGenerator:
             "dtype": self.config.dtype,
             "max_model_len": self.config.max_model_len,
             "kv_cache_mib": cpu_kv_cache_mib(self.config.kv_cache_mib),
+            "single_process": single_process_executor(),
             "max_lora_rank": max_lora_rank([spec["rank"] for spec in adapters.values()]) if adapters else None,
             "adapters": adapters,
             "requests": [
@@ -173,7 +178,7 @@ class StudentGenerator:
         group.process = subprocess.Popen(
             [sys.executable, "-m", "evaluator.student_vllm", str(group.job_path), str(group.out_path)],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-            env={**os.environ, **vllm_environment()},
+            env={**os.environ, **vllm_environment(self.config.cpu_threads)},
         )  # fmt: skip
         log.close()
 
@@ -229,7 +234,7 @@ class StudentGenerator:
             )  # fp16 matmuls: slow on CPU
             outputs, timings = run_generation(
                 student.base_dir, student.adapter_dir, [p.prompt_ids for p in batch], [p.max_tokens for p in batch],
-                dtype=dtype, batch_size=self.config.batch_size,
+                dtype=dtype, batch_size=self.config.batch_size, threads=self.config.cpu_threads,
             )  # fmt: skip
             self.timings["load_s"] += timings["load_s"]
             self.timings["generate_s"] += timings["generate_s"]
@@ -248,13 +253,13 @@ class StudentGenerator:
     def start(self) -> None:
         """Start generating the first engine's missing outputs in the background (vLLM only)."""
         if self.backend == "vllm" and self._groups:
-            if self.lora_mode is None:
+            if not self._placed:
                 self._place()
             self._launch(self._groups[0], 0)
 
     def wait(self) -> dict[str, list[Answer | None]]:
         """Finish every group; results per student name, in eval-set order (None: not generated)."""
-        if self.backend == "vllm" and self._groups and self.lora_mode is None:
+        if self.backend == "vllm" and self._groups and not self._placed:
             self._place()
         try:
             for number, group in enumerate(self._groups):

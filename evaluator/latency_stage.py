@@ -140,6 +140,7 @@ class LatencyStage:
             with serve_vllm(
                 model_dir, lora_modules=adapters, served_model_name=served, dtype=self.latency.student_dtype,
                 max_model_len=self.config.generation.max_model_len, kv_cache_mib=self.config.generation.kv_cache_mib,
+                cpu_threads=self.config.generation.cpu_threads,
                 log_path=self.config.output_dir / "logs" / f"vllm-serve-{model_dir.name}.log",
                 timeout_s=self.latency.server_start_timeout_s,
             ) as base_url:  # fmt: skip

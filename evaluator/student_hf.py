@@ -84,9 +84,14 @@ def run_generation(
     *,
     dtype: str = "float32",
     batch_size: int = 16,
+    threads: int | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, float]]:
     """Load, generate and decode: outputs in prompt order (with ``text``) and the load/generate timings."""
+    import torch
     from transformers import AutoTokenizer
+
+    if threads is not None:
+        torch.set_num_threads(threads)
 
     started = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)

@@ -36,6 +36,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     }
     if job.get("kv_cache_mib") is not None:  # the parent sends it for the CPU build only
         options["kv_cache_memory_bytes"] = int(job["kv_cache_mib"]) * 1024 * 1024
+    if job.get("single_process"):  # the CPU build: no separate worker process (see vllm_server.py)
+        options["distributed_executor_backend"] = "uni"
     if adapters:
         options.update(enable_lora=True, max_lora_rank=job["max_lora_rank"], max_loras=len(adapters))
     llm = LLM(**options)
@@ -45,15 +47,27 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         for index, (name, spec) in enumerate(adapters.items(), start=1)
     }
     requests = job["requests"]
-    prompts = [TokensPrompt(prompt_token_ids=request["prompt_token_ids"]) for request in requests]
-    params = [SamplingParams(temperature=0.0, max_tokens=request["max_tokens"]) for request in requests]
-    loras = [lora_requests[request["adapter"]] if request["adapter"] else None for request in requests]
-    results = llm.generate(prompts, params, lora_request=loras, use_tqdm=False)
+    # Base requests and LoRA requests go in separate generate() calls. On the CPU build, vLLM's torch-native
+    # LoRA ops index the adapter stack with the "no LoRA" sentinel -1, i.e. the *last* adapter, so a base
+    # request batched beside a LoRA request silently gets the adapter applied (vllm-project/vllm PR #48421).
+    results: list[Any] = [None] * len(requests)
+    for with_lora in (False, True):
+        chosen = [index for index, request in enumerate(requests) if bool(request["adapter"]) == with_lora]
+        if not chosen:
+            continue
+        outputs = llm.generate(
+            [TokensPrompt(prompt_token_ids=requests[i]["prompt_token_ids"]) for i in chosen],
+            [SamplingParams(temperature=0.0, max_tokens=requests[i]["max_tokens"]) for i in chosen],
+            lora_request=[lora_requests[requests[i]["adapter"]] for i in chosen] if with_lora else None,
+            use_tqdm=False,
+        )
+        for index, output in zip(chosen, outputs, strict=True):
+            results[index] = output
     generated = time.perf_counter()
-    outputs = []
+    rows = []
     for result in results:
         completion = result.outputs[0]
-        outputs.append({
+        rows.append({
             "text": completion.text,
             "token_ids": list(completion.token_ids),
             "finish_reason": completion.finish_reason,
@@ -61,7 +75,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
             "completion_tokens": len(completion.token_ids),
         })  # fmt: skip
     return {
-        "outputs": outputs,
+        "outputs": rows,
         "timings": {
             "import_s": imported - started,
             "load_s": loaded - imported,

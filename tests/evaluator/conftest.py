@@ -22,7 +22,7 @@ EXAMPLES = [
     ("c3", "委托方:青山医院;受托方:白云物业;服务费共计三万元整。",
      {"甲方": "青山医院", "乙方": "白云物业", "金额": 30000}),
 ]  # fmt: skip
-STEPS, LEARNING_RATE, RANK = 10, 3e-3, 32
+STEPS, LEARNING_RATE, RANK = 8, 4e-3, 32
 
 
 @dataclass
@@ -38,6 +38,9 @@ def _train(base_dir: Path, adapter_dir: Path) -> list[float]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.manual_seed(0)
+    # One thread: with other work on this 2-core machine, two OpenMP threads spin-wait for each other (~10× slower).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
     model = get_peft_model(model, LoraConfig(r=RANK, lora_alpha=2 * RANK, target_modules="all-linear",
@@ -68,6 +71,7 @@ def _train(base_dir: Path, adapter_dir: Path) -> list[float]:
         optimizer.zero_grad()
         losses.append(loss.item())
     model.save_pretrained(adapter_dir)
+    torch.set_num_threads(threads)
     return losses
 
 
@@ -107,7 +111,11 @@ def trained_adapter(tmp_path_factory) -> TrainedAdapter:
     return TrainedAdapter(base_dir, adapter_dir, losses)
 
 
-def eval_rows() -> list[dict]:
-    """The eval set the end-to-end tests use: the three examples under held-out ids."""
-    return [{"id": item_id, "input": text, "reference": json.dumps(answer, ensure_ascii=False)}
+@pytest.fixture(scope="session")
+def tiny_eval() -> dict:
+    """The task and eval rows the end-to-end tests use: the adapter's three examples under other ids (the tiny
+    adapter memorises them, so a test can tell the trained student from the base; held-out generalisation is
+    the pipeline's to show, not this fixture's)."""
+    rows = [{"id": item_id, "input": text, "reference": json.dumps(answer, ensure_ascii=False)}
             for item_id, text, answer in EXAMPLES]  # fmt: skip
+    return {"task": TASK, "rows": rows}
