@@ -29,6 +29,13 @@ def _bench(args: argparse.Namespace) -> int:
     return main(args)
 
 
+def _bench_overhead(args: argparse.Namespace) -> int:
+    from evaluator.bench_overhead import run
+
+    run(args)
+    return 0
+
+
 def register(commands: argparse._SubParsersAction, benchmarks: argparse._SubParsersAction) -> None:
     """Add this package's subcommands to ``distill`` and its benchmarks to ``distill bench``."""
     parser = commands.add_parser(
@@ -62,5 +69,26 @@ def register(commands: argparse._SubParsersAction, benchmarks: argparse._SubPars
     bench.add_argument("--variants", default="hf1-fp32,hf-batch-bf16,vllm-bf16,vllm-fp32",
                        help="comma-separated: hf1-fp32, hf1-bf16, hf-batch-fp32, hf-batch-bf16, vllm-bf16, vllm-fp32")  # fmt: skip
     bench.add_argument("--model", default="smollm2-135m-instruct", help="student model (alias or dir)")
+    bench.add_argument("--threads", type=int, help="CPU threads for every variant (default: all cores)")
     bench.add_argument("--json", help="also write the figures to this JSON file")
     bench.set_defaults(handler=_bench)
+
+    overhead = benchmarks.add_parser(
+        "eval-overhead",
+        help="one distill eval against local fake endpoints: the evaluator's own time vs generation and HTTP",
+        description="Run a whole `distill eval` (fake teacher and judge in-process, the real student) and print "
+        "the time per stage and the evaluator's own share of the wall time. Rerun with the same --work-dir to "
+        "time a fully cached rerun.",
+    )
+    overhead.add_argument("--items", type=int, default=60, help="eval items (default 60, the demo's size)")
+    overhead.add_argument("--new-tokens", type=int, default=96, help="student max new tokens (default 96)")
+    overhead.add_argument(
+        "--api-latency-ms", type=float, default=400.0, help="fake API latency (default 400)"
+    )
+    overhead.add_argument("--backend", default="vllm", choices=("vllm", "transformers"))
+    overhead.add_argument("--model", default="smollm2-135m-instruct")
+    overhead.add_argument("--threads", type=int, help="CPU threads for the student (default: all cores)")
+    overhead.add_argument("--latency", action=argparse.BooleanOptionalAction, default=True,
+                          help="include the latency stage (starts vllm serve)")  # fmt: skip
+    overhead.add_argument("--work-dir", help="where eval set and report go (default: a new temp dir)")
+    overhead.set_defaults(handler=_bench_overhead)

@@ -36,17 +36,21 @@ def _from_tokens(price, tokens: dict[str, float | None]) -> float | None:
 def teacher_cost(config: EvalConfig, systems: dict[str, Any]) -> tuple[float | None, str]:
     roi = config.roi
     price = config.teacher.price if config.teacher else None
-    if "teacher_cost_per_call" in roi.model_fields_set or price is None or TEACHER not in systems:
-        return roi.teacher_cost_per_call, "roi.teacher_cost_per_call"
-    return _from_tokens(price, systems[TEACHER]["tokens"]), "teacher.price × measured tokens per call"
+    given = roi.teacher_cost_per_call
+    if given is not None and ("teacher_cost_per_call" in roi.model_fields_set or price is None):
+        return given, "roi.teacher_cost_per_call"
+    if price is not None and TEACHER in systems:
+        return _from_tokens(price, systems[TEACHER]["tokens"]), "teacher.price × measured tokens per call"
+    return None, "unknown: set roi.teacher_cost_per_call or teacher.price"
 
 
 def student_cost(
     config: EvalConfig, name: str, systems: dict[str, Any], latency: dict
 ) -> tuple[float | None, str]:
     roi = config.roi
-    if "student_cost_per_call" in roi.model_fields_set:
-        return roi.student_cost_per_call, "roi.student_cost_per_call"
+    given = roi.student_cost_per_call
+    if given is not None and "student_cost_per_call" in roi.model_fields_set:
+        return given, "roi.student_cost_per_call"
     if roi.student_price is not None:
         return _from_tokens(
             roi.student_price, systems[name]["tokens"]
@@ -57,7 +61,9 @@ def student_cost(
             cost_per_call_from_hourly(roi.student_cost_per_hour, rate),
             f"roi.student_cost_per_hour / measured req/s at concurrency {config.latency.concurrency}",
         )
-    return roi.student_cost_per_call, "roi.student_cost_per_call"
+    if given is not None:
+        return given, "roi.student_cost_per_call (the seed's default)"
+    return None, "unknown: set roi.student_cost_per_call, student_price or student_cost_per_hour"
 
 
 def roi_for_student(

@@ -61,15 +61,12 @@ def merged_dir_for(student: Student) -> Path:
 
 def _merge(base_dir: Path, adapter_dir: Path, target: Path) -> None:
     import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from trainer.adapter import merge_adapter
 
     staging = target.with_name(target.name + f".tmp{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
-    base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
-    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
-    merged.save_pretrained(str(staging), safe_serialization=True)
-    AutoTokenizer.from_pretrained(base_dir).save_pretrained(str(staging))
+    merge_adapter(base_dir, adapter_dir, staging, torch.float32)
     os.replace(staging, target)
 
 

@@ -57,7 +57,14 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
             continue
         outputs = llm.generate(
             [TokensPrompt(prompt_token_ids=requests[i]["prompt_token_ids"]) for i in chosen],
-            [SamplingParams(temperature=0.0, max_tokens=requests[i]["max_tokens"]) for i in chosen],
+            [
+                SamplingParams(
+                    temperature=0.0,
+                    max_tokens=requests[i]["max_tokens"],
+                    ignore_eos=requests[i].get("ignore_eos", False),
+                )
+                for i in chosen
+            ],  # fmt: skip
             lora_request=[lora_requests[requests[i]["adapter"]] for i in chosen] if with_lora else None,
             use_tqdm=False,
         )

@@ -13,7 +13,6 @@ tokens a second time. Both generation backends receive these token ids.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,9 +22,10 @@ from typing import Any
 from distill.errors import UserError
 from evaluator.config import StudentConfig
 from evaluator.vllm_server import lora_rank
+from trainer.manifest import MANIFEST_NAME
 
-MANIFEST_NAME = "distill_manifest.json"
-_TRAIN_ID_KEYS = ("train_ids", "training_ids")
+# The distillation data's ids: an eval item among them was trained on (train) or split from the same data (val).
+_DISTILLATION_ID_KEYS = ("train_ids", "val_ids")
 
 
 @dataclass
@@ -47,16 +47,12 @@ class Student:
 
 
 def read_manifest(adapter_dir: Path) -> dict[str, Any] | None:
-    path = adapter_dir / MANIFEST_NAME
-    if not path.is_file():
+    """The trainer's manifest (validated by the trainer's own reader), or None when the adapter has none."""
+    from trainer.manifest import read_manifest as read_trainer_manifest
+
+    if not (adapter_dir / MANIFEST_NAME).is_file():
         return None
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: not valid JSON: {exc}") from None
-    if not isinstance(manifest, dict):
-        raise UserError(f"{path}: must be a JSON object")
-    return manifest
+    return read_trainer_manifest(adapter_dir)
 
 
 def adapter_hash(adapter_dir: Path) -> str:
@@ -71,11 +67,8 @@ def adapter_hash(adapter_dir: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def _training_ids(manifest: dict[str, Any]) -> set[str]:
-    for key in _TRAIN_ID_KEYS:
-        if isinstance(manifest.get(key), list):
-            return {str(value) for value in manifest[key]}
-    return set()
+def _distillation_ids(manifest: dict[str, Any]) -> set[str]:
+    return {str(value) for key in _DISTILLATION_ID_KEYS for value in manifest.get(key) or ()}
 
 
 def check_manifest(
@@ -100,12 +93,12 @@ def check_manifest(
             f"{where}: chat_template_hash: the adapter was trained with chat template {trained_template}, but "
             f"the base model's tokenizer has template {template_hash}: prompts would not match training"
         )
-    overlap = sorted(_training_ids(manifest) & eval_ids)
+    overlap = sorted(_distillation_ids(manifest) & eval_ids)
     if overlap:
         shown = ", ".join(overlap[:5])
         raise UserError(
             f"{where}: {len(overlap)} eval item(s) were in the training data ({shown}): "
-            "the eval set must be held out"
+            "the eval set must be held out, not split from the distillation data"
         )
     warnings = []
     if not trained_on:
@@ -166,11 +159,11 @@ def resolve_students(
 
 
 def render_prompt_ids(tokenizer, instructions: Sequence[str]) -> list[list[int]]:
-    """Token ids of each instruction as a one-turn chat with the generation prompt, as the trainer renders it."""
-    prompts = []
-    for instruction in instructions:
-        text = tokenizer.apply_chat_template(
-            [{"role": "user", "content": instruction}], tokenize=False, add_generation_prompt=True
-        )
-        prompts.append(tokenizer(text, add_special_tokens=False)["input_ids"])
-    return prompts
+    """Token ids of each instruction exactly as the trainer renders the prompt (``trainer.tokenize.build_prompt``:
+    a one-turn chat with the generation prompt), tokenised without adding special tokens a second time."""
+    from trainer.tokenize import build_prompt
+
+    return [
+        tokenizer(build_prompt(tokenizer, text), add_special_tokens=False)["input_ids"]
+        for text in instructions
+    ]

@@ -76,11 +76,13 @@ def _train(base_dir: Path, adapter_dir: Path) -> list[float]:
 
 
 def write_manifest(adapter_dir: Path, base_dir: Path, **changes) -> None:
-    """The trainer's manifest fields the evaluator checks (``changes`` override them)."""
+    """A manifest as `distill train` writes it, through the trainer's own writer (``changes`` override keys)."""
     from transformers import AutoTokenizer
 
+    from trainer.manifest import write_manifest as write_trainer_manifest
     from trainer.student import chat_template_hash, model_hash
 
+    train_ids = [f"train-{item_id}" for item_id, _, _ in EXAMPLES]
     manifest = {
         "base_model": "smollm2-135m-instruct",
         "base_model_dir": str(base_dir),
@@ -88,10 +90,18 @@ def write_manifest(adapter_dir: Path, base_dir: Path, **changes) -> None:
         "chat_template_hash": chat_template_hash(AutoTokenizer.from_pretrained(base_dir)),
         "format": "answer",
         "lora_rank": RANK,
-        "train_ids": [f"train-{item_id}" for item_id, _, _ in EXAMPLES],
+        "lora_alpha": 2 * RANK,
+        "data_fingerprint": "test-fixture",
+        "train_ids": train_ids,
+        "train_ids_sha": "test-fixture",
+        "val_ids": [],
+        "config": {"lora_rank": RANK, "steps": STEPS, "learning_rate": LEARNING_RATE},
+        "loss_curve": {"train": [], "val": [], "eval": []},
+        "tokens_per_second": 0.0,
+        "merged_dir": None,
         **changes,
     }
-    (adapter_dir / "distill_manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    write_trainer_manifest(adapter_dir, manifest)
 
 
 @pytest.fixture(scope="session")

@@ -65,10 +65,19 @@ def test_chat_template_mismatch_is_refused(adapter):
         resolve_students(students(path), set())
 
 
-def test_eval_items_in_the_training_data_are_refused(adapter):
-    path = adapter(train_ids=["a", "eval-2", "b"])
-    with pytest.raises(UserError, match=r"1 eval item\(s\) were in the training data \(eval-2\)"):
-        resolve_students(students(path), {"eval-1", "eval-2"})
+def test_eval_items_in_the_distillation_data_are_refused(adapter):
+    path = adapter(train_ids=["a", "eval-2", "b"], val_ids=["eval-3"])
+    with pytest.raises(UserError, match=r"2 eval item\(s\) were in the training data \(eval-2, eval-3\)"):
+        resolve_students(students(path), {"eval-1", "eval-2", "eval-3"})
+
+
+def test_an_incomplete_manifest_is_refused_by_the_trainers_reader(adapter):
+    path = adapter()
+    manifest = json.loads((path / "distill_manifest.json").read_text(encoding="utf-8"))
+    del manifest["format"]
+    (path / "distill_manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    with pytest.raises(UserError, match="distill_manifest.json: format: missing field"):
+        resolve_students(students(path), set())
 
 
 def test_no_manifest_is_a_warning_and_a_missing_adapter_an_error(adapter, tmp_path):

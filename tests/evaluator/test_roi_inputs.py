@@ -1,0 +1,45 @@
+"""Where each side's cost per call comes from: given, prices × measured tokens, or hourly cost / measured req/s."""
+
+from __future__ import annotations
+
+import pytest
+
+from evaluator.config import EvalConfig
+from evaluator.roi_inputs import student_cost, teacher_cost
+
+BASE = {"eval_set": "e.jsonl", "output_dir": "o", "students": [{"name": "s"}]}
+TEACHER = {"base_url": "http://127.0.0.1:1/v1", "model": "m"}
+SYSTEMS = {
+    "teacher": {"tokens": {"prompt_mean": 1000.0, "completion_mean": 200.0}},
+    "s": {"tokens": {"prompt_mean": 1000.0, "completion_mean": 100.0}},
+}
+PRICE = {"input_per_million": 2.5, "output_per_million": 10.0}
+
+
+def config(**changes) -> EvalConfig:
+    return EvalConfig.model_validate({**BASE, **changes})
+
+
+def test_the_seeds_figures_are_the_default():
+    c = config(teacher=TEACHER)
+    assert teacher_cost(c, SYSTEMS) == (0.02, "roi.teacher_cost_per_call")
+    assert student_cost(c, "s", SYSTEMS, {})[0] == 0.001
+
+
+def test_a_price_is_used_unless_a_cost_per_call_is_written():
+    priced = config(teacher={**TEACHER, "price": PRICE})
+    cost, source = teacher_cost(priced, SYSTEMS)
+    assert cost == pytest.approx((1000 * 2.5 + 200 * 10.0) / 1e6) and "measured tokens" in source
+    written = config(teacher={**TEACHER, "price": PRICE}, roi={"teacher_cost_per_call": 0.05})
+    assert teacher_cost(written, SYSTEMS) == (0.05, "roi.teacher_cost_per_call")
+    unknown = config(teacher=TEACHER, roi={"teacher_cost_per_call": None})
+    assert teacher_cost(unknown, SYSTEMS)[0] is None
+
+
+def test_student_cost_from_price_or_from_an_hourly_server_and_measured_throughput():
+    priced = config(roi={"student_price": {"input_per_million": 0.1, "output_per_million": 0.2}})
+    assert student_cost(priced, "s", SYSTEMS, {})[0] == pytest.approx((1000 * 0.1 + 100 * 0.2) / 1e6)
+    hourly = config(roi={"student_cost_per_hour": 7.2})
+    cost, source = student_cost(hourly, "s", SYSTEMS, {"s": {"requests_per_s": 4.0}})
+    assert cost == pytest.approx(7.2 / (4.0 * 3600)) and "measured req/s" in source
+    assert student_cost(hourly, "s", SYSTEMS, {})[0] is None  # no latency measurement: unknown, not guessed
