@@ -32,6 +32,10 @@ VARIANTS = {
     "hf-batch-bf16": ("hf-batch", "bfloat16"),
     "vllm-fp32": ("vllm", "float32"),
     "vllm-bf16": ("vllm", "bfloat16"),
+    # The same model with an r=32 all-linear adapter applied as a LoRA request (what `lora: lora_request` does):
+    # speed does not depend on the adapter's values, so a randomly initialised one is made for the run.
+    "vllm-lora-bf16": ("vllm-lora", "bfloat16"),
+    "vllm-lora-fp32": ("vllm-lora", "float32"),
 }
 _TOPICS = (
     "合同甲方为{n}号科技有限公司,乙方为{m}号贸易公司,合同金额{n}{m}万元,请抽取甲方、乙方和金额。",
@@ -65,12 +69,26 @@ def _hf_variant(model_dir: Path, prompts: list[list[int]], new_tokens: int, dtyp
     return {"load_s": loaded - started, "generate_s": done - loaded, "tokens": tokens}
 
 
+def random_adapter(model_dir: Path, target: Path, rank: int = 32) -> Path:
+    """An r=``rank`` all-linear LoRA adapter with random (non-zero) weights, saved by PEFT."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules="all-linear", init_lora_weights=False)
+    get_peft_model(model, config).save_pretrained(target)
+    return target
+
+
 def _vllm_variant(model_dir: Path, prompts: list[list[int]], new_tokens: int, dtype: str,
-                  threads: int | None, kv_cache_mib: int) -> dict[str, Any]:  # fmt: skip
+                  threads: int | None, kv_cache_mib: int, adapter: Path | None = None) -> dict[str, Any]:  # fmt: skip
+    name = "bench-adapter" if adapter else None
     job = {
         "model_dir": str(model_dir), "dtype": dtype, "max_model_len": max(len(p) for p in prompts) + new_tokens + 8,
-        "kv_cache_mib": kv_cache_mib, "single_process": single_process_executor(), "adapters": {},
-        "requests": [{"adapter": None, "prompt_token_ids": p, "max_tokens": new_tokens, "ignore_eos": True}
+        "kv_cache_mib": kv_cache_mib, "single_process": single_process_executor(),
+        "adapters": {name: {"path": str(adapter), "rank": 32}} if adapter else {}, "max_lora_rank": 32,
+        "requests": [{"adapter": name, "prompt_token_ids": p, "max_tokens": new_tokens, "ignore_eos": True}
                      for p in prompts],
     }  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="distill-bench-eval-") as work:
@@ -123,6 +141,10 @@ def run_benchmark(
         say(f"bench eval: {variant} on {len(chosen)} prompts × {new_tokens} tokens ...")
         if family == "vllm":
             figures = _vllm_variant(model_dir, chosen, new_tokens, dtype, threads, kv_cache_mib)
+        elif family == "vllm-lora":
+            with tempfile.TemporaryDirectory(prefix="distill-bench-adapter-") as work:
+                adapter = random_adapter(model_dir, Path(work) / "adapter")
+                figures = _vllm_variant(model_dir, chosen, new_tokens, dtype, threads, kv_cache_mib, adapter)
         else:
             figures = _hf_variant(
                 model_dir, chosen, new_tokens, dtype, 1 if family == "hf1" else len(chosen), threads

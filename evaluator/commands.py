@@ -67,7 +67,8 @@ def register(commands: argparse._SubParsersAction, benchmarks: argparse._SubPars
     bench.add_argument("--baseline-prompts", type=int, default=None,
                        help="prompts for the slow one-at-a-time baseline (default: all)")  # fmt: skip
     bench.add_argument("--variants", default="hf1-fp32,hf-batch-bf16,vllm-bf16,vllm-fp32",
-                       help="comma-separated: hf1-fp32, hf1-bf16, hf-batch-fp32, hf-batch-bf16, vllm-bf16, vllm-fp32")  # fmt: skip
+                       help="comma-separated: hf1-fp32, hf1-bf16, hf-batch-fp32, hf-batch-bf16, vllm-bf16, vllm-fp32, "
+                       "vllm-lora-bf16, vllm-lora-fp32")  # fmt: skip
     bench.add_argument("--model", default="smollm2-135m-instruct", help="student model (alias or dir)")
     bench.add_argument("--threads", type=int, help="CPU threads for every variant (default: all cores)")
     bench.add_argument("--json", help="also write the figures to this JSON file")

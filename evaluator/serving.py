@@ -4,7 +4,7 @@ merged copy (base + adapter folded into plain weights).
 Why both: vLLM's LoRA path is the same code on a GPU and on the CPU, and on a GPU it is the right one (one
 engine serves the base and every adapter). On the CPU build, vLLM computes LoRA with torch-native ops that
 gather a full copy of the adapter matrices *per token* (``lora_b_weights[indices]`` then an einsum), which made
-a 500-token contract prompt about 12× slower than the plain model here (docs/evaluator.md). So ``lora: auto``
+generation 10.6× slower than the plain model here, and worse with long prompts (docs/evaluator.md). So ``lora: auto``
 serves a merged copy on the CPU build and LoRA requests elsewhere; both can be forced.
 
 A merged copy is made once per (base hash, adapter hash) under ``$DISTILL_CACHE/merged`` — or taken from the

@@ -48,7 +48,7 @@ def single_process_executor() -> bool:
     """Whether to run the model in vLLM's engine process instead of a separate worker process.
 
     On the CPU build each extra process re-imports vLLM and torch; with one worker that buys nothing, and
-    skipping it took an offline start from ~60 s to ~10 s on this busy 2-core machine (docs/evaluator.md).
+    skipping it took an offline engine start from 43 s to 8 s on this busy 2-core machine (docs/evaluator.md).
     """
     return vllm_is_cpu_build()
 
