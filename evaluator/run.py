@@ -139,7 +139,6 @@ def run_evaluation(config: EvalConfig, *, say: Callable[[str], None] = _print) -
     """Evaluate every student (and the teacher) on the eval set; write and return the report."""
     clock = StageClock()
     out = config.output_dir
-    out.mkdir(parents=True, exist_ok=True)
     warnings: list[str] = []
     answers: dict[str, list[Answer | None]] = {}
     call_stats: dict[str, Any] = {}
@@ -147,7 +146,8 @@ def run_evaluation(config: EvalConfig, *, say: Callable[[str], None] = _print) -
     replies: dict[str, Answer | CallFailure] = {}
     with contextlib.ExitStack() as stack:
         with clock.stage("prepare", OWN):
-            items, students, tokenizers = _prepare(config, warnings)
+            items, students, tokenizers = _prepare(config, warnings)  # bad input fails before output_dir exists
+            out.mkdir(parents=True, exist_ok=True)
             ids = [item.id for item in items]
             teacher_cache = stack.enter_context(CallCache(out / "cache" / "teacher.jsonl"))
             judge_cache = stack.enter_context(CallCache(out / "cache" / "judge.jsonl"))
