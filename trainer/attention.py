@@ -36,7 +36,7 @@ def packed_attention(
         from torch.nn.attention.varlen import varlen_attn
 
         longest = int(kwargs.get("max_length_q") or (bounds[1:] - bounds[:-1]).max())
-        bounds = bounds.to(device=query.device, dtype=torch.int32)
+        bounds = bounds.to(device=query.device, dtype=torch.int32)  # already there: the loss moves it once
         out = varlen_attn(query[0].transpose(0, 1), key[0].transpose(0, 1), value[0].transpose(0, 1),
                           bounds, bounds, longest, longest, scale=scaling, window_size=(-1, 0),
                           enable_gqa=key.shape[1] != query.shape[1])

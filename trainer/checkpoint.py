@@ -84,15 +84,19 @@ def save_checkpoint(output_dir: Path, step: int, stepper, state: dict[str, Any],
     return directory
 
 
+def read_state(directory: Path) -> dict[str, Any]:
+    try:
+        return json.loads((directory / STATE_FILE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"{directory / STATE_FILE}: resume: unreadable checkpoint state ({exc})") from None
+
+
 def load_checkpoint(directory: Path, stepper, *, rank: int, deepspeed: bool) -> dict[str, Any]:
     """Restore weights, optimizer, schedule and RNG; returns the saved trainer state."""
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    try:
-        state = json.loads((directory / STATE_FILE).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"{directory / STATE_FILE}: resume: unreadable checkpoint state ({exc})") from None
+    state = read_state(directory)
     if deepspeed:
         stepper.load(directory)
     else:

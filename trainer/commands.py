@@ -37,7 +37,7 @@ _FLAGS: list[tuple[str, str, type, str]] = [
     ("--eval-steps", "eval_steps", int, "evaluate every N steps (default 100)"),
     ("--max-length", "max_length", int, "longest sample in tokens (default 1024)"),
     ("--overlong", "overlong", str, "truncate or drop samples over max-length (default truncate)"),
-    ("--token-budget", "token_budget", int, "tokens per packed micro-batch (default 4096)"),
+    ("--token-budget", "token_budget", int, "tokens per packed micro-batch (default 2048)"),
     ("--save-steps", "save_steps", int, "checkpoint every N steps (default 100)"),
     ("--seed", "seed", int, "seed for the split, the order and LoRA's init (default 42)"),
     ("--dtype", "dtype", str, "fp32 or bf16 (default fp32)"),

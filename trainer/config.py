@@ -52,7 +52,7 @@ class TrainConfig(BaseModel):
     overlong: Literal["truncate", "drop"] = "truncate"
     # Padding-free packing: each micro-batch concatenates samples up to `token_budget` tokens.
     packing: bool = True
-    token_budget: int = Field(4096, ge=8)
+    token_budget: int = Field(2048, ge=8)
 
     seed: int = 42
     save_steps: int = Field(100, ge=1)

@@ -77,7 +77,7 @@ def _lines(path: Path) -> Iterator[tuple[int, bytes, bool]]:
 def _kind(row: dict[str, Any]) -> str:
     if "conversations" in row:
         return "sharegpt"
-    if "full_output" in row or "thinking" in row or "sample_index" in row and "input" not in row:
+    if "full_output" in row or "thinking" in row or ("sample_index" in row and "input" not in row):
         return "records"
     if "instruction" in row and "input" in row:
         return "alpaca"

@@ -52,8 +52,9 @@ def _environment(config: TrainConfig) -> dict[str, str]:
 
 def launch(config: TrainConfig) -> Path:
     """Run the ranks to completion; return the adapter directory (written by global rank 0)."""
-    if not Path(config.deepspeed).is_file():
-        raise UserError(f"{config.deepspeed}: deepspeed: config file not found")
+    from trainer.optim import deepspeed_config
+
+    deepspeed_config(config, micro_batches=1, world=config.nproc * config.nnodes)  # bad JSON fails here, once
     output_dir = config.output_path
     output_dir.mkdir(parents=True, exist_ok=True)
     config_json = output_dir / "train_config.json"

@@ -96,15 +96,14 @@ def run_steps(config: TrainConfig, *, stepper, plan: Plan, batches: Batches, eva
     forward.train()
     for step in range(start, last_step):
         began = time.perf_counter()
-        step_loss = 0.0
+        step_loss = torch.zeros((), device=device)  # summed on the device: no host sync per micro-batch
         for indices in plan.steps[step][dist.rank]:
             loss = summed_loss(forward, batches(indices), device) / plan.label_tokens[step]
             stepper.backward(loss)
             stepper.micro_step()
-            step_loss += float(loss.detach())
+            step_loss += loss.detach()
         grad_norm = stepper.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        step_loss = float(step_loss)  # waits for the step's last kernels, so the time below is real
         elapsed = time.perf_counter() - began
         step_loss = dist.sum([step_loss])[0]
         history.tokens += plan.real_tokens[step]
@@ -120,7 +119,7 @@ def run_steps(config: TrainConfig, *, stepper, plan: Plan, batches: Batches, eva
             if results:
                 progress.note(f"step {step + 1}: " + ", ".join(f"{k} loss {v:.4f}" for k, v in results.items()))
         if (step + 1) % config.save_steps == 0 and step + 1 < last_step:
-            save_checkpoint(config.output_path, step + 1, stepper, {"history": history.to_state()},
+            save_checkpoint(config.output_path, step + 1, stepper, {"history": history.to_state(), "plan": plan.digest},
                             rank=dist.rank, keep=config.save_total_limit, deepspeed=dist.deepspeed)
     results = evaluate(forward, eval_sets, device, history, last_step)
     if results:

@@ -15,12 +15,17 @@ import torch.nn.functional as F
 
 from trainer.packing import MicroBatch
 
-_HOST_KEYS = ("cu_seq_lens_q", "cu_seq_lens_k")  # read on the host by the packed attention
+# Sequence bounds: read on the host by the per-sample CPU attention, used on the device by the varlen kernel.
+_BOUNDS = ("cu_seq_lens_q", "cu_seq_lens_k")
 
 
 def to_device(batch: MicroBatch, device: torch.device) -> dict:
-    return {key: value.to(device, non_blocking=True) if isinstance(value, torch.Tensor) and key not in _HOST_KEYS
-            else value for key, value in batch.inputs.items()}
+    moved = {}
+    for key, value in batch.inputs.items():
+        if isinstance(value, torch.Tensor) and (device.type == "cuda" or key not in _BOUNDS):
+            value = value.to(device, non_blocking=True)
+        moved[key] = value
+    return moved
 
 
 def summed_loss(model, batch: MicroBatch, device: torch.device) -> torch.Tensor:
@@ -33,7 +38,9 @@ def summed_loss(model, batch: MicroBatch, device: torch.device) -> torch.Tensor:
         logits = logits.reshape(-1, logits.shape[-1])[keep]
     else:
         logits = model(**inputs, logits_to_keep=keep).logits[0]
-    loss = F.cross_entropy(logits.float(), targets, reduction="sum")
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()  # the softmax over 50k+ classes needs fp32's range
+    loss = F.cross_entropy(logits, targets, reduction="sum")
     return loss if batch.label_tokens else loss * 0.0
 
 

@@ -14,6 +14,8 @@ run skips exactly the steps it has done.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import random
 from collections.abc import Sequence
@@ -34,6 +36,11 @@ class Plan:
     real_tokens: list[int]  # per step, summed over all ranks: what tokens/s counts
     steps_per_epoch: int
     dropped_tail: int  # samples left over at an epoch's end, fewer than the number of processes
+
+    @property
+    def digest(self) -> str:
+        """Identifies the plan: a checkpoint resumes only into the very same sequence of steps."""
+        return hashlib.sha256(json.dumps([self.steps, self.label_tokens]).encode()).hexdigest()[:16]
 
 
 def _ffd(indices: list[int], lengths: Sequence[int], budget: int) -> list[list[int]]:

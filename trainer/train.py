@@ -19,7 +19,7 @@ from distill import __version__
 from distill.errors import UserError
 from trainer import attention
 from trainer.adapter import expected_shapes, merge_adapter, save_adapter, verify_adapter
-from trainer.checkpoint import complete_checkpoints, load_checkpoint
+from trainer.checkpoint import complete_checkpoints, load_checkpoint, read_state
 from trainer.config import TrainConfig
 from trainer.data import fingerprint, ids_sha
 from trainer.distributed import Dist, setup, teardown
@@ -70,7 +70,7 @@ def _train(config: TrainConfig, dist: Dist, device: torch.device) -> Path:
     stepper = make_stepper(model, config, plan, dist)
     history, start = History(), 0
     if config.resume:
-        start = _resume(config, stepper, dist, history)
+        start = _resume(config, stepper, plan, dist, history)
     last_step = min(len(plan.steps), config.max_steps or len(plan.steps))
     pad_id = prepared.tokenizer.pad_token_id
     eval_sets = {name: Batches(part.samples, config.packing, pad_id).all(config.token_budget,
@@ -88,10 +88,13 @@ def _train(config: TrainConfig, dist: Dist, device: torch.device) -> Path:
     return _finish(config, prepared, plan, dist, stepper, shapes, history, last_step)
 
 
-def _resume(config: TrainConfig, stepper, dist: Dist, history: History) -> int:
+def _resume(config: TrainConfig, stepper, plan: Plan, dist: Dist, history: History) -> int:
     found = complete_checkpoints(config.output_path)
     if not found:
         return 0  # nothing to resume: a fresh start, which is what resume means on a first run
+    if read_state(found[-1]).get("plan") != plan.digest:
+        raise UserError(f"{found[-1]}: resume: this checkpoint was made with other data, settings or process "
+                        "count; resume with those, or train into a new --output-dir")
     state = load_checkpoint(found[-1], stepper, rank=dist.rank, deepspeed=dist.deepspeed)
     history.restore(state.get("history", {}))
     return int(state["step"])
