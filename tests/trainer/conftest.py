@@ -67,7 +67,7 @@ def engine_dataset(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("engine-run")
     inputs = root / "inputs.jsonl"
     with inputs.open("w", encoding="utf-8") as handle:
-        for i in range(24):
+        for i in range(12):
             handle.write(json.dumps({"id": f"k{i}", "input": f"甲方A{i}公司,乙方B公司,金额{i * 100}元。"},
                                     ensure_ascii=False) + "\n")
     url, stop = start_in_thread(FakeTeacherSettings(latency_ms=1))
