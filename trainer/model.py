@@ -20,7 +20,9 @@ def pick_device(setting: str) -> torch.device:
     if setting == "cuda":
         import os
 
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)  # before NCCL starts: each rank talks from its own GPU
+        return device
     return torch.device("cpu")
 
 

@@ -9,6 +9,7 @@ launches the ranks itself and returns when they are done, so the CLI and `distil
 from __future__ import annotations
 
 import os
+import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from distill import __version__
 from distill.errors import UserError
 from trainer import attention
 from trainer.adapter import expected_shapes, merge_adapter, save_adapter, verify_adapter
-from trainer.checkpoint import complete_checkpoints, load_checkpoint, read_state
+from trainer.checkpoint import checkpoints_dir, complete_checkpoints, load_checkpoint, read_state
 from trainer.config import TrainConfig
 from trainer.data import fingerprint, ids_sha
 from trainer.distributed import Dist, setup, teardown
@@ -71,6 +72,10 @@ def _train(config: TrainConfig, dist: Dist, device: torch.device) -> Path:
     history, start = History(), 0
     if config.resume:
         start = _resume(config, stepper, plan, dist, history)
+    if start == 0 and dist.main:
+        # A fresh run replaces an earlier run's checkpoints and log rather than mixing with them.
+        shutil.rmtree(checkpoints_dir(output_dir), ignore_errors=True)
+        (output_dir / "train_log.jsonl").unlink(missing_ok=True)
     last_step = min(len(plan.steps), config.max_steps or len(plan.steps))
     pad_id = prepared.tokenizer.pad_token_id
     eval_sets = {name: Batches(part.samples, config.packing, pad_id).all(config.token_budget,

@@ -105,15 +105,23 @@ def test_missing_base_model_and_overlapping_eval_file_are_user_errors(records, t
     assert not (tmp_path / "c").exists()  # refused before anything was written
 
 
-def test_eval_file_curve_and_overlong_counts_reach_the_manifest(records, tiny_model, tmp_path):
+def test_eval_file_overlong_counts_and_merged_model(records, tiny_model, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
     short = records(tmp_path / "short.jsonl", 10)
     long = records(tmp_path / "long.jsonl", 2, start=50, filler=200)
     held_out = records(tmp_path / "eval.jsonl", 3, start=100)
     config = _tiny_config(tiny_model, short, tmp_path / "out", eval_file=str(held_out), max_length=160,
-                          overlong="drop", eval_steps=1)
+                          overlong="drop", eval_steps=1, merge=True)
     adapter = run_training(config.model_copy(update={"data": [str(short), str(long)]}))
     manifest = read_manifest(adapter)
     assert manifest["counts"]["dropped_overlong"] == 2 and manifest["counts"]["truncated"] == 0
     assert manifest["counts"]["train_samples"] == 10
     assert manifest["eval_ids"] == ["c100", "c101", "c102"]
     assert len(manifest["loss_curve"]["eval"]) == manifest["steps"]
+    merged = AutoModelForCausalLM.from_pretrained(manifest["merged_dir"])
+    tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model), str(adapter))
+    ids = torch.tensor([[1, 500, 900, 1200, 7]])
+    with torch.no_grad():
+        assert torch.allclose(merged(ids).logits, tuned(ids).logits, atol=1e-4)
