@@ -147,6 +147,11 @@ async def _serve_forever(settings: FakeTeacherSettings) -> None:
     runner, url = await start_server(settings)
     print(f"listening on {url}", flush=True)
     print(f"fake teacher: {DESCRIPTION}", flush=True)
+    await serve_until_signalled(runner)
+
+
+async def serve_until_signalled(runner) -> None:
+    """Keep a started aiohttp runner serving until SIGINT or SIGTERM, then clean it up."""
     done = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -17,14 +17,13 @@ import asyncio
 import contextlib
 import os
 import re
-import signal
 from collections import defaultdict
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from engine.fake_teacher import FakeTeacherSettings, build_app
+from engine.fake_teacher import FakeTeacherSettings, build_app, serve_until_signalled
 from engine.fake_teacher_answers import prompt_text, seeded
 from engine.fake_teacher_faults import error_body
 from pipeline.contract_task import EN_MARKERS, reference_reply
@@ -175,11 +174,4 @@ async def _serve_forever(settings: FakeTeacherSettings, teacher: ReferenceTeache
     runner, url = await start_reference_server(settings, teacher)
     print(f"listening on {url}", flush=True)
     print(f"{DESCRIPTION} Knows {len(teacher.contracts)} contracts (pid {os.getpid()}).", flush=True)
-    done = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, done.set)
-    try:
-        await done.wait()
-    finally:
-        await runner.cleanup()
+    await serve_until_signalled(runner)
