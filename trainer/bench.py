@@ -22,6 +22,8 @@ EPILOG = """\
 examples:
   distill bench train                                   # CPU: SmolLM2 student, engine-like records
   distill bench train --variants hf,distill,distill-padded --rounds 2 --out bench_train.json
+  distill bench train --batch-size 2 --grad-accum 8 --steps 4     # the seed's batch 2 × accumulation 8
+  distill bench train --variants hf,hf@bf16-mixed,distill,distill@bf16-mixed
   distill bench train --device cuda --model-shape qwen2-0.5b --random-weights --steps 40 --warmup-steps 5
 """
 
@@ -36,14 +38,18 @@ def register_cli(benchmarks: argparse._SubParsersAction) -> None:
     parser.add_argument("--model-shape", choices=("qwen2-0.5b", "tiny"), default=None,
                         help="with --random-weights: the architecture to build")
     parser.add_argument("--random-weights", action="store_true", help="random init (no weights needed)")
-    parser.add_argument("--dtype", choices=("fp32", "bf16"), default=None, help="default fp32 on CPU, bf16 on GPU")
-    parser.add_argument("--batch-size", type=int, default=8, help="samples per step, both sides (default 8)")
+    parser.add_argument("--dtype", choices=("fp32", "bf16", "bf16-mixed"), default=None,
+                        help="both sides (HF: bf16=True autocast; bf16 also stores weights in bf16); "
+                        "default fp32 on CPU, bf16 on GPU")
+    parser.add_argument("--batch-size", type=int, default=8, help="samples per micro-batch, both sides (default 8)")
+    parser.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step (default 1)")
     parser.add_argument("--steps", type=int, default=None, help="steps per side (default 5 CPU, 40 GPU)")
     parser.add_argument("--warmup-steps", type=int, default=None, help="untimed first steps (default 1 CPU, 5 GPU)")
     parser.add_argument("--min-len", type=int, default=None, help="default 96 on CPU, 64 on GPU")
     parser.add_argument("--max-len", type=int, default=None, help="default 512 on CPU, 1024 on GPU")
     parser.add_argument("--token-budget", type=int, default=None, help="packed row size (default batch × max-len)")
-    parser.add_argument("--variants", default="hf,distill", help="comma list of hf, distill, distill-padded")
+    parser.add_argument("--variants", default="hf,distill",
+                        help="comma list of hf, distill, distill-padded, each optionally @fp32/@bf16/@bf16-mixed")
     parser.add_argument("--rounds", type=int, default=1, help="alternate the variants this many times")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per side (default: torch's)")
     parser.add_argument("--seed", type=int, default=0)
@@ -60,7 +66,7 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "device": args.device, "model": args.model, "model_shape": args.model_shape,
         "random_weights": args.random_weights, "dtype": args.dtype or ("bf16" if gpu else "fp32"),
-        "batch_size": args.batch_size, "steps": args.steps or (40 if gpu else 5),
+        "batch_size": args.batch_size, "grad_accum": args.grad_accum, "steps": args.steps or (40 if gpu else 5),
         "warmup_steps": args.warmup_steps if args.warmup_steps is not None else (5 if gpu else 1),
         "min_len": args.min_len or (64 if gpu else 96), "max_len": max_len, "token_budget": args.token_budget or args.batch_size * max_len,
         "threads": args.threads, "seed": args.seed,
@@ -70,7 +76,7 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
 def make_samples(settings: dict[str, Any], work: Path) -> Path:
     from trainer.bench_data import engine_like_records, random_samples, save_samples
 
-    count = settings["batch_size"] * settings["steps"]
+    count = settings["batch_size"] * settings.get("grad_accum", 1) * settings["steps"]
     if settings["random_weights"]:
         from trainer.bench_sides import SHAPES
 
@@ -137,7 +143,8 @@ def run_bench(settings: dict[str, Any], variants: list[str], rounds: int, work: 
 def _handler(args: argparse.Namespace) -> int:
     settings = _settings(args)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    unknown = set(variants) - {"hf", "distill", "distill-padded"}
+    unknown = {v for v in variants if v.partition("@")[0] not in ("hf", "distill", "distill-padded")
+               or v.partition("@")[2] not in ("", "fp32", "bf16", "bf16-mixed")}
     if unknown:
         raise SystemExit(f"distill bench train: unknown variant(s) {sorted(unknown)}")
     with tempfile.TemporaryDirectory() as scratch:

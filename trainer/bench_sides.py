@@ -6,6 +6,7 @@ Sides, on identical samples (token ids and labels from one .npz):
 - ``distill``: this trainer's own step loop (`trainer.loop.run_steps`): the same batches' samples packed into
   ``token_budget`` rows with per-sample attention, output head only on answer positions.
 - ``distill-padded``: our loop with packing off, to show what packing alone is worth.
+A side may name its own precision: ``distill@bf16-mixed``, ``hf@bf16``.
 
 Throughput = real (non-pad) tokens of the timed steps / wall time from the end of the last warm-up step to
 the end of the last step, taken the same way on both sides.
@@ -70,6 +71,7 @@ def run_hf(spec: dict[str, Any], samples: list[Sample]) -> dict[str, Any]:
 
     from trainer.model import linear_suffixes
 
+    accum = spec.get("grad_accum", 1)
     model = build_model(spec, "sdpa")
     model = get_peft_model(model, LoraConfig(r=32, lora_alpha=64, target_modules=linear_suffixes(model),
                                              task_type="CAUSAL_LM"))
@@ -101,16 +103,18 @@ def run_hf(spec: dict[str, Any], samples: list[Sample]) -> dict[str, Any]:
 
     with tempfile.TemporaryDirectory() as scratch:
         args = TrainingArguments(
-            output_dir=scratch, per_device_train_batch_size=spec["batch_size"], gradient_accumulation_steps=1,
+            output_dir=scratch, per_device_train_batch_size=spec["batch_size"], gradient_accumulation_steps=accum,
             learning_rate=5e-5, weight_decay=0.1, num_train_epochs=1, max_steps=spec["steps"], logging_steps=1,
-            save_strategy="no", report_to=[], bf16=spec["dtype"] == "bf16", use_cpu=spec["device"] == "cpu",
+            save_strategy="no", report_to=[], bf16=spec["dtype"] != "fp32", use_cpu=spec["device"] == "cpu",
             dataloader_num_workers=0, remove_unused_columns=False, disable_tqdm=True, seed=spec["seed"],
         )
         Trainer(model=model, args=args, train_dataset=rows, data_collator=collate, callbacks=[Clock()]).train()
-    result = _throughput(ends, real[: len(ends)], spec["warmup_steps"])
+    per_step = [sum(real[i * accum : (i + 1) * accum]) for i in range(len(ends))]
+    padded_per_step = [sum(padded[i * accum : (i + 1) * accum]) for i in range(len(ends))]
+    result = _throughput(ends, per_step, spec["warmup_steps"])
     timed = slice(max(1, spec["warmup_steps"]), len(ends))
-    result["padded_tokens"] = int(sum(padded[timed]))
-    result["pad_fraction"] = round(1 - sum(real[timed]) / max(1, sum(padded[timed])), 3)
+    result["padded_tokens"] = int(sum(padded_per_step[timed]))
+    result["pad_fraction"] = round(1 - sum(per_step[timed]) / max(1, sum(padded_per_step[timed])), 3)
     result["last_loss"] = losses[-1] if losses else None
     return result
 
@@ -120,17 +124,21 @@ def run_distill(spec: dict[str, Any], samples: list[Sample], packing: bool) -> d
     from trainer.config import TrainConfig
     from trainer.distributed import Dist
     from trainer.loop import Batches, History, plan_for, run_steps
-    from trainer.model import add_lora
+    from trainer.model import add_lora, autocast_dtype, keep_head_in_fp32
     from trainer.optim import PlainStepper
     from trainer.progress import TrainProgress
 
     with tempfile.TemporaryDirectory() as scratch:
         config = TrainConfig(data=[spec["samples"]], output_dir=scratch, per_device_batch_size=spec["batch_size"],
-                             gradient_accumulation_steps=1, epochs=1, max_steps=spec["steps"], packing=packing,
+                             gradient_accumulation_steps=spec.get("grad_accum", 1), epochs=1, max_steps=spec["steps"],
+                             packing=packing,
                              token_budget=spec["token_budget"], max_length=min(spec["token_budget"], 1 << 16),
                              dtype=spec["dtype"], device=spec["device"], eval_steps=10**9, save_steps=10**9,
                              val_size=0, seed=spec["seed"])
-        model = add_lora(build_model(spec, attention.register() if packing else "sdpa"), config)
+        model = build_model(spec, attention.register() if packing else "sdpa")
+        if autocast_dtype(config.dtype):
+            keep_head_in_fp32(model)
+        model = add_lora(model, config)
         plan = plan_for(config, samples, 1)
         stepper = PlainStepper(model, config, len(plan.steps))
         history = History()
@@ -147,17 +155,19 @@ def run_distill(spec: dict[str, Any], samples: list[Sample], packing: bool) -> d
 
 def main(spec_path: str) -> int:
     spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
+    side, _, dtype = spec["side"].partition("@")  # e.g. distill@bf16-mixed: this side in another precision
+    spec["dtype"] = dtype or spec["dtype"]
     torch.manual_seed(spec["seed"])
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
-    samples = load_samples(Path(spec["samples"]))[: spec["batch_size"] * spec["steps"]]
+    samples = load_samples(Path(spec["samples"]))[: spec["batch_size"] * spec.get("grad_accum", 1) * spec["steps"]]
     started = time.perf_counter()
-    if spec["side"] == "hf":
+    if side == "hf":
         result = run_hf(spec, samples)
     else:
-        result = run_distill(spec, samples, packing=spec["side"] != "distill-padded")
+        result = run_distill(spec, samples, packing=side != "distill-padded")
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    result.update(side=spec["side"], round=spec["round"], total_seconds=round(time.perf_counter() - started, 1),
+    result.update(side=spec["side"], dtype=spec["dtype"], round=spec["round"], total_seconds=round(time.perf_counter() - started, 1),
                   peak_rss_mib=round(peak_kib / 1024), threads=torch.get_num_threads(),
                   device=torch.cuda.get_device_name(0) if spec["device"] == "cuda" else "cpu")
     if spec["device"] == "cuda":

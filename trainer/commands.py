@@ -40,7 +40,7 @@ _FLAGS: list[tuple[str, str, type, str]] = [
     ("--token-budget", "token_budget", int, "tokens per packed micro-batch (default 2048)"),
     ("--save-steps", "save_steps", int, "checkpoint every N steps (default 100)"),
     ("--seed", "seed", int, "seed for the split, the order and LoRA's init (default 42)"),
-    ("--dtype", "dtype", str, "fp32 or bf16 (default fp32)"),
+    ("--dtype", "dtype", str, "fp32, bf16 (bf16 weights) or bf16-mixed (fp32 weights, bf16 autocast) (default fp32)"),
     ("--device", "device", str, "auto, cpu or cuda (default auto)"),
     ("--deepspeed", "deepspeed", str, "DeepSpeed JSON (configs/ds_zero2.json, configs/ds_zero3.json)"),
     ("--nproc", "nproc", int, "processes on this node (needs --deepspeed)"),

@@ -59,7 +59,9 @@ class TrainConfig(BaseModel):
     save_total_limit: int = Field(2, ge=1)
     resume: bool = False
     merge: bool = False
-    dtype: Literal["fp32", "bf16"] = "fp32"
+    # fp32: exact. bf16: base weights stored in bf16 (half the memory). bf16-mixed: fp32 weights, matmuls under
+    # bf16 autocast (fast where the chip has bf16 units: this CPU's avx512_bf16, any recent GPU).
+    dtype: Literal["fp32", "bf16", "bf16-mixed"] = "fp32"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     logging_steps: int = Field(1, ge=1)
 

@@ -15,6 +15,7 @@ from trainer.checkpoint import save_checkpoint
 from trainer.config import TrainConfig
 from trainer.distributed import Dist
 from trainer.loss import mean_loss, summed_loss
+from trainer.model import autocast_dtype
 from trainer.packing import MicroBatch, Plan, build_plan, collate_packed, collate_padded
 from trainer.progress import TrainProgress
 from trainer.tokenize import Sample
@@ -78,10 +79,10 @@ def make_stepper(model, config: TrainConfig, plan: Plan, dist: Dist):
 
 
 def evaluate(forward, sets: dict[str, list[MicroBatch]], device: torch.device, history: History,
-             step: int) -> dict[str, float]:
+             step: int, autocast: torch.dtype | None = None) -> dict[str, float]:
     results = {}
     for name, batches in sets.items():
-        loss = mean_loss(forward, batches, device)
+        loss = mean_loss(forward, batches, device, autocast)
         if loss is not None:
             getattr(history, name).append([step, loss])
             results[name] = loss
@@ -94,11 +95,12 @@ def run_steps(config: TrainConfig, *, stepper, plan: Plan, batches: Batches, eva
     """Steps ``start`` .. ``last_step``-1 of ``plan``, then a final evaluation."""
     forward = getattr(stepper, "engine", None) or stepper.module
     forward.train()
+    autocast = autocast_dtype(config.dtype)
     for step in range(start, last_step):
         began = time.perf_counter()
         step_loss = torch.zeros((), device=device)  # summed on the device: no host sync per micro-batch
         for indices in plan.steps[step][dist.rank]:
-            loss = summed_loss(forward, batches(indices), device) / plan.label_tokens[step]
+            loss = summed_loss(forward, batches(indices), device, autocast) / plan.label_tokens[step]
             stepper.backward(loss)
             stepper.micro_step()
             step_loss += loss.detach()
@@ -115,12 +117,12 @@ def run_steps(config: TrainConfig, *, stepper, plan: Plan, batches: Batches, eva
         history.steps.append(record)
         progress.step(record)
         if (step + 1) % config.eval_steps == 0 and step + 1 < last_step:
-            results = evaluate(forward, eval_sets, device, history, step + 1)
+            results = evaluate(forward, eval_sets, device, history, step + 1, autocast)
             if results:
                 progress.note(f"step {step + 1}: " + ", ".join(f"{k} loss {v:.4f}" for k, v in results.items()))
         if (step + 1) % config.save_steps == 0 and step + 1 < last_step:
             save_checkpoint(config.output_path, step + 1, stepper, {"history": history.to_state(), "plan": plan.digest},
                             rank=dist.rank, keep=config.save_total_limit, deepspeed=dist.deepspeed)
-    results = evaluate(forward, eval_sets, device, history, last_step)
+    results = evaluate(forward, eval_sets, device, history, last_step, autocast)
     if results:
         progress.note("final: " + ", ".join(f"{k} loss {v:.4f}" for k, v in results.items()))

@@ -28,16 +28,20 @@ def to_device(batch: MicroBatch, device: torch.device) -> dict:
     return moved
 
 
-def summed_loss(model, batch: MicroBatch, device: torch.device) -> torch.Tensor:
-    """Sum of token losses over the batch's labels (a zero with a graph for an empty micro-batch)."""
+def summed_loss(model, batch: MicroBatch, device: torch.device, autocast: torch.dtype | None = None) -> torch.Tensor:
+    """Sum of token losses over the batch's labels (a zero with a graph for an empty micro-batch).
+
+    ``autocast``: run the forward's matmuls in this dtype (weights and the loss stay fp32).
+    """
     inputs = to_device(batch, device)
     keep = batch.keep.to(device)
     targets = batch.targets.to(device)
-    if "attention_mask" in inputs:
-        logits = model(**inputs).logits
-        logits = logits.reshape(-1, logits.shape[-1])[keep]
-    else:
-        logits = model(**inputs, logits_to_keep=keep).logits[0]
+    with torch.autocast(device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None):
+        if "attention_mask" in inputs:
+            logits = model(**inputs).logits
+            logits = logits.reshape(-1, logits.shape[-1])[keep]
+        else:
+            logits = model(**inputs, logits_to_keep=keep).logits[0]
     if logits.dtype in (torch.float16, torch.bfloat16):
         logits = logits.float()  # the softmax over 50k+ classes needs fp32's range
     loss = F.cross_entropy(logits, targets, reduction="sum")
@@ -45,14 +49,15 @@ def summed_loss(model, batch: MicroBatch, device: torch.device) -> torch.Tensor:
 
 
 @torch.no_grad()
-def mean_loss(model, batches: Iterable[MicroBatch], device: torch.device) -> float | None:
+def mean_loss(model, batches: Iterable[MicroBatch], device: torch.device,
+              autocast: torch.dtype | None = None) -> float | None:
     """Token-weighted mean loss over ``batches`` (None when they hold no labels)."""
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
     for batch in batches:
         if batch.label_tokens:
-            total += float(summed_loss(model, batch, device))
+            total += float(summed_loss(model, batch, device, autocast))
             count += batch.label_tokens
     model.train(was_training)
     return total / count if count else None
