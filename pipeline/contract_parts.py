@@ -7,6 +7,7 @@ deposit, delivery date, dispute clause) surround it, so the reference teacher ca
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,21 @@ class ContractBody:
     text: str
     truth: dict[str, str]
     facts: dict[str, Any] = field(default_factory=dict)
+
+
+def assemble_body(lines: list[str], kind: Any, *, parties: tuple[str, str], signing: dt.date, breach: str,
+                  breach_heading: str, tail: list[tuple[str, str]], facts: dict[str, Any]) -> ContractBody:
+    """A built contract: its lines, the canonical answer, and the facts both languages' builders record alike.
+
+    ``kind`` is the builder's contract kind (title, roles, amount, the look-alike dates it wrote);
+    ``facts`` holds the builder's own facts (how parties, amount and date were written, distractors).
+    """
+    truth = {"甲方": parties[0], "乙方": parties[1], "金额": str(kind.amount), "签订日期": signing.isoformat(),
+             "违约条款": breach}
+    common = {"kind": kind.title, "role_a": kind.role_a, "role_b": kind.role_b, "other_dates": kind.other_dates,
+              "breach_heading": breach_heading,
+              "other_clauses": [heading for heading, _ in tail if heading != breach_heading]}
+    return ContractBody(text="\n".join(lines), truth=truth, facts={**common, **facts})
 
 
 ZH_CITIES = (

@@ -14,7 +14,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pipeline.contract_formats import chinese_integer, write_amount, write_date
-from pipeline.contract_parts import ZH_CITIES, ZH_GOODS, ZH_ROADS, ZH_SERVICES, ContractBody, Names
+from pipeline.contract_parts import (
+    ZH_CITIES,
+    ZH_GOODS,
+    ZH_ROADS,
+    ZH_SERVICES,
+    ContractBody,
+    Names,
+    assemble_body,
+)
 
 
 @dataclass
@@ -250,26 +258,10 @@ def build_zh_contract(rng: random.Random) -> ContractBody:
         closing.append(f"{date_label}:{date_text}")
     lines += closing
 
-    truth = {
-        "甲方": a,
-        "乙方": b,
-        "金额": str(kind.amount),
-        "签订日期": signing.isoformat(),
-        "违约条款": breach,
-    }
-    facts = {
-        "kind": kind.title,
-        "party_style": party_style,
-        "evidence_a": evidence_a,
-        "evidence_b": evidence_b,
-        "role_a": kind.role_a,
-        "role_b": kind.role_b,
-        "other_parties": others,
+    return assemble_body(lines, kind, parties=(a, b), signing=signing, breach=breach, breach_heading=breach_heading,
+                         tail=tail, facts={
+        "party_style": party_style, "evidence_a": evidence_a, "evidence_b": evidence_b, "other_parties": others,
         "amount": {"label": kind.amount_label, "text": amount_text, "format": amount_format},
         "other_amounts": other_amounts,
         "date": {"label": date_label, "text": date_text, "format": date_format},
-        "other_dates": kind.other_dates,
-        "breach_heading": breach_heading,
-        "other_clauses": [heading for heading, _ in tail if heading != breach_heading],
-    }
-    return ContractBody(text="\n".join(lines), truth=truth, facts=facts)
+    })  # fmt: skip

