@@ -14,6 +14,7 @@ import resource
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
@@ -68,6 +69,20 @@ def normalise_base_url(base_url: str) -> str:
     if url.endswith(_COMPLETIONS_PATH):
         url = url[: -len(_COMPLETIONS_PATH)]
     return url if url.endswith("/v1") else url + "/v1"
+
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def endpoint_identity(base_url: str) -> str:
+    """Which server a URL names, for resume checks and answer caches: ``host[:port]``.
+
+    A loopback port is left out: servers started on this machine (``vllm serve``, the reference teacher) get a
+    free port at each start, and the model name, kept beside this, still tells them apart.
+    """
+    parts = urlsplit(base_url)
+    host = parts.hostname or ""
+    return host if parts.port is None or host in LOOPBACK_HOSTS else f"{host}:{parts.port}"
 
 
 class OpenAIChatClient:

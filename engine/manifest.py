@@ -3,7 +3,8 @@
 The fingerprint holds every setting that changes the answers (prompt template text, task, model, endpoint
 host, sampling settings, which input fields are read); resuming with any of them changed would mix two
 datasets in one directory, so it is refused unless forced. Concurrency, rate limits, prices and filters
-change nothing the teacher says and may differ between resumes.
+change nothing the teacher says and may differ between resumes, and so may the port of a server on this
+machine (127.0.0.1), which gets a new free one at each start.
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 
 from distill import __version__
 from distill.errors import UserError
+from engine.client import endpoint_identity
 from engine.config import GenerateConfig
 
 MANIFEST_NAME = "run.json"
@@ -29,12 +30,11 @@ def utc_now() -> str:
 
 
 def fingerprint_of(config: GenerateConfig, template_text: str) -> dict[str, Any]:
-    parts = urlsplit(config.base_url)
     return {
         "template": template_text,
         "task": config.task,
         "model": config.model,
-        "base_url_host": parts.hostname + (f":{parts.port}" if parts.port else ""),
+        "base_url_host": endpoint_identity(config.base_url),
         "temperature_first": config.temperature_first,
         "temperature_rest": config.temperature_rest,
         "max_tokens": config.max_tokens,

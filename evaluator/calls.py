@@ -21,7 +21,7 @@ import orjson
 
 from distill.errors import UserError
 from engine.admission import Admission
-from engine.client import OpenAIChatClient
+from engine.client import OpenAIChatClient, endpoint_identity
 from engine.config import resolve_api_key
 from engine.dispatch import FATAL, dispatch
 from engine.errors import CallError
@@ -67,7 +67,7 @@ def request_key(base_url: str, request: ChatRequest) -> str:
     """Fingerprint of everything that decides the answer: where it is sent and what is asked."""
     payload = orjson.dumps(
         [
-            base_url,
+            endpoint_identity(base_url),
             request.model,
             request.messages,
             request.temperature,

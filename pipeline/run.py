@@ -21,7 +21,7 @@ from distill.errors import UserError
 from pipeline import steps
 from pipeline.config import LoadedRunConfig, load_run_config
 from pipeline.reference_teacher import JUDGE_MODEL_NAME as REFERENCE_JUDGE_MODEL
-from pipeline.servers import Endpoint, reference_teacher_server, steady_port, vllm_server
+from pipeline.servers import Endpoint, reference_teacher_server, vllm_server
 from pipeline.stages import StageBook, StageRecord
 
 
@@ -61,7 +61,6 @@ class Services:
                     latency_ms=teacher.latency_ms,
                     latency_spread_ms=teacher.latency_spread_ms,
                     stream_ms_per_token=teacher.stream_ms_per_token,
-                    port=steady_port(self.run_dir / "logs" / "reference-teacher.port"),
                 ),
             )
         return self._reference

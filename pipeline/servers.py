@@ -6,7 +6,6 @@ its ``with`` block ends — normally, on an error or on Ctrl-C.
 from __future__ import annotations
 
 import contextlib
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,26 +24,6 @@ class Endpoint:
     label: str = (
         ""  # how reports name it, e.g. "reference teacher (ground-truth stand-in for a strong API model)"
     )
-
-
-def steady_port(state_path: Path) -> int:
-    """The port this run's server used last time if it is free now, else a new free one (remembered).
-
-    A local endpoint's URL is part of the engine's resume fingerprint and of the evaluator's call-cache keys;
-    keeping it steady across invocations lets a resumed run reuse what the last one already paid for.
-    """
-    with contextlib.suppress(OSError, ValueError):
-        port = int(state_path.read_text().strip())
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            # As the servers bind: connections of the last run lingering in TIME_WAIT don't make it busy.
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind(("127.0.0.1", port))
-            probe.listen()
-        return port
-    port = free_port()
-    state_path.parent.mkdir(parents=True, exist_ok=True)
-    state_path.write_text(f"{port}\n")
-    return port
 
 
 @contextlib.contextmanager

@@ -112,22 +112,12 @@ def _generate_key(context: StageContext) -> str:
 
 
 def _generate(context: StageContext) -> tuple[dict, dict]:
-    from engine.manifest import describe_changes, fingerprint_of, read_manifest
-    from engine.prompts import load_template
     from engine.runner import COMPLETE, INTERRUPTED, run_generation
 
     teacher = context.services.teacher()
     config = context.generate_config(teacher.base_url, teacher.model, teacher.api_key_env)
     claim_output_dir(config.output_dir, _generate_key(context))
-    # A local teacher gets a new free port every run; that alone must not look like a different teacher.
-    force = False
-    manifest = read_manifest(config.output_dir)
-    if manifest is not None and context.config.teacher.kind != "api":
-        changes = describe_changes(
-            manifest.get("fingerprint", {}), fingerprint_of(config, load_template(config.template))
-        )
-        force = bool(changes) and all(change.startswith("base_url_host:") for change in changes)
-    summary = run_generation(config, force=force)
+    summary = run_generation(config)
     status = summary.get("status")
     if status == INTERRUPTED:
         raise KeyboardInterrupt

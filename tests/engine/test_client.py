@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from distill.errors import UserError
-from engine.client import OpenAIChatClient, api_key_from_env, normalise_base_url
+from engine.client import OpenAIChatClient, api_key_from_env, endpoint_identity, normalise_base_url
 from engine.errors import CallError
 from engine.types import ChatRequest
 
@@ -152,3 +152,17 @@ def test_api_key_from_env(monkeypatch):
 )
 def test_base_url_forms(given, expected):
     assert normalise_base_url(given) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "identity"),
+    [
+        ("https://api.openai.com/v1", "api.openai.com"),
+        ("http://gpu-box:8000/v1", "gpu-box:8000"),
+        ("http://127.0.0.1:41234/v1", "127.0.0.1"),  # a local server's port changes at every start
+        ("http://localhost:8000", "localhost"),
+        ("http://[::1]:9000/v1", "::1"),
+    ],
+)
+def test_endpoint_identity_leaves_out_only_a_loopback_port(url, identity):
+    assert endpoint_identity(url) == identity

@@ -149,6 +149,17 @@ def test_changed_settings_are_refused_unless_forced(tmp_path, fake_teacher_threa
     assert manifest["fingerprint"]["temperature_first"] == 0.5 and len(manifest["forced_changes"]) == 1
 
 
+def test_a_local_teacher_restarted_on_another_port_resumes_the_same_run(tmp_path, fake_teacher_thread):
+    first = fake_teacher_thread(latency_ms=1)
+    config = make_config(tmp_path, first.base_url, rows=12)
+    run_generation(config, progress=False)
+    second = fake_teacher_thread(latency_ms=1)  # the teacher started again: a new free port
+    assert second.base_url != first.base_url
+    summary = run_generation(config.model_copy(update={"base_url": second.base_url + "/v1"}), progress=False)
+    assert summary["status"] == "complete" and second.stats()["total"] == 0  # resumed, nothing re-sent
+    assert_exactly_once(config.output_dir, {(f"c{i}", 0) for i in range(12)})
+
+
 def test_template_change_is_named_without_dumping_it(tmp_path, fake_teacher_thread):
     teacher = fake_teacher_thread(latency_ms=1)
     config = make_config(tmp_path, teacher.base_url, rows=3)
