@@ -33,12 +33,15 @@ def _train_config_data(context: StageContext) -> dict[str, Any]:
         raise UserError(
             f"{context.loaded.source}:{line}: train.{clash[0]}: set by `distill run` itself; remove it from this section"
         )
+    thinking = context.config.with_thinking
     return {
+        # Reasoning roughly doubles a sample; a shorter limit would cut off the answer it leads to.
+        "max_length": 2048 if thinking else 1024,
         **section,
         "data": [str(context.run_dir / "dataset" / "contracts_alpaca.jsonl")],
         "output_dir": str(context.run_dir / "train"),
         "base_model": context.config.student,
-        "format": "thinking" if context.config.with_thinking else "answer",
+        "format": "thinking" if thinking else "answer",
     }
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from distill.errors import UserError
-from pipeline import step_evaluate
+from pipeline import step_evaluate, step_train
 from pipeline.config import load_run_config
 from pipeline.run import Services
 from pipeline.steps import StageContext
@@ -63,6 +63,13 @@ def test_evaluator_section_is_validated_by_the_evaluator(tmp_path):
     context = _context(tmp_path, "evaluate:\n  judge:\n    model: gpt-4o\n")
     with pytest.raises(UserError, match=r"run\.yaml:3: evaluate\.judge\.model: set by `distill run` itself"):
         step_evaluate.validate_section(context)
+
+
+def test_training_on_reasoning_gets_room_for_the_answer_unless_the_section_says_otherwise(tmp_path):
+    assert step_train.train_config(_context(tmp_path, "with_thinking: false\n")).max_length == 1024
+    assert step_train.train_config(_context(tmp_path, "with_thinking: true\n")).max_length == 2048
+    chosen = _context(tmp_path, "with_thinking: true\ntrain:\n  max_length: 1536\n")
+    assert step_train.train_config(chosen).max_length == 1536
 
 
 def test_shipped_configs_are_valid(tmp_path):
