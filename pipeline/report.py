@@ -99,9 +99,10 @@ def _data_lines(records: dict[str, StageRecord]) -> list[str]:
                      "ids or texts).")  # fmt: skip
     if generate:
         records_ = generate.details.get("records", {})
-        rejected = {k: v for k, v in generate.details.get("rejected_by_reason", {}).items() if v}
+        reasons = ", ".join(f"{k}: {v}" for k, v in generate.details.get("rejected_by_reason", {}).items() if v)
         lines.append(f"- Teacher answers: {records_.get('accepted')} accepted, {records_.get('rejected')} rejected "
-                     f"by the quality filters {rejected or ''}, {records_.get('failed')} failed calls. "
+                     f"by the quality filters{f' ({reasons})' if reasons else ''}, {records_.get('failed')} failed "
+                     "calls. "
                      f"Teacher: {generate.details.get('teacher')}.")  # fmt: skip
     if export:
         kind = (
