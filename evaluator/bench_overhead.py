@@ -14,7 +14,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from distill.processes import free_port
 from engine.fake_teacher import FakeTeacherSettings, start_in_thread
 from engine.fake_teacher_answers import prompt_text
 from evaluator.config import EvalConfig
@@ -64,13 +63,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="distill-bench-eval-overhead-"))
     work.mkdir(parents=True, exist_ok=True)
     (work / "eval.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
-    # The same port on a rerun in the same work dir: cached calls are keyed by endpoint, so a rerun is free.
-    port_file = work / "fake-api.port"
-    port = int(port_file.read_text()) if port_file.exists() else free_port()
-    port_file.write_text(str(port))
-    settings = FakeTeacherSettings(
-        port=port, model="fake-api", latency_ms=args.api_latency_ms, stream_ms_per_token=2
-    )
+    # A rerun in the same work dir is free: the call cache leaves a 127.0.0.1 port out of its keys.
+    settings = FakeTeacherSettings(model="fake-api", latency_ms=args.api_latency_ms, stream_ms_per_token=2)
     base_url, stop = start_in_thread(settings, _responder(rows))
     try:
         config = EvalConfig.model_validate({

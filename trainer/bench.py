@@ -76,7 +76,7 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
 def make_samples(settings: dict[str, Any], work: Path) -> Path:
     from trainer.bench_data import engine_like_records, random_samples, save_samples
 
-    count = settings["batch_size"] * settings.get("grad_accum", 1) * settings["steps"]
+    count = settings["batch_size"] * settings["grad_accum"] * settings["steps"]
     if settings["random_weights"]:
         from trainer.bench_sides import SHAPES
 

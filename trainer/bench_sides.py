@@ -71,7 +71,7 @@ def run_hf(spec: dict[str, Any], samples: list[Sample]) -> dict[str, Any]:
 
     from trainer.model import linear_suffixes
 
-    accum = spec.get("grad_accum", 1)
+    accum = spec["grad_accum"]
     model = build_model(spec, "sdpa")
     model = get_peft_model(model, LoraConfig(r=32, lora_alpha=64, target_modules=linear_suffixes(model),
                                              task_type="CAUSAL_LM"))
@@ -124,21 +124,18 @@ def run_distill(spec: dict[str, Any], samples: list[Sample], packing: bool) -> d
     from trainer.config import TrainConfig
     from trainer.distributed import Dist
     from trainer.loop import Batches, History, plan_for, run_steps
-    from trainer.model import add_lora, autocast_dtype, keep_head_in_fp32
+    from trainer.model import add_lora
     from trainer.optim import PlainStepper
     from trainer.progress import TrainProgress
 
     with tempfile.TemporaryDirectory() as scratch:
         config = TrainConfig(data=[spec["samples"]], output_dir=scratch, per_device_batch_size=spec["batch_size"],
-                             gradient_accumulation_steps=spec.get("grad_accum", 1), epochs=1, max_steps=spec["steps"],
+                             gradient_accumulation_steps=spec["grad_accum"], epochs=1, max_steps=spec["steps"],
                              packing=packing,
                              token_budget=spec["token_budget"], max_length=min(spec["token_budget"], 1 << 16),
                              dtype=spec["dtype"], device=spec["device"], eval_steps=10**9, save_steps=10**9,
                              val_size=0, seed=spec["seed"])
-        model = build_model(spec, attention.register() if packing else "sdpa")
-        if autocast_dtype(config.dtype):
-            keep_head_in_fp32(model)
-        model = add_lora(model, config)
+        model = add_lora(build_model(spec, attention.register() if packing else "sdpa"), config)
         plan = plan_for(config, samples, 1)
         stepper = PlainStepper(model, config, len(plan.steps))
         history = History()
@@ -160,7 +157,7 @@ def main(spec_path: str) -> int:
     torch.manual_seed(spec["seed"])
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
-    samples = load_samples(Path(spec["samples"]))[: spec["batch_size"] * spec.get("grad_accum", 1) * spec["steps"]]
+    samples = load_samples(Path(spec["samples"]))[: spec["batch_size"] * spec["grad_accum"] * spec["steps"]]
     started = time.perf_counter()
     if side == "hf":
         result = run_hf(spec, samples)

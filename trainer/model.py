@@ -60,9 +60,9 @@ def load_student(model_dir: Path, dtype: str, device: torch.device, attention: s
 def keep_head_in_fp32(model) -> None:
     """Under bf16 autocast, run the output head in fp32 anyway.
 
-    bf16 keeps about three significant digits: logits near 20 come out ±0.1, which shifts a 0.4-nat loss by
-    0.07 (measured on SmolLM2: 0.45 instead of 0.38 on the same batch). Everything before the head can be
-    bf16; the head, a fifth of the work, stays exact.
+    bf16 keeps about three significant digits: logits near 20 come out ±0.1, an error the loss would carry
+    straight through. The head, a fifth of the work, stays exact; the body's bf16 still leaves bf16-mixed losses
+    ~0.07 above fp32's on SmolLM2 (0.45 vs 0.38 on the same batches, docs/trainer.md).
     """
     head = model.get_output_embeddings()
     bf16_forward = head.forward
@@ -75,7 +75,11 @@ def keep_head_in_fp32(model) -> None:
 
 
 def add_lora(model, config: TrainConfig):
+    """The base model as ``config`` trains it: a LoRA adapter on it and, under bf16-mixed, an exact head."""
     from peft import LoraConfig, get_peft_model
+
+    if autocast_dtype(config.dtype):
+        keep_head_in_fp32(model)
 
     targets = linear_suffixes(model) if config.lora_target == "all" else config.lora_target
     lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,

@@ -26,7 +26,7 @@ from trainer.data import fingerprint, ids_sha
 from trainer.distributed import Dist, setup, teardown
 from trainer.loop import Batches, History, make_stepper, plan_for, run_steps
 from trainer.manifest import write_manifest
-from trainer.model import DTYPES, add_lora, autocast_dtype, keep_head_in_fp32, load_student, pick_device
+from trainer.model import DTYPES, add_lora, load_student, pick_device
 from trainer.packing import Plan
 from trainer.plots import loss_curve_png
 from trainer.prepare import Prepared, prepare
@@ -66,10 +66,7 @@ def _train(config: TrainConfig, dist: Dist, device: torch.device) -> Path:
         raise UserError(f"{', '.join(config.data)}: too few samples ({len(prepared.train.samples)}) for "
                         f"{dist.world} processes")
     attn = attention.register() if config.packing else "sdpa"
-    model = load_student(prepared.model_dir, config.dtype, device, attn)
-    if autocast_dtype(config.dtype):
-        keep_head_in_fp32(model)
-    model = add_lora(model, config)
+    model = add_lora(load_student(prepared.model_dir, config.dtype, device, attn), config)
     shapes = expected_shapes(model)
     stepper = make_stepper(model, config, plan, dist)
     history, start = History(), 0

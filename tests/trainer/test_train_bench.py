@@ -7,7 +7,7 @@ from trainer.bench import run_bench, summarise
 
 def test_bench_smoke_reports_every_side(tmp_path):
     settings = {"device": "cpu", "model": None, "model_shape": "tiny", "random_weights": True, "dtype": "fp32",
-                "batch_size": 4, "steps": 3, "warmup_steps": 1, "min_len": 16, "max_len": 96, "token_budget": 384,
+                "batch_size": 4, "grad_accum": 1, "steps": 3, "warmup_steps": 1, "min_len": 16, "max_len": 96, "token_budget": 384,
                 "threads": 1, "seed": 0}
     lines = []
     report = run_bench(settings, ["hf", "distill", "distill-padded"], 1, tmp_path, echo=lines.append)
