@@ -14,10 +14,10 @@ from distill.errors import UserError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from engine import commands as engine_commands
-    from evaluator import commands as evaluator_commands
-    from pipeline import commands as pipeline_commands
-    from trainer import commands as trainer_commands
+    from distill.engine import commands as engine_commands
+    from distill.evaluator import commands as evaluator_commands
+    from distill.pipeline import commands as pipeline_commands
+    from distill.trainer import commands as trainer_commands
 
     parser = argparse.ArgumentParser(
         prog="distill",

@@ -54,7 +54,9 @@ def read_yaml(path: str | Path) -> tuple[dict[str, Any], dict[tuple, int]]:
     return data, _key_lines(node)
 
 
-def describe_validation_error(exc: ValidationError, source: str, lines: dict[tuple, int] | None = None) -> str:
+def describe_validation_error(
+    exc: ValidationError, source: str, lines: dict[tuple, int] | None = None
+) -> str:
     """One line per problem: ``source:line: dotted.key: message``."""
     lines = lines or {}
     problems = []
@@ -72,7 +74,9 @@ def describe_validation_error(exc: ValidationError, source: str, lines: dict[tup
     return "\n".join(problems)
 
 
-def load_config(model: type[Model], path: str | Path | None, overrides: dict[str, Any] | None = None) -> Model:
+def load_config(
+    model: type[Model], path: str | Path | None, overrides: dict[str, Any] | None = None
+) -> Model:
     """Validate ``path`` (optional) merged with ``overrides`` (flags win; ``None`` values are ignored)."""
     data: dict[str, Any] = {}
     lines: dict[tuple, int] = {}

@@ -99,7 +99,9 @@ def run_server(
                     + _tail(log_path)
                 )
             if time.monotonic() > deadline:
-                raise UserError(f"{name} did not answer on {base_url}{ready_path} within {timeout_s:.0f} s; see {log_path}")
+                raise UserError(
+                    f"{name} did not answer on {base_url}{ready_path} within {timeout_s:.0f} s; see {log_path}"
+                )
             time.sleep(0.25)
         yield server
     finally:

@@ -18,9 +18,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
-
-from distill.errors import UserError
-from engine.errors import (
+from distill.engine.errors import (
     BAD_RESPONSE,
     CONNECTION,
     CONTENT_FILTER,
@@ -29,7 +27,9 @@ from engine.errors import (
     CallError,
     classify_status,
 )
-from engine.types import ChatRequest, ChatResponse, Usage
+from distill.engine.types import ChatRequest, ChatResponse, Usage
+
+from distill.errors import UserError
 
 HeadersObserver = Callable[[Mapping[str, str]], None]
 

@@ -43,10 +43,25 @@ _GENERATE_FLAGS: list[tuple[str, str, type, str]] = [
     ("--output-dir", "output_dir", str, "run directory: shards, run.json, summary.json (resumable)"),
     ("--base-url", "base_url", str, "OpenAI-compatible endpoint, e.g. https://api.openai.com/v1"),
     ("--model", "model", str, "teacher model name"),
-    ("--api-key-env", "api_key_env", str, "NAME of the environment variable holding the key (default OPENAI_API_KEY)"),
+    (
+        "--api-key-env",
+        "api_key_env",
+        str,
+        "NAME of the environment variable holding the key (default OPENAI_API_KEY)",
+    ),
     ("--task", "task", str, "task description put into the prompt and the student's instruction"),
-    ("--template", "template", str, "prompt template: zh (default, the seed's), en, or a file with {task} {input}"),
-    ("--id-field", "id_field", str, "input field holding the row id (default id; absent: derived from the text)"),
+    (
+        "--template",
+        "template",
+        str,
+        "prompt template: zh (default, the seed's), en, or a file with {task} {input}",
+    ),
+    (
+        "--id-field",
+        "id_field",
+        str,
+        "input field holding the row id (default id; absent: derived from the text)",
+    ),
     ("--input-field", "input_field", str, "input field holding the text (default input)"),
     ("--samples-per-input", "samples_per_input", int, "answers per input (default 1)"),
     ("--temperature-first", "temperature_first", float, "temperature of sample 0 (default 0.3)"),
@@ -56,14 +71,20 @@ _GENERATE_FLAGS: list[tuple[str, str, type, str]] = [
     ("--rpm", "rpm", float, "requests per minute limit"),
     ("--tpm", "tpm", float, "tokens per minute limit (prompt + max_tokens reserved, corrected by usage)"),
     ("--retries", "retries", int, "retries of a transient failure (default 5)"),
-    ("--budget", "budget", float, "stop admitting requests once this much is spent (needs prices in the config)"),
+    (
+        "--budget",
+        "budget",
+        float,
+        "stop admitting requests once this much is spent (needs prices in the config)",
+    ),
     ("--shard-max-bytes", "shard_max_bytes", int, "rotate shards at this size (default 128 MiB)"),
 ]
 
 
 def register(commands: argparse._SubParsersAction, benchmarks: argparse._SubParsersAction) -> None:
     """Add this package's subcommands to ``distill`` and its benchmarks to ``distill bench``."""
-    from engine import bench, fake_teacher
+    from distill.bench import engine as bench
+    from distill.testing import fake_teacher
 
     _register_generate(commands)
     _register_export(commands)
@@ -83,10 +104,16 @@ def _register_generate(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--config", help="YAML config (see configs/generate.yaml); flags override its keys")
     for flag, dest, kind, text in _GENERATE_FLAGS:
         parser.add_argument(flag, dest=dest, type=kind, default=None, help=text)
-    parser.add_argument("--force", action="store_true",
-                        help="resume even though run.json shows other prompt/model/sampling settings")
-    parser.add_argument("--retry-failed", action="store_true",
-                        help="send the failed (id, sample) pairs again; their old failure records move to failed-retried/")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="resume even though run.json shows other prompt/model/sampling settings",
+    )
+    parser.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="send the failed (id, sample) pairs again; their old failure records move to failed-retried/",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no live display or progress log lines")
     parser.set_defaults(handler=_generate)
 
@@ -102,19 +129,24 @@ def _register_export(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--run-dir", required=True, help="a `distill generate` output directory")
     parser.add_argument("--out-dir", required=True, help="where the training files and dataset_info.json go")
     parser.add_argument("--format", choices=("alpaca", "sharegpt", "both"), default="both")
-    parser.add_argument("--with-thinking", action="store_true",
-                        help="train on full_output (【思考】…【答案】…) instead of the answer only")
+    parser.add_argument(
+        "--with-thinking",
+        action="store_true",
+        help="train on full_output (【思考】…【答案】…) instead of the answer only",
+    )
     parser.add_argument("--name", help="dataset name (default: the run directory's name)")
     parser.set_defaults(handler=_export)
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from engine.config import load_generate_config
-    from engine.runner import EXIT_CODES, run_generation
+    from distill.engine.config import load_generate_config
+    from distill.engine.runner import EXIT_CODES, run_generation
 
     overrides = {dest: getattr(args, dest) for _, dest, _, _ in _GENERATE_FLAGS}
     config = load_generate_config(args.config, overrides)
-    summary = run_generation(config, force=args.force, progress=not args.no_progress, retry_failed=args.retry_failed)
+    summary = run_generation(
+        config, force=args.force, progress=not args.no_progress, retry_failed=args.retry_failed
+    )
     print(json.dumps(summary, ensure_ascii=False, indent=2))
     if summary.get("message"):
         print(f"distill: generate {summary['status']}: {summary['message']}", file=sys.stderr)
@@ -122,10 +154,11 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from engine.export import FORMATS, export_dataset
+    from distill.engine.export import FORMATS, export_dataset
 
     formats = FORMATS if args.format == "both" else (args.format,)
-    result = export_dataset(args.run_dir, args.out_dir, formats=formats, with_thinking=args.with_thinking,
-                            name=args.name)
+    result = export_dataset(
+        args.run_dir, args.out_dir, formats=formats, with_thinking=args.with_thinking, name=args.name
+    )
     print(json.dumps(result, ensure_ascii=False, indent=2))
     return 0

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.config import Price
+from distill.engine.config import Price
 
 
 class CostMeter:
@@ -45,7 +45,8 @@ class CostMeter:
     @property
     def total_spend(self) -> float:
         return self.money(
-            self.prior_prompt_tokens + self.prompt_tokens, self.prior_completion_tokens + self.completion_tokens
+            self.prior_prompt_tokens + self.prompt_tokens,
+            self.prior_completion_tokens + self.completion_tokens,
         )
 
     @property

@@ -24,11 +24,11 @@ from collections.abc import AsyncIterable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.admission import Admission
-from engine.client import ChatClient
-from engine.errors import RATE_LIMITED, CallError
-from engine.retry import RetryPolicy
-from engine.types import CallFailure, ChatResponse, Job
+from distill.engine.admission import Admission
+from distill.engine.client import ChatClient
+from distill.engine.errors import RATE_LIMITED, CallError
+from distill.engine.retry import RetryPolicy
+from distill.engine.types import CallFailure, ChatResponse, Job
 
 ResultCallback = Callable[[Job, ChatResponse | CallFailure], None]
 

@@ -18,14 +18,17 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from distill.engine.shards import list_shards
 
 from distill.errors import UserError
-from engine.shards import list_shards
 
 FORMATS = ("alpaca", "sharegpt")
 DATASET_INFO = "dataset_info.json"
 
-_ALPACA_INFO = {"formatting": "alpaca", "columns": {"prompt": "instruction", "query": "input", "response": "output"}}
+_ALPACA_INFO = {
+    "formatting": "alpaca",
+    "columns": {"prompt": "instruction", "query": "input", "response": "output"},
+}
 _SHAREGPT_INFO = {
     "formatting": "sharegpt",
     "columns": {"messages": "conversations"},
@@ -40,10 +43,18 @@ def dataset_name(run_dir: Path) -> str:
 
 def _row(fmt: str, record: dict[str, Any], target: str) -> dict[str, Any]:
     if fmt == "alpaca":
-        return {"instruction": record["instruction"], "input": "", "output": target,
-                "id": record["id"], "sample_index": record["sample_index"]}
+        return {
+            "instruction": record["instruction"],
+            "input": "",
+            "output": target,
+            "id": record["id"],
+            "sample_index": record["sample_index"],
+        }
     return {
-        "conversations": [{"from": "human", "value": record["instruction"]}, {"from": "gpt", "value": target}],
+        "conversations": [
+            {"from": "human", "value": record["instruction"]},
+            {"from": "gpt", "value": target},
+        ],
         "id": record["id"],
         "sample_index": record["sample_index"],
     }
@@ -89,18 +100,32 @@ def export_dataset(
                     except (orjson.JSONDecodeError, KeyError) as exc:
                         raise UserError(f"{shard}:{number}: {field}: unreadable record ({exc})") from None
                     for fmt, handle in handles.items():
-                        handle.write(orjson.dumps(_row(fmt, record, target), option=orjson.OPT_APPEND_NEWLINE))
+                        handle.write(
+                            orjson.dumps(_row(fmt, record, target), option=orjson.OPT_APPEND_NEWLINE)
+                        )
                     rows += 1
     finally:
         for handle in handles.values():
             handle.close()
     for fmt in formats:
         os.replace(temporaries[fmt], targets[fmt])
-    info = _merge_dataset_info(out_dir, {f"{name}_{fmt}": {"file_name": targets[fmt].name,
-                                                          **(_ALPACA_INFO if fmt == "alpaca" else _SHAREGPT_INFO)}
-                                         for fmt in formats})
-    return {"name": name, "rows": rows, "with_thinking": with_thinking,
-            "files": {fmt: str(path) for fmt, path in targets.items()}, "dataset_info": str(info)}
+    info = _merge_dataset_info(
+        out_dir,
+        {
+            f"{name}_{fmt}": {
+                "file_name": targets[fmt].name,
+                **(_ALPACA_INFO if fmt == "alpaca" else _SHAREGPT_INFO),
+            }
+            for fmt in formats
+        },
+    )
+    return {
+        "name": name,
+        "rows": rows,
+        "with_thinking": with_thinking,
+        "files": {fmt: str(path) for fmt, path in targets.items()},
+        "dataset_info": str(info),
+    }
 
 
 def _merge_dataset_info(out_dir: Path, entries: dict[str, Any]) -> Path:

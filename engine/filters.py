@@ -12,7 +12,7 @@ import math
 import re
 import unicodedata
 
-from engine.config import FilterConfig
+from distill.engine.config import FilterConfig
 
 TRUNCATED = "truncated"
 FORMAT = "format"

@@ -50,7 +50,11 @@ class InputFileInfo:
 
     def still_matches(self, path: Path) -> bool:
         stat = path.stat()
-        return str(path.resolve()) == self.path and stat.st_size == self.size and stat.st_mtime_ns == self.mtime_ns
+        return (
+            str(path.resolve()) == self.path
+            and stat.st_size == self.size
+            and stat.st_mtime_ns == self.mtime_ns
+        )
 
 
 def derive_id(text: str) -> str:
@@ -61,7 +65,9 @@ def derive_id(text: str) -> str:
 class _RowReader:
     """Turns one raw line into an InputRow, with errors as ``file:line: field: problem``."""
 
-    def __init__(self, path: Path, id_field: str | None, input_field: str, derive_ids: bool | None = None) -> None:
+    def __init__(
+        self, path: Path, id_field: str | None, input_field: str, derive_ids: bool | None = None
+    ) -> None:
         self.path = path
         self.id_field = id_field
         self.input_field = input_field
@@ -165,7 +171,9 @@ def iter_inputs(
             line += 1
 
 
-def validate_inputs(path: str | Path, id_field: str | None = "id", input_field: str = "input") -> InputFileInfo:
+def validate_inputs(
+    path: str | Path, id_field: str | None = "id", input_field: str = "input"
+) -> InputFileInfo:
     """Check every line and that ids are unique, before anything is sent; count the rows."""
     path = Path(path)
     stat_before = _stat(path)
@@ -191,7 +199,9 @@ def validate_inputs(path: str | Path, id_field: str | None = "id", input_field: 
             seen.add(key)
     if rows == 0:
         raise UserError(f"{path}: input file has no rows (it is empty or only blank lines)")
-    return InputFileInfo(str(path.resolve()), stat_before.st_size, stat_before.st_mtime_ns, rows, bool(reader.derive_ids))
+    return InputFileInfo(
+        str(path.resolve()), stat_before.st_size, stat_before.st_mtime_ns, rows, bool(reader.derive_ids)
+    )
 
 
 def _stat(path: Path):
@@ -201,7 +211,9 @@ def _stat(path: Path):
         raise UserError(f"{path}: input file not found") from None
 
 
-def _first_line_with_id(path: Path, id_field: str | None, input_field: str, wanted: str, before: int) -> int | None:
+def _first_line_with_id(
+    path: Path, id_field: str | None, input_field: str, wanted: str, before: int
+) -> int | None:
     for row in iter_inputs(path, id_field, input_field):
         if row.line >= before:
             return None

@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator
 
-from engine.config import GenerateConfig
-from engine.inputs import iter_inputs
-from engine.prompts import build_instruction, build_messages, estimate_prompt_tokens, render_prompt
-from engine.resume import record_key
-from engine.types import ChatRequest, Job
+from distill.engine.config import GenerateConfig
+from distill.engine.inputs import iter_inputs
+from distill.engine.prompts import build_instruction, build_messages, estimate_prompt_tokens, render_prompt
+from distill.engine.resume import record_key
+from distill.engine.types import ChatRequest, Job
 
 
 class RowWatermark:

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from distill.engine.client import endpoint_identity
+from distill.engine.config import GenerateConfig
 
 from distill import __version__
 from distill.errors import UserError
-from engine.client import endpoint_identity
-from engine.config import GenerateConfig
 
 MANIFEST_NAME = "run.json"
 FORMAT_VERSION = 1

@@ -17,7 +17,10 @@ FULL_ANSWER = "【答案】"
 # because English-speaking teachers vary case and spacing, then the dataset's own short markers.
 _COT_PATTERNS = (
     (re.compile(re.escape("【思考过程】")), re.compile(re.escape("【最终答案】"))),
-    (re.compile(r"\[\s*thinking\s*\]", re.IGNORECASE), re.compile(r"\[\s*final\s+answer\s*\]", re.IGNORECASE)),
+    (
+        re.compile(r"\[\s*thinking\s*\]", re.IGNORECASE),
+        re.compile(r"\[\s*final\s+answer\s*\]", re.IGNORECASE),
+    ),
     (re.compile(re.escape(FULL_THINKING)), re.compile(re.escape(FULL_ANSWER))),
 )
 

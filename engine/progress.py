@@ -13,11 +13,11 @@ import time
 from collections import Counter
 from typing import Any, TextIO
 
-from engine.admission import Admission
-from engine.cost import CostMeter
-from engine.errors import CallError
-from engine.records import RunStats
-from engine.types import ChatRequest, ChatResponse
+from distill.engine.admission import Admission
+from distill.engine.cost import CostMeter
+from distill.engine.errors import CallError
+from distill.engine.records import RunStats
+from distill.engine.types import ChatRequest, ChatResponse
 
 
 class ErrorCountingClient:

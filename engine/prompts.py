@@ -21,7 +21,7 @@ _PLACEHOLDER = re.compile(r"\{(task|input)\}")
 def load_template(spec: str) -> str:
     """The template text for "zh", "en" or a path to a UTF-8 file with {task} and {input} placeholders."""
     if spec in BUILTIN_TEMPLATES:
-        return resources.files("engine.templates").joinpath(f"{spec}.txt").read_text(encoding="utf-8")
+        return resources.files("distill.engine.templates").joinpath(f"{spec}.txt").read_text(encoding="utf-8")
     path = Path(spec)
     try:
         text = path.read_text(encoding="utf-8")
@@ -33,7 +33,9 @@ def load_template(spec: str) -> str:
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: template: cannot read it as UTF-8 text: {exc}") from None
     if "{input}" not in text:
-        raise UserError(f"{path}: template: has no {{input}} placeholder, so the teacher would never see the input")
+        raise UserError(
+            f"{path}: template: has no {{input}} placeholder, so the teacher would never see the input"
+        )
     return text
 
 

@@ -18,15 +18,14 @@ from collections import Counter
 from datetime import UTC, datetime
 
 import orjson
-
-from engine import filters
-from engine.cost import CostMeter
-from engine.filters import QualityFilter
-from engine.jobs import RowWatermark
-from engine.parsing import format_full_output, parse_cot
-from engine.resume import FAILED, REASON_CODES, Ledger, record_key
-from engine.shards import ShardSet
-from engine.types import CallFailure, ChatResponse, Job
+from distill.engine import filters
+from distill.engine.cost import CostMeter
+from distill.engine.filters import QualityFilter
+from distill.engine.jobs import RowWatermark
+from distill.engine.parsing import format_full_output, parse_cot
+from distill.engine.resume import FAILED, REASON_CODES, Ledger, record_key
+from distill.engine.shards import ShardSet
+from distill.engine.types import CallFailure, ChatResponse, Job
 
 _DUMP_OPTIONS = orjson.OPT_APPEND_NEWLINE
 _WATERMARK_EVERY = 512  # results between watermark entries: cheap, and a resume rescans at most this many
@@ -164,14 +163,23 @@ class RecordWriter:
         self.stats.failed[failure.error_class] += 1
 
     def _commit(
-        self, kind: str, record: dict, row_id: str, sample_index: int, code: str, output_hash: int | None,
-        prompt_tokens: int, completion_tokens: int,
+        self,
+        kind: str,
+        record: dict,
+        row_id: str,
+        sample_index: int,
+        code: str,
+        output_hash: int | None,
+        prompt_tokens: int,
+        completion_tokens: int,
     ) -> None:
         """Record line, then ledger entry. If the entry cannot be written, no further record may be either:
         only the last record of a shard may lack its entry, or `reconcile` could not restore it."""
         self.shards.write(kind, orjson.dumps(record, option=_DUMP_OPTIONS))
         try:
-            self.ledger.add(record_key(row_id, sample_index), code, output_hash, prompt_tokens, completion_tokens)
+            self.ledger.add(
+                record_key(row_id, sample_index), code, output_hash, prompt_tokens, completion_tokens
+            )
         except OSError as exc:
             self.shards.broken = exc
             raise

@@ -27,9 +27,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import orjson
-
-from engine import filters
-from engine.shards import last_line, write_all
+from distill.engine import filters
+from distill.engine.shards import last_line, write_all
 
 LEDGER_NAME = "done.keys"
 ACCEPTED = "a"
@@ -116,7 +115,9 @@ class Ledger:
             self.broken = exc
             raise
 
-    def add(self, key: int, code: str, output_hash: int | None, prompt_tokens: int, completion_tokens: int) -> None:
+    def add(
+        self, key: int, code: str, output_hash: int | None, prompt_tokens: int, completion_tokens: int
+    ) -> None:
         """Append one finished key. Raises DiskFullError (from write_all) when the disk is full."""
         self._append(ENTRY.pack(key, output_hash or 0, prompt_tokens, completion_tokens, ord(code)))
         self.codes[code] += 1
@@ -172,8 +173,13 @@ def reconcile(ledger: Ledger, shard_paths: Iterable[Path]) -> int:
         kind = path.name.split("-", 1)[0]
         out_hash = filters.output_hash(record["output"]) if kind == "accepted" else None
         usage = record.get("usage") or {}
-        ledger.add(key, code_of(kind, record.get("reject_reason")), out_hash,
-                   usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0)
+        ledger.add(
+            key,
+            code_of(kind, record.get("reject_reason")),
+            out_hash,
+            usage.get("prompt_tokens") or 0,
+            usage.get("completion_tokens") or 0,
+        )
         ledger.done.add(key)
         if out_hash is not None:
             ledger.accepted_hashes.add(out_hash)
@@ -217,7 +223,9 @@ def move_failures_aside(run_dir: Path) -> int:
         size = ENTRY.size
         # Watermarks go too: the rows of the failures lie behind them.
         kept = b"".join(
-            data[at : at + size] for at in range(0, len(data), size) if data[at + 24] not in (ord(FAILED), WATERMARK)
+            data[at : at + size]
+            for at in range(0, len(data), size)
+            if data[at + 24] not in (ord(FAILED), WATERMARK)
         )
         temporary = ledger.with_suffix(".tmp")
         temporary.write_bytes(kept)

@@ -22,18 +22,16 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import orjson
-
-from distill.errors import UserError
-from engine import filters
-from engine.config import GenerateConfig, resolve_api_key
-from engine.cost import CostMeter
-from engine.filters import QualityFilter
-from engine.inputs import InputFileInfo, validate_inputs
-from engine.jobs import RowWatermark, make_jobs
-from engine.manifest import fingerprint_of, open_manifest, read_manifest, utc_now, write_manifest
-from engine.prompts import load_template
-from engine.records import RecordWriter, RunStats
-from engine.resume import (
+from distill.engine import filters
+from distill.engine.config import GenerateConfig, resolve_api_key
+from distill.engine.cost import CostMeter
+from distill.engine.filters import QualityFilter
+from distill.engine.inputs import InputFileInfo, validate_inputs
+from distill.engine.jobs import RowWatermark, make_jobs
+from distill.engine.manifest import fingerprint_of, open_manifest, read_manifest, utc_now, write_manifest
+from distill.engine.prompts import load_template
+from distill.engine.records import RecordWriter, RunStats
+from distill.engine.resume import (
     ACCEPTED,
     CODES,
     FAILED,
@@ -42,7 +40,9 @@ from engine.resume import (
     reconcile,
     retry_failed_pending,
 )
-from engine.shards import DiskFullError, ShardSet, list_shards
+from distill.engine.shards import DiskFullError, ShardSet, list_shards
+
+from distill.errors import UserError
 
 SUMMARY_NAME = "summary.json"
 LOCK_NAME = ".lock"
@@ -94,26 +94,38 @@ def _open_run_dir(run_dir: Path) -> int:
         fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(lock_fd)
-        raise UserError(f"{run_dir}: output_dir: another `distill generate` is writing to it right now") from None
+        raise UserError(
+            f"{run_dir}: output_dir: another `distill generate` is writing to it right now"
+        ) from None
     free = shutil.disk_usage(run_dir).free
     if free < MIN_FREE_BYTES:
         os.close(lock_fd)
-        raise UserError(f"{run_dir}: output_dir: only {free // 1024} KiB free on its disk; free some space first")
+        raise UserError(
+            f"{run_dir}: output_dir: only {free // 1024} KiB free on its disk; free some space first"
+        )
     return lock_fd
 
 
 def _input_info(config: GenerateConfig, manifest: dict[str, Any] | None) -> tuple[InputFileInfo, bool]:
     """Validate the input, unless run.json shows this exact file (size, mtime, fields) was validated."""
     cached = (manifest or {}).get("input")
-    if cached and cached.get("id_field") == config.id_field and cached.get("input_field") == config.input_field:
-        info = InputFileInfo(cached["path"], cached["size"], cached["mtime_ns"], cached["rows"], cached["derived_ids"])
+    if (
+        cached
+        and cached.get("id_field") == config.id_field
+        and cached.get("input_field") == config.input_field
+    ):
+        info = InputFileInfo(
+            cached["path"], cached["size"], cached["mtime_ns"], cached["rows"], cached["derived_ids"]
+        )
         with contextlib.suppress(OSError):
             if info.still_matches(config.input):
                 return info, False
     return validate_inputs(config.input, config.id_field, config.input_field), bool(cached)
 
 
-def prepare_run(config: GenerateConfig, *, force: bool = False, retry_failed_records: bool = False) -> PreparedRun:
+def prepare_run(
+    config: GenerateConfig, *, force: bool = False, retry_failed_records: bool = False
+) -> PreparedRun:
     """Every check that can fail before spending money, then the run directory opened for appending."""
     template = load_template(config.template)
     api_key = resolve_api_key(config)
@@ -163,13 +175,15 @@ def prepare_run(config: GenerateConfig, *, force: bool = False, retry_failed_rec
 
 async def _check_endpoint(client: Any, config: GenerateConfig) -> None:
     """GET /models: catches a wrong URL, a dead server or a refused key before the first paid call."""
-    from engine.errors import AUTH, CONNECTION, TIMEOUT, CallError
+    from distill.engine.errors import AUTH, CONNECTION, TIMEOUT, CallError
 
     try:
         await client.list_models()
     except CallError as error:
         if error.error_class in (CONNECTION, TIMEOUT):
-            raise UserError(f"base_url: cannot reach the teacher at {config.base_url}: {error.message}") from None
+            raise UserError(
+                f"base_url: cannot reach the teacher at {config.base_url}: {error.message}"
+            ) from None
         if error.error_class == AUTH:
             raise UserError(
                 f"api_key_env: the teacher at {config.base_url} refused the key in ${config.api_key_env}: "
@@ -178,7 +192,9 @@ async def _check_endpoint(client: Any, config: GenerateConfig) -> None:
         # Some OpenAI-compatible servers have no /models; the first real call will tell.
 
 
-def summarise(run: PreparedRun, stats: RunStats, cost: CostMeter, status: str, **extra: Any) -> dict[str, Any]:
+def summarise(
+    run: PreparedRun, stats: RunStats, cost: CostMeter, status: str, **extra: Any
+) -> dict[str, Any]:
     codes = run.ledger.codes
     rejected = {CODES[code]: count for code, count in codes.items() if code not in (ACCEPTED, FAILED)}
     done = run.ledger.finished
@@ -215,18 +231,22 @@ def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
     os.replace(temporary, run_dir / SUMMARY_NAME)
 
 
-async def generate(run: PreparedRun, *, progress: bool = True, progress_stream: TextIO | None = None) -> dict[str, Any]:
+async def generate(
+    run: PreparedRun, *, progress: bool = True, progress_stream: TextIO | None = None
+) -> dict[str, Any]:
     """Send every unfinished job of a prepared run; return (and write) the summary."""
-    from engine.admission import Admission
-    from engine.client import OpenAIChatClient
-    from engine.dispatch import FATAL as DISPATCH_FATAL
-    from engine.dispatch import dispatch
-    from engine.progress import ErrorCountingClient, ProgressReporter
-    from engine.retry import RetryPolicy
+    from distill.engine.admission import Admission
+    from distill.engine.client import OpenAIChatClient
+    from distill.engine.dispatch import FATAL as DISPATCH_FATAL
+    from distill.engine.dispatch import dispatch
+    from distill.engine.progress import ErrorCountingClient, ProgressReporter
+    from distill.engine.retry import RetryPolicy
 
     config, ledger = run.config, run.ledger
     stop = asyncio.Event()
-    admission = Admission(config.rpm, config.tpm, config.concurrency, learn_limits=config.learn_limits_from_headers)
+    admission = Admission(
+        config.rpm, config.tpm, config.concurrency, learn_limits=config.learn_limits_from_headers
+    )
     client = OpenAIChatClient(
         config.base_url,
         run.api_key,
@@ -255,10 +275,16 @@ async def generate(run: PreparedRun, *, progress: bool = True, progress_stream: 
         stop=stop,
     )
     jobs = make_jobs(
-        config, run.template, done=ledger.done, watermark=watermark, start=run.start,
+        config,
+        run.template,
+        done=ledger.done,
+        watermark=watermark,
+        start=run.start,
         derive_ids=run.input_info.derived_ids,
     )
-    reporter = ProgressReporter(stats, admission, cost, counting.errors, enabled=progress, stream=progress_stream)
+    reporter = ProgressReporter(
+        stats, admission, cost, counting.errors, enabled=progress, stream=progress_stream
+    )
     interrupts = _InterruptHandler(stop, writer)
     status, extra = COMPLETE, {}
     try:
@@ -270,7 +296,9 @@ async def generate(run: PreparedRun, *, progress: bool = True, progress_stream: 
         interrupts.install()
         reporter.start()
         task = asyncio.ensure_future(
-            dispatch(jobs, counting, admission, RetryPolicy(max_attempts=config.retries + 1), writer, stop=stop)
+            dispatch(
+                jobs, counting, admission, RetryPolicy(max_attempts=config.retries + 1), writer, stop=stop
+            )
         )
         interrupts.task = task
         try:
@@ -320,7 +348,10 @@ class _InterruptHandler:
         self.count += 1
         self.stop.set()
         if self.count == 1:
-            print("distill: stopping: finishing requests in flight (Ctrl-C again to abandon them)", file=sys.stderr)
+            print(
+                "distill: stopping: finishing requests in flight (Ctrl-C again to abandon them)",
+                file=sys.stderr,
+            )
         elif self.task is not None:
             # From here on a late answer is dropped, not written: it is sent again on resume.
             self.writer.closed = True

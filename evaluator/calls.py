@@ -18,17 +18,17 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from distill.engine.admission import Admission
+from distill.engine.client import OpenAIChatClient, endpoint_identity
+from distill.engine.config import resolve_api_key
+from distill.engine.dispatch import FATAL, dispatch
+from distill.engine.errors import CallError
+from distill.engine.prompts import estimate_prompt_tokens
+from distill.engine.retry import RetryPolicy
+from distill.engine.types import CallFailure, ChatRequest, ChatResponse, Job
+from distill.evaluator.config import EndpointConfig
 
 from distill.errors import UserError
-from engine.admission import Admission
-from engine.client import OpenAIChatClient, endpoint_identity
-from engine.config import resolve_api_key
-from engine.dispatch import FATAL, dispatch
-from engine.errors import CallError
-from engine.prompts import estimate_prompt_tokens
-from engine.retry import RetryPolicy
-from engine.types import CallFailure, ChatRequest, ChatResponse, Job
-from evaluator.config import EndpointConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,9 +94,13 @@ class CallCache:
                 try:
                     row = orjson.loads(line)
                     self._entries[row["key"]] = Answer(
-                        row["text"], row.get("finish_reason"), row.get("prompt_tokens"),
-                        row.get("completion_tokens"), row.get("latency_ms"), cached=True,
-                    )  # fmt: skip
+                        row["text"],
+                        row.get("finish_reason"),
+                        row.get("prompt_tokens"),
+                        row.get("completion_tokens"),
+                        row.get("latency_ms"),
+                        cached=True,
+                    )
                 except (orjson.JSONDecodeError, KeyError, TypeError):
                     continue
         self._handle = open(self.path, "ab")  # noqa: SIM115 - kept open for the run, closed in close()
@@ -108,15 +112,26 @@ class CallCache:
 
     def put(self, key: str, response: ChatResponse) -> Answer:
         usage = response.usage
-        return self.put_answer(key, Answer(
-            response.text, response.finish_reason, usage.prompt_tokens if usage else None,
-            usage.completion_tokens if usage else None, round(response.latency_ms, 3),
-        ))  # fmt: skip
+        return self.put_answer(
+            key,
+            Answer(
+                response.text,
+                response.finish_reason,
+                usage.prompt_tokens if usage else None,
+                usage.completion_tokens if usage else None,
+                round(response.latency_ms, 3),
+            ),
+        )
 
     def put_answer(self, key: str, answer: Answer) -> Answer:
-        row = {"key": key, "text": answer.text, "finish_reason": answer.finish_reason,
-               "prompt_tokens": answer.prompt_tokens, "completion_tokens": answer.completion_tokens,
-               "latency_ms": answer.latency_ms}  # fmt: skip
+        row = {
+            "key": key,
+            "text": answer.text,
+            "finish_reason": answer.finish_reason,
+            "prompt_tokens": answer.prompt_tokens,
+            "completion_tokens": answer.completion_tokens,
+            "latency_ms": answer.latency_ms,
+        }
         self._handle.write(orjson.dumps(row) + b"\n")
         self._handle.flush()
         self._entries[key] = answer
@@ -135,8 +150,12 @@ class CallCache:
 def open_client(endpoint: EndpointConfig) -> OpenAIChatClient:
     """The engine's client for ``endpoint``, its key read from the environment variable it names."""
     key = resolve_api_key(endpoint)  # type: ignore[arg-type] - reads only base_url and api_key_env
-    return OpenAIChatClient(endpoint.base_url, key, timeout_s=endpoint.request_timeout_s,
-                            max_connections=max(endpoint.max_in_flight * 2, 16))  # fmt: skip
+    return OpenAIChatClient(
+        endpoint.base_url,
+        key,
+        timeout_s=endpoint.request_timeout_s,
+        max_connections=max(endpoint.max_in_flight * 2, 16),
+    )
 
 
 async def check_reachable(client: OpenAIChatClient, role: str, model: str) -> list[str]:

@@ -6,8 +6,8 @@ import argparse
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from evaluator.config import load_eval_config
-    from evaluator.run import run_evaluation
+    from distill.evaluator.config import load_eval_config
+    from distill.evaluator.run import run_evaluation
 
     overrides = {"eval_set": args.eval_set, "output_dir": args.output_dir, "limit": args.limit}
     config = load_eval_config(args.config, overrides)
@@ -24,13 +24,13 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from evaluator.bench import main
+    from distill.bench.eval import main
 
     return main(args)
 
 
 def _bench_overhead(args: argparse.Namespace) -> int:
-    from evaluator.bench_overhead import run
+    from distill.bench.eval_overhead import run
 
     run(args)
     return 0
@@ -64,11 +64,18 @@ def register(commands: argparse._SubParsersAction, benchmarks: argparse._SubPars
     )
     bench.add_argument("--prompts", type=int, default=32, help="number of prompts (default 32)")
     bench.add_argument("--new-tokens", type=int, default=64, help="tokens generated per prompt (default 64)")
-    bench.add_argument("--baseline-prompts", type=int, default=None,
-                       help="prompts for the slow one-at-a-time baseline (default: all)")  # fmt: skip
-    bench.add_argument("--variants", default="hf1-fp32,hf-batch-bf16,vllm-bf16,vllm-fp32",
-                       help="comma-separated: hf1-fp32, hf1-bf16, hf-batch-fp32, hf-batch-bf16, vllm-bf16, vllm-fp32, "
-                       "vllm-lora-bf16, vllm-lora-fp32")  # fmt: skip
+    bench.add_argument(
+        "--baseline-prompts",
+        type=int,
+        default=None,
+        help="prompts for the slow one-at-a-time baseline (default: all)",
+    )
+    bench.add_argument(
+        "--variants",
+        default="hf1-fp32,hf-batch-bf16,vllm-bf16,vllm-fp32",
+        help="comma-separated: hf1-fp32, hf1-bf16, hf-batch-fp32, hf-batch-bf16, vllm-bf16, vllm-fp32, "
+        "vllm-lora-bf16, vllm-lora-fp32",
+    )
     bench.add_argument("--model", default="smollm2-135m-instruct", help="student model (alias or dir)")
     bench.add_argument("--threads", type=int, help="CPU threads for every variant (default: all cores)")
     bench.add_argument("--json", help="also write the figures to this JSON file")
@@ -89,7 +96,11 @@ def register(commands: argparse._SubParsersAction, benchmarks: argparse._SubPars
     overhead.add_argument("--backend", default="vllm", choices=("vllm", "transformers"))
     overhead.add_argument("--model", default="smollm2-135m-instruct")
     overhead.add_argument("--threads", type=int, help="CPU threads for the student (default: all cores)")
-    overhead.add_argument("--latency", action=argparse.BooleanOptionalAction, default=True,
-                          help="include the latency stage (starts vllm serve)")  # fmt: skip
+    overhead.add_argument(
+        "--latency",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="include the latency stage (starts vllm serve)",
+    )
     overhead.add_argument("--work-dir", help="where eval set and report go (default: a new temp dir)")
     overhead.set_defaults(handler=_bench_overhead)

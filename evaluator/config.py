@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from distill.engine.config import Price
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from distill.config_files import load_config
-from engine.config import Price
 
 NORMALISERS = ("nfkc", "casefold", "whitespace", "no_space", "strip_punct", "number", "date")
 DEFAULT_NORMALISERS = ["nfkc", "casefold", "whitespace", "strip_punct"]

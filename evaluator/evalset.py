@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from distill.engine.prompts import build_instruction
+
 from distill.errors import UserError
-from engine.prompts import build_instruction
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,14 +23,19 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from distill.evaluator.calls import Answer, CallCache
+from distill.evaluator.config import GenerationConfig
+from distill.evaluator.evalset import EvalItem
+from distill.evaluator.serving import place_students, use_merged
+from distill.evaluator.students import Student, render_prompt_ids
+from distill.evaluator.vllm_server import (
+    cpu_kv_cache_mib,
+    max_lora_rank,
+    single_process_executor,
+    vllm_environment,
+)
 
 from distill.errors import UserError
-from evaluator.calls import Answer, CallCache
-from evaluator.config import GenerationConfig
-from evaluator.evalset import EvalItem
-from evaluator.serving import place_students, use_merged
-from evaluator.students import Student, render_prompt_ids
-from evaluator.vllm_server import cpu_kv_cache_mib, max_lora_rank, single_process_executor, vllm_environment
 
 PROMPT_TOO_LONG = "prompt_too_long"
 
@@ -160,14 +165,19 @@ class StudentGenerator:
             "max_model_len": self.config.max_model_len,
             "kv_cache_mib": cpu_kv_cache_mib(self.config.kv_cache_mib),
             "single_process": single_process_executor(),
-            "max_lora_rank": max_lora_rank([spec["rank"] for spec in adapters.values()]) if adapters else None,
+            "max_lora_rank": max_lora_rank([spec["rank"] for spec in adapters.values()])
+            if adapters
+            else None,
             "adapters": adapters,
             "requests": [
-                {"adapter": p.student.name if p.lora_dir else None,
-                 "prompt_token_ids": p.prompt_ids, "max_tokens": p.max_tokens}
+                {
+                    "adapter": p.student.name if p.lora_dir else None,
+                    "prompt_token_ids": p.prompt_ids,
+                    "max_tokens": p.max_tokens,
+                }
                 for p in group.pending
             ],
-        }  # fmt: skip
+        }
         self.work_dir.mkdir(parents=True, exist_ok=True)
         group.job_path = self.work_dir / f"vllm-job-{number}.json"
         group.out_path = self.work_dir / f"vllm-out-{number}.json"
@@ -176,10 +186,19 @@ class StudentGenerator:
         log = open(self.work_dir / f"vllm-offline-{number}.log", "ab")  # noqa: SIM115 - the child owns it
         group.started = time.perf_counter()
         group.process = subprocess.Popen(
-            [sys.executable, "-m", "evaluator.student_vllm", str(group.job_path), str(group.out_path)],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "distill.evaluator.student_vllm",
+                str(group.job_path),
+                str(group.out_path),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
             env={**os.environ, **vllm_environment(self.config.cpu_threads)},
-        )  # fmt: skip
+        )
         log.close()
 
     def _collect(self, group: _Group, number: int) -> None:
@@ -221,7 +240,7 @@ class StudentGenerator:
     # -- transformers: in this process, one model at a time ------------------------------------------------
 
     def _run_transformers(self, group: _Group) -> None:
-        from evaluator.student_hf import run_generation
+        from distill.evaluator.student_hf import run_generation
 
         started = time.perf_counter()
         by_student: dict[str, list[_Pending]] = {}
@@ -233,9 +252,14 @@ class StudentGenerator:
                 "float32" if self.config.dtype == "float16" else self.config.dtype
             )  # fp16 matmuls: slow on CPU
             outputs, timings = run_generation(
-                student.base_dir, student.adapter_dir, [p.prompt_ids for p in batch], [p.max_tokens for p in batch],
-                dtype=dtype, batch_size=self.config.batch_size, threads=self.config.cpu_threads,
-            )  # fmt: skip
+                student.base_dir,
+                student.adapter_dir,
+                [p.prompt_ids for p in batch],
+                [p.max_tokens for p in batch],
+                dtype=dtype,
+                batch_size=self.config.batch_size,
+                threads=self.config.cpu_threads,
+            )
             self.timings["load_s"] += timings["load_s"]
             self.timings["generate_s"] += timings["generate_s"]
             self._store(batch, outputs)
@@ -243,8 +267,13 @@ class StudentGenerator:
 
     def _store(self, pending: Sequence[_Pending], outputs: Sequence[dict[str, Any]]) -> None:
         for item, output in zip(pending, outputs, strict=True):
-            answer = Answer(output["text"], output["finish_reason"], output["prompt_tokens"],
-                            output["completion_tokens"], None)  # fmt: skip
+            answer = Answer(
+                output["text"],
+                output["finish_reason"],
+                output["prompt_tokens"],
+                output["completion_tokens"],
+                None,
+            )
             self.results[item.student.name][item.index] = self.cache.put_answer(item.key, answer)
             self.generated += 1
 

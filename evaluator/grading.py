@@ -11,12 +11,19 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from engine.parsing import answer_of
-from engine.types import CallFailure, ChatRequest
-from evaluator.calls import Answer
-from evaluator.config import JudgeConfig
-from evaluator.evalset import EvalItem
-from evaluator.judge import TIE, combine_orders, pairwise_prompt, parse_preference, parse_score, score_prompt
+from distill.engine.parsing import answer_of
+from distill.engine.types import CallFailure, ChatRequest
+from distill.evaluator.calls import Answer
+from distill.evaluator.config import JudgeConfig
+from distill.evaluator.evalset import EvalItem
+from distill.evaluator.judge import (
+    TIE,
+    combine_orders,
+    pairwise_prompt,
+    parse_preference,
+    parse_score,
+    score_prompt,
+)
 
 TEACHER = "teacher"
 

@@ -14,11 +14,11 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from engine.admission import Admission
-from engine.client import OpenAIChatClient
-from engine.dispatch import dispatch
-from engine.retry import RetryPolicy
-from engine.types import CallFailure, ChatRequest, ChatResponse, Job
+from distill.engine.admission import Admission
+from distill.engine.client import OpenAIChatClient
+from distill.engine.dispatch import dispatch
+from distill.engine.retry import RetryPolicy
+from distill.engine.types import CallFailure, ChatRequest, ChatResponse, Job
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:

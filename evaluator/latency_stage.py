@@ -16,17 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-
-from engine.config import resolve_api_key
-from engine.prompts import load_template
-from engine.types import ChatRequest
-from evaluator.config import EvalConfig
-from evaluator.evalset import EvalItem
-from evaluator.latency import run_load_test
-from evaluator.serving import place_students
-from evaluator.students import Student
-from evaluator.teacher import teacher_request
-from evaluator.vllm_server import serve_vllm
+from distill.engine.config import resolve_api_key
+from distill.engine.prompts import load_template
+from distill.engine.types import ChatRequest
+from distill.evaluator.config import EvalConfig
+from distill.evaluator.evalset import EvalItem
+from distill.evaluator.latency import run_load_test
+from distill.evaluator.serving import place_students
+from distill.evaluator.students import Student
+from distill.evaluator.teacher import teacher_request
+from distill.evaluator.vllm_server import serve_vllm
 
 
 def _pick(items: Sequence[EvalItem], count: int) -> list[EvalItem]:
@@ -41,7 +40,7 @@ def _student_requests(items: Sequence[EvalItem], model: str, max_tokens: int) ->
             temperature=0.0,
             max_tokens=max_tokens,
             request_id=f"eval-latency-{model}-{index}",
-        )  # fmt: skip
+        )
         for index, item in enumerate(items)
     ]
 
@@ -78,12 +77,25 @@ class LatencyStage:
             return None
         template = load_template(teacher.template)
         requests = [
-            teacher_request(item, teacher, self.config.task, template, max_tokens=self.latency.max_tokens,
-                            tag=f"-latency-{index}")
+            teacher_request(
+                item,
+                teacher,
+                self.config.task,
+                template,
+                max_tokens=self.latency.max_tokens,
+                tag=f"-latency-{index}",
+            )
             for index, item in enumerate(self.items)
-        ]  # fmt: skip
-        path = self._cache_path("teacher", teacher.base_url, teacher.model, [r.messages for r in requests],
-                                self.latency.concurrency, self.latency.max_tokens, self.latency.warmup)  # fmt: skip
+        ]
+        path = self._cache_path(
+            "teacher",
+            teacher.base_url,
+            teacher.model,
+            [r.messages for r in requests],
+            self.latency.concurrency,
+            self.latency.max_tokens,
+            self.latency.warmup,
+        )
         cached = self._cached(path)
         if cached is not None:
             return {**cached, "cached": True}
@@ -91,9 +103,13 @@ class LatencyStage:
             f"latency: teacher, {len(requests)} streamed requests at concurrency {self.latency.concurrency}"
         )
         result = run_load_test(
-            teacher.base_url, resolve_api_key(teacher), requests,  # type: ignore[arg-type]
-            concurrency=self.latency.concurrency, warmup=self.latency.warmup, timeout_s=teacher.request_timeout_s,
-        )  # fmt: skip
+            teacher.base_url,
+            resolve_api_key(teacher),
+            requests,  # type: ignore[arg-type]
+            concurrency=self.latency.concurrency,
+            warmup=self.latency.warmup,
+            timeout_s=teacher.request_timeout_s,
+        )
         self._save(path, result)
         return result
 
@@ -102,17 +118,27 @@ class LatencyStage:
             self.latency.student_base_url
             or f"vllm-serve:{self.latency.student_dtype}:{self.config.generation.lora}"
         )
-        return self._cache_path("student", student.fingerprint, where, [i.instruction for i in self.items],
-                                self.latency.concurrency, self.latency.max_tokens, self.latency.warmup)  # fmt: skip
+        return self._cache_path(
+            "student",
+            student.fingerprint,
+            where,
+            [i.instruction for i in self.items],
+            self.latency.concurrency,
+            self.latency.max_tokens,
+            self.latency.warmup,
+        )
 
     def _measure_student(self, base_url: str, model: str) -> dict[str, Any]:
         self.say(
             f"latency: student {model}, {len(self.items)} streamed requests at concurrency {self.latency.concurrency}"
         )
         return run_load_test(
-            base_url, None, _student_requests(self.items, model, self.latency.max_tokens),
-            concurrency=self.latency.concurrency, warmup=self.latency.warmup,
-        )  # fmt: skip
+            base_url,
+            None,
+            _student_requests(self.items, model, self.latency.max_tokens),
+            concurrency=self.latency.concurrency,
+            warmup=self.latency.warmup,
+        )
 
     def measure_students(self) -> dict[str, dict[str, Any]]:
         results: dict[str, dict[str, Any]] = {}
@@ -134,16 +160,22 @@ class LatencyStage:
         for model_dir, placements in place_students(todo, self.config.generation.lora).items():
             served = next((p.student.name for p in placements if p.lora_dir is None), "base")
             adapters = {p.student.name: p.lora_dir for p in placements if p.lora_dir is not None}
-            self.say(f"latency: starting vllm serve of {model_dir.name}" + (f" with {len(adapters)} LoRA adapter(s)"
-                     if adapters else ""))  # fmt: skip
+            self.say(
+                f"latency: starting vllm serve of {model_dir.name}"
+                + (f" with {len(adapters)} LoRA adapter(s)" if adapters else "")
+            )
             started = time.perf_counter()
             with serve_vllm(
-                model_dir, lora_modules=adapters, served_model_name=served, dtype=self.latency.student_dtype,
-                max_model_len=self.config.generation.max_model_len, kv_cache_mib=self.config.generation.kv_cache_mib,
+                model_dir,
+                lora_modules=adapters,
+                served_model_name=served,
+                dtype=self.latency.student_dtype,
+                max_model_len=self.config.generation.max_model_len,
+                kv_cache_mib=self.config.generation.kv_cache_mib,
                 cpu_threads=self.config.generation.cpu_threads,
                 log_path=self.config.output_dir / "logs" / f"vllm-serve-{model_dir.name}.log",
                 timeout_s=self.latency.server_start_timeout_s,
-            ) as base_url:  # fmt: skip
+            ) as base_url:
                 self.server_start_s += time.perf_counter() - started
                 for placement in placements:
                     student = placement.student

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from engine.parsing import answer_of
+from distill.engine.parsing import answer_of
 
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
 _EDGE_PUNCT = " \t\n.,;:!?。,;:!?、\"'“”‘’「」『』()()[]【】<>《》"

@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from evaluator.grading import TEACHER
-from evaluator.plots import latency_plot, score_plot
+from distill.evaluator.grading import TEACHER
+from distill.evaluator.plots import latency_plot, score_plot
 
 _ROLE_ORDER = {"distilled": 0, "original": 1, "other": 2}
 
@@ -51,17 +51,29 @@ def seed_table(report: dict[str, Any]) -> list[str]:
         lines.append(
             _row("field F1 (要素抽取F1)", [_num(systems[n].get("task", {}).get("f1")) for n in order])
         )
-        lines.append(_row("format compliance (格式符合率)",
-                          [_pct(systems[n].get("task", {}).get("format_compliance")) for n in order]))  # fmt: skip
+        lines.append(
+            _row(
+                "format compliance (格式符合率)",
+                [_pct(systems[n].get("task", {}).get("format_compliance")) for n in order],
+            )
+        )
     if any("judge" in systems[n] for n in order):
         lines.append(
             _row("judge score, mean 0–10", [_num(systems[n].get("judge", {}).get("avg")) for n in order])
         )
     if latency:
-        lines.append(_row("latency p50, end-to-end (推理速度)",
-                          [_seconds((latency.get(n) or {}).get("e2e_ms", {}).get("p50")) for n in order]))  # fmt: skip
-        lines.append(_row("time to first token p50",
-                          [_seconds((latency.get(n) or {}).get("ttft_ms", {}).get("p50")) for n in order]))  # fmt: skip
+        lines.append(
+            _row(
+                "latency p50, end-to-end (推理速度)",
+                [_seconds((latency.get(n) or {}).get("e2e_ms", {}).get("p50")) for n in order],
+            )
+        )
+        lines.append(
+            _row(
+                "time to first token p50",
+                [_seconds((latency.get(n) or {}).get("ttft_ms", {}).get("p50")) for n in order],
+            )
+        )
         lines.append(
             _row(
                 "output tokens/s", [_num((latency.get(n) or {}).get("output_tokens_per_s"), 1) for n in order]
@@ -92,8 +104,10 @@ def _comparison_lines(name: str, comparison: dict[str, Any]) -> list[str]:
             f"{_pct(judge['teacher_win_rate'])} over {judge['paired']} items scored on both sides "
             f"({judge['unpaired']} left out: a score missing on one side)."
         )
-        lines.append(f"- Mean score: student {_num(judge['avg_student'])} vs teacher {_num(judge['avg_teacher'])} "
-                     f"→ quality retention {_pct(judge['retention'])}.")  # fmt: skip
+        lines.append(
+            f"- Mean score: student {_num(judge['avg_student'])} vs teacher {_num(judge['avg_teacher'])} "
+            f"→ quality retention {_pct(judge['retention'])}."
+        )
     if comparison.get("f1_retention") is not None:
         lines.append(f"- Field-F1 retention (student F1 / teacher F1): {_pct(comparison['f1_retention'])}.")
     pairwise = comparison.get("pairwise")
@@ -127,22 +141,44 @@ def _latency_lines(report: dict[str, Any]) -> list[str]:
     latency = report["latency"]
     if not latency:
         return []
-    lines = ["## Latency and throughput", "",
-             "Streamed through the engine's client, same items, same concurrency; no retries.", "",
-             _row("system", ["conc.", "ok/failed", "TTFT p50/p95/p99 ms", "TPOT p50 ms", "e2e p50/p95/p99 ms",
-                             "req/s", "out tok/s"]),
-             _row("---", ["---"] * 7)]  # fmt: skip
+    lines = [
+        "## Latency and throughput",
+        "",
+        "Streamed through the engine's client, same items, same concurrency; no retries.",
+        "",
+        _row(
+            "system",
+            [
+                "conc.",
+                "ok/failed",
+                "TTFT p50/p95/p99 ms",
+                "TPOT p50 ms",
+                "e2e p50/p95/p99 ms",
+                "req/s",
+                "out tok/s",
+            ],
+        ),
+        _row("---", ["---"] * 7),
+    ]
     for name in system_order(report):
         result = latency.get(name)
         if not result:
             continue
         ttft, tpot, e2e = result["ttft_ms"], result["tpot_ms"], result["e2e_ms"]
-        lines.append(_row(name + (" (cached)" if result.get("cached") else ""), [
-            str(result["concurrency"]), f"{result['succeeded']}/{sum(result['failed'].values())}",
-            "/".join(_num(ttft[p], 0) for p in ("p50", "p95", "p99")), _num(tpot["p50"], 1),
-            "/".join(_num(e2e[p], 0) for p in ("p50", "p95", "p99")),
-            _num(result["requests_per_s"]), _num(result["output_tokens_per_s"], 1),
-        ]))  # fmt: skip
+        lines.append(
+            _row(
+                name + (" (cached)" if result.get("cached") else ""),
+                [
+                    str(result["concurrency"]),
+                    f"{result['succeeded']}/{sum(result['failed'].values())}",
+                    "/".join(_num(ttft[p], 0) for p in ("p50", "p95", "p99")),
+                    _num(tpot["p50"], 1),
+                    "/".join(_num(e2e[p], 0) for p in ("p50", "p95", "p99")),
+                    _num(result["requests_per_s"]),
+                    _num(result["output_tokens_per_s"], 1),
+                ],
+            )
+        )
     return [*lines, ""]
 
 
@@ -152,26 +188,41 @@ def _detail_lines(report: dict[str, Any]) -> list[str]:
         system = report["systems"][name]
         missing = system.get("judge", {}).get("missing") or {}
         failed = system.get("call_failures") or {}
-        lines.append(f"- {name}: {system['answered']}/{system['items']} answered"
-                     + (f", call failures {failed}" if failed else "")
-                     + (f", judge scores missing {missing} (counted, never replaced by a default)" if missing else ""))  # fmt: skip
+        lines.append(
+            f"- {name}: {system['answered']}/{system['items']} answered"
+            + (f", call failures {failed}" if failed else "")
+            + (f", judge scores missing {missing} (counted, never replaced by a default)" if missing else "")
+        )
     problems = report["generation"].get("problems")
     if problems:
         lines.append(f"- student generation problems: {problems}")
     if report["fields"]:
-        lines += ["", "Per-field F1:", "", _row("field", system_order(report)),
-                  _row("---", ["---"] * len(system_order(report)))]  # fmt: skip
+        lines += [
+            "",
+            "Per-field F1:",
+            "",
+            _row("field", system_order(report)),
+            _row("---", ["---"] * len(system_order(report))),
+        ]
         for field in report["fields"]:
-            values = [_num(report["systems"][n].get("task", {}).get("per_field_f1", {}).get(field))
-                      for n in system_order(report)]  # fmt: skip
+            values = [
+                _num(report["systems"][n].get("task", {}).get("per_field_f1", {}).get(field))
+                for n in system_order(report)
+            ]
             lines.append(_row(field, values))
     timing = report["timing"]
-    lines += ["", "## Where the time went", "",
-              f"Wall {timing['wall_s']:.1f} s; the evaluator's own work {timing['own_s']:.2f} s "
-              f"({_pct(timing['own_fraction'])}); main-process CPU {timing['main_process_cpu_s']:.1f} s. "
-              f"Student generation: {report['generation']['backend']} {report['generation']['dtype']}, "
-              f"{report['generation']['generated']} generated, {report['generation']['cached']} cached.", "",
-              _row("stage", ["kind", "seconds"]), _row("---", ["---", "---"])]  # fmt: skip
+    lines += [
+        "",
+        "## Where the time went",
+        "",
+        f"Wall {timing['wall_s']:.1f} s; the evaluator's own work {timing['own_s']:.2f} s "
+        f"({_pct(timing['own_fraction'])}); main-process CPU {timing['main_process_cpu_s']:.1f} s. "
+        f"Student generation: {report['generation']['backend']} {report['generation']['dtype']}, "
+        f"{report['generation']['generated']} generated, {report['generation']['cached']} cached.",
+        "",
+        _row("stage", ["kind", "seconds"]),
+        _row("---", ["---", "---"]),
+    ]
     lines += [_row(stage["stage"], [stage["kind"], f"{stage['seconds']:.2f}"]) for stage in timing["stages"]]
     return [*lines, ""]
 
@@ -183,8 +234,14 @@ def render_markdown(report: dict[str, Any], figures: list[str]) -> str:
             lines.append(
                 f"**{name}** ({report['students'][name]['label']}): {comparison['roi']['recommendation']}"
             )
-    lines += ["", f"{report['items']} held-out items. Teacher: {report['teacher'] or 'none'}. "
-              f"Judge: {report['judge'] or 'none'}" + (f" ({report['judge_mode']})" if report["judge"] else "") + ".", ""]  # fmt: skip
+    lines += [
+        "",
+        f"{report['items']} held-out items. Teacher: {report['teacher'] or 'none'}. "
+        f"Judge: {report['judge'] or 'none'}"
+        + (f" ({report['judge_mode']})" if report["judge"] else "")
+        + ".",
+        "",
+    ]
     lines += [f"> warning: {warning}" for warning in report["warnings"]]
     lines += ["", "## The seed's table", "", *seed_table(report), ""]
     if TEACHER in report["systems"]:

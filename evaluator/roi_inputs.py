@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from engine.types import CallFailure
-from evaluator.calls import Answer
-from evaluator.config import EvalConfig
-from evaluator.evalset import EvalItem
-from evaluator.grading import TEACHER, read_pairwise
-from evaluator.roi import (
+from distill.engine.types import CallFailure
+from distill.evaluator.calls import Answer
+from distill.evaluator.config import EvalConfig
+from distill.evaluator.evalset import EvalItem
+from distill.evaluator.grading import TEACHER, read_pairwise
+from distill.evaluator.roi import (
     compare_scores,
     cost_per_call_from_hourly,
     cost_per_call_from_price,

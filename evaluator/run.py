@@ -12,20 +12,20 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from engine.parsing import answer_of
-from engine.types import CallFailure
-from evaluator.calls import Answer, CallCache, run_calls_sync
-from evaluator.config import EvalConfig
-from evaluator.evalset import EvalItem, load_eval_set
-from evaluator.generation import StudentGenerator
-from evaluator.grading import TEACHER, judge_requests, read_scores
-from evaluator.judge import judges_itself
-from evaluator.latency_stage import LatencyStage
-from evaluator.metrics import FieldScorer, required_fields, summarise
-from evaluator.report import write_report
-from evaluator.roi_inputs import roi_for_student
-from evaluator.students import Student, resolve_students
-from evaluator.teacher import teacher_requests
+from distill.engine.parsing import answer_of
+from distill.engine.types import CallFailure
+from distill.evaluator.calls import Answer, CallCache, run_calls_sync
+from distill.evaluator.config import EvalConfig
+from distill.evaluator.evalset import EvalItem, load_eval_set
+from distill.evaluator.generation import StudentGenerator
+from distill.evaluator.grading import TEACHER, judge_requests, read_scores
+from distill.evaluator.judge import judges_itself
+from distill.evaluator.latency_stage import LatencyStage
+from distill.evaluator.metrics import FieldScorer, required_fields, summarise
+from distill.evaluator.report import write_report
+from distill.evaluator.roi_inputs import roi_for_student
+from distill.evaluator.students import Student, resolve_students
+from distill.evaluator.teacher import teacher_requests
 
 OWN, WAIT = "own", "wait"
 
@@ -94,8 +94,11 @@ def _system_entry(
     scorer: FieldScorer | None,
     per_item: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    entry: dict[str, Any] = {"items": len(items), "answered": sum(a is not None for a in column),
-                             "tokens": _tokens(column)}  # fmt: skip
+    entry: dict[str, Any] = {
+        "items": len(items),
+        "answered": sum(a is not None for a in column),
+        "tokens": _tokens(column),
+    }
     if scorer is not None:
         compared = [
             scorer.compare(item.structured or {}, a.text if a else None)
@@ -107,8 +110,12 @@ def _system_entry(
     if config.judge is not None and config.judge.mode in ("score", "both"):
         scores, missing = read_scores(system, items, column, replies)
         valid = [score for score in scores if score is not None]
-        entry["judge"] = {"avg": sum(valid) / len(valid) if valid else None, "scored": len(valid),
-                          "missing": dict(missing), "scores": scores}  # fmt: skip
+        entry["judge"] = {
+            "avg": sum(valid) / len(valid) if valid else None,
+            "scored": len(valid),
+            "missing": dict(missing),
+            "scores": scores,
+        }
         for row, score in zip(per_item, scores, strict=True):
             row[f"{system}_score"] = score
     for row, answer in zip(per_item, column, strict=True):
@@ -117,8 +124,14 @@ def _system_entry(
 
 
 def _prepare(config: EvalConfig, warnings: list[str]) -> tuple[list[EvalItem], list[Student], dict]:
-    items = load_eval_set(config.eval_set, config.task, id_field=config.id_field, input_field=config.input_field,
-                          reference_field=config.reference_field, limit=config.limit)  # fmt: skip
+    items = load_eval_set(
+        config.eval_set,
+        config.task,
+        id_field=config.id_field,
+        input_field=config.input_field,
+        reference_field=config.reference_field,
+        limit=config.limit,
+    )
     students, tokenizers = resolve_students(config.students, {item.id for item in items})
     for student in students:
         warnings.extend(student.warnings)
@@ -146,7 +159,9 @@ def run_evaluation(config: EvalConfig, *, say: Callable[[str], None] = _print) -
     replies: dict[str, Answer | CallFailure] = {}
     with contextlib.ExitStack() as stack:
         with clock.stage("prepare", OWN):
-            items, students, tokenizers = _prepare(config, warnings)  # bad input fails before output_dir exists
+            items, students, tokenizers = _prepare(
+                config, warnings
+            )  # bad input fails before output_dir exists
             out.mkdir(parents=True, exist_ok=True)
             ids = [item.id for item in items]
             teacher_cache = stack.enter_context(CallCache(out / "cache" / "teacher.jsonl"))
@@ -158,8 +173,10 @@ def run_evaluation(config: EvalConfig, *, say: Callable[[str], None] = _print) -
             stack.callback(generator.close)
         for warning in warnings:
             say(f"warning: {warning}")
-        say(f"{len(items)} items, {len(students)} student(s): {generator.to_generate} outputs to generate "
-            f"with {generator.backend}, {generator.cached} cached")  # fmt: skip
+        say(
+            f"{len(items)} items, {len(students)} student(s): {generator.to_generate} outputs to generate "
+            f"with {generator.backend}, {generator.cached} cached"
+        )
         with clock.stage("student generation: start", WAIT):
             generator.start()
         if config.teacher is not None:
@@ -197,8 +214,10 @@ def run_evaluation(config: EvalConfig, *, say: Callable[[str], None] = _print) -
             else None
         )
         per_item: list[dict[str, Any]] = [{"id": item.id} for item in items]
-        systems = {system: _system_entry(config, system, items, column, replies, scorer, per_item)
-                   for system, column in answers.items()}  # fmt: skip
+        systems = {
+            system: _system_entry(config, system, items, column, replies, scorer, per_item)
+            for system, column in answers.items()
+        }
         for system, failed in call_failures.items():
             systems[system]["call_failures"] = failed
 
@@ -230,7 +249,7 @@ def run_evaluation(config: EvalConfig, *, say: Callable[[str], None] = _print) -
                     "answer_format": s.answer_format,
                 }
                 for s in students
-            },  # fmt: skip
+            },
             "systems": systems,
             "comparisons": {
                 s.name: roi_for_student(config, s.name, systems, latency, replies, items) for s in students

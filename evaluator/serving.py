@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from evaluator.students import Student, read_manifest
-from evaluator.vllm_server import vllm_is_cpu_build
+from distill.evaluator.students import Student, read_manifest
+from distill.evaluator.vllm_server import vllm_is_cpu_build
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ def use_merged(mode: str) -> bool:
 
 def merged_dir_for(student: Student) -> Path:
     """A directory with the student's merged weights (made on first use, then reused)."""
-    from trainer.student import cache_root
+    from distill.trainer.student import cache_root
 
     assert student.adapter_dir is not None
     manifest = read_manifest(student.adapter_dir) or {}
@@ -61,8 +61,7 @@ def merged_dir_for(student: Student) -> Path:
 
 def _merge(base_dir: Path, adapter_dir: Path, target: Path) -> None:
     import torch
-
-    from trainer.adapter import merge_adapter
+    from distill.trainer.adapter import merge_adapter
 
     staging = target.with_name(target.name + f".tmp{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)

@@ -60,9 +60,16 @@ def generate(
         extra = {"min_new_tokens": new_tokens} if force_length else {}
         with torch.inference_mode():
             out = model.generate(
-                input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens, do_sample=False,
-                temperature=None, top_p=None, top_k=None, pad_token_id=pad_token_id, **extra,
-            )  # fmt: skip
+                input_ids=ids,
+                attention_mask=mask,
+                max_new_tokens=new_tokens,
+                do_sample=False,
+                temperature=None,
+                top_p=None,
+                top_k=None,
+                pad_token_id=pad_token_id,
+                **extra,
+            )
         for row, index in enumerate(batch):
             tokens = out[row, width:].tolist()[: limits[index]]
             finish = "length"
@@ -71,8 +78,12 @@ def generate(
                     if token in stops:
                         tokens, finish = tokens[: position + 1], "stop"
                         break
-            results[index] = {"token_ids": tokens, "finish_reason": finish,
-                              "prompt_tokens": len(prompts[index]), "completion_tokens": len(tokens)}  # fmt: skip
+            results[index] = {
+                "token_ids": tokens,
+                "finish_reason": finish,
+                "prompt_tokens": len(prompts[index]),
+                "completion_tokens": len(tokens),
+            }
     return results  # type: ignore[return-value]
 
 

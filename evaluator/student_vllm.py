@@ -64,7 +64,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
                     ignore_eos=requests[i].get("ignore_eos", False),
                 )
                 for i in chosen
-            ],  # fmt: skip
+            ],
             lora_request=[lora_requests[requests[i]["adapter"]] for i in chosen] if with_lora else None,
             use_tqdm=False,
         )
@@ -74,13 +74,15 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     rows = []
     for result in results:
         completion = result.outputs[0]
-        rows.append({
-            "text": completion.text,
-            "token_ids": list(completion.token_ids),
-            "finish_reason": completion.finish_reason,
-            "prompt_tokens": len(result.prompt_token_ids or []),
-            "completion_tokens": len(completion.token_ids),
-        })  # fmt: skip
+        rows.append(
+            {
+                "text": completion.text,
+                "token_ids": list(completion.token_ids),
+                "finish_reason": completion.finish_reason,
+                "prompt_tokens": len(result.prompt_token_ids or []),
+                "completion_tokens": len(completion.token_ids),
+            }
+        )
     return {
         "outputs": rows,
         "timings": {

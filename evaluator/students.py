@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from distill.evaluator.config import StudentConfig
+from distill.evaluator.vllm_server import lora_rank
+from distill.trainer.manifest import MANIFEST_NAME
+
 from distill.errors import UserError
-from evaluator.config import StudentConfig
-from evaluator.vllm_server import lora_rank
-from trainer.manifest import MANIFEST_NAME
 
 # The distillation data's ids: an eval item among them was trained on (train) or split from the same data (val).
 _DISTILLATION_ID_KEYS = ("train_ids", "val_ids")
@@ -48,7 +49,7 @@ class Student:
 
 def read_manifest(adapter_dir: Path) -> dict[str, Any] | None:
     """The trainer's manifest (validated by the trainer's own reader), or None when the adapter has none."""
-    from trainer.manifest import read_manifest as read_trainer_manifest
+    from distill.trainer.manifest import read_manifest as read_trainer_manifest
 
     if not (adapter_dir / MANIFEST_NAME).is_file():
         return None
@@ -118,7 +119,7 @@ def resolve_students(
     configs: Sequence[StudentConfig], eval_ids: set[str]
 ) -> tuple[list[Student], dict[Path, Any]]:
     """Resolve every student's model and adapter and run the manifest checks; also the tokenizer per base."""
-    from trainer.student import chat_template_hash, model_hash, resolve_student
+    from distill.trainer.student import chat_template_hash, model_hash, resolve_student
 
     tokenizers: dict[Path, Any] = {}
     hashes: dict[Path, str] = {}
@@ -153,7 +154,7 @@ def resolve_students(
                 rank,
                 answer_format,
                 warnings,
-            )  # fmt: skip
+            )
         )
     return students, tokenizers
 
@@ -161,7 +162,7 @@ def resolve_students(
 def render_prompt_ids(tokenizer, instructions: Sequence[str]) -> list[list[int]]:
     """Token ids of each instruction exactly as the trainer renders the prompt (``trainer.tokenize.build_prompt``:
     a one-turn chat with the generation prompt), tokenised without adding special tokens a second time."""
-    from trainer.tokenize import build_prompt
+    from distill.trainer.tokenize import build_prompt
 
     return [
         tokenizer(build_prompt(tokenizer, text), add_special_tokens=False)["input_ids"]

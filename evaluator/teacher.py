@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from engine.prompts import build_messages, load_template, render_prompt
-from engine.types import ChatRequest
-from evaluator.config import TeacherConfig
-from evaluator.evalset import EvalItem
+from distill.engine.prompts import build_messages, load_template, render_prompt
+from distill.engine.types import ChatRequest
+from distill.evaluator.config import TeacherConfig
+from distill.evaluator.evalset import EvalItem
 
 
 def teacher_request(

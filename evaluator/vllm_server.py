@@ -94,10 +94,21 @@ def server_command(
     extra_args: tuple[str, ...] = (),
 ) -> list[str]:
     args = [
-        "--model", str(model_dir), "--served-model-name", served_model_name,
-        "--host", "127.0.0.1", "--port", str(port), "--dtype", dtype,
-        "--max-model-len", str(max_model_len), "--enforce-eager", "--disable-log-stats",
-    ]  # fmt: skip
+        "--model",
+        str(model_dir),
+        "--served-model-name",
+        served_model_name,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dtype",
+        dtype,
+        "--max-model-len",
+        str(max_model_len),
+        "--enforce-eager",
+        "--disable-log-stats",
+    ]
     if kv_cache_mib is not None:
         args += ["--kv-cache-memory-bytes", str(kv_cache_mib * 1024 * 1024)]
     if single_process_executor():
@@ -142,9 +153,15 @@ def serve_vllm(
     port = port or free_port()
     kv = cpu_kv_cache_mib(kv_cache_mib)
     command = server_command(
-        model_dir, port, served_model_name=served_model_name or model_dir.name, lora_modules=lora_modules,
-        dtype=dtype, max_model_len=max_model_len, kv_cache_mib=kv, extra_args=extra_args,
-    )  # fmt: skip
+        model_dir,
+        port,
+        served_model_name=served_model_name or model_dir.name,
+        lora_modules=lora_modules,
+        dtype=dtype,
+        max_model_len=max_model_len,
+        kv_cache_mib=kv,
+        extra_args=extra_args,
+    )
     with run_server(
         command,
         port=port,

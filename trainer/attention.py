@@ -37,18 +37,34 @@ def packed_attention(
 
         longest = int(kwargs.get("max_length_q") or (bounds[1:] - bounds[:-1]).max())
         bounds = bounds.to(device=query.device, dtype=torch.int32)  # already there: the loss moves it once
-        out = varlen_attn(query[0].transpose(0, 1), key[0].transpose(0, 1), value[0].transpose(0, 1),
-                          bounds, bounds, longest, longest, scale=scaling, window_size=(-1, 0),
-                          enable_gqa=key.shape[1] != query.shape[1])
+        out = varlen_attn(
+            query[0].transpose(0, 1),
+            key[0].transpose(0, 1),
+            value[0].transpose(0, 1),
+            bounds,
+            bounds,
+            longest,
+            longest,
+            scale=scaling,
+            window_size=(-1, 0),
+            enable_gqa=key.shape[1] != query.shape[1],
+        )
         return out.unsqueeze(0), None
     pieces = []
     edges = bounds.tolist()
     gqa = key.shape[1] != query.shape[1]
     for start, end in zip(edges[:-1], edges[1:], strict=True):
-        pieces.append(F.scaled_dot_product_attention(
-            query[:, :, start:end], key[:, :, start:end], value[:, :, start:end],
-            dropout_p=dropout, is_causal=True, scale=scaling, enable_gqa=gqa,
-        ))
+        pieces.append(
+            F.scaled_dot_product_attention(
+                query[:, :, start:end],
+                key[:, :, start:end],
+                value[:, :, start:end],
+                dropout_p=dropout,
+                is_causal=True,
+                scale=scaling,
+                enable_gqa=gqa,
+            )
+        )
     out = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=2)
     return out.transpose(1, 2).contiguous(), None
 

@@ -31,7 +31,9 @@ def complete_checkpoints(output_dir: Path) -> list[Path]:
     root = checkpoints_dir(output_dir)
     if not root.is_dir():
         return []
-    found = [path for path in root.iterdir() if path.name.startswith("step-") and (path / STATE_FILE).is_file()]
+    found = [
+        path for path in root.iterdir() if path.name.startswith("step-") and (path / STATE_FILE).is_file()
+    ]
     return sorted(found, key=lambda path: int(path.name.split("-")[1]))
 
 
@@ -50,8 +52,9 @@ def _restore_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(output_dir: Path, step: int, stepper, state: dict[str, Any], *, rank: int,
-                    keep: int, deepspeed: bool) -> Path:
+def save_checkpoint(
+    output_dir: Path, step: int, stepper, state: dict[str, Any], *, rank: int, keep: int, deepspeed: bool
+) -> Path:
     """Every rank calls this (DeepSpeed saves its shards collectively); rank 0 writes the rest."""
     from peft import get_peft_model_state_dict
     from safetensors.torch import save_file
@@ -66,8 +69,10 @@ def save_checkpoint(output_dir: Path, step: int, stepper, state: dict[str, Any],
         dist.barrier()
         stepper.save(directory)
     else:
-        weights = {name: tensor.detach().cpu().contiguous()
-                   for name, tensor in get_peft_model_state_dict(stepper.module).items()}
+        weights = {
+            name: tensor.detach().cpu().contiguous()
+            for name, tensor in get_peft_model_state_dict(stepper.module).items()
+        }
         save_file(weights, str(directory / _ADAPTER_FILE))
         stepper.save(directory)
     torch.save(_rng_state(), directory / f"rng-{rank}.pt")
@@ -105,7 +110,9 @@ def load_checkpoint(directory: Path, stepper, *, rank: int, deepspeed: bool) -> 
             raise UserError(f"{adapter}: resume: the checkpoint has no adapter weights")
         result = set_peft_model_state_dict(stepper.module, load_file(str(adapter)))
         if getattr(result, "unexpected_keys", None):
-            raise UserError(f"{adapter}: resume: weights do not match this model ({result.unexpected_keys[:3]})")
+            raise UserError(
+                f"{adapter}: resume: weights do not match this model ({result.unexpected_keys[:3]})"
+            )
         stepper.load(directory)
     rng = directory / f"rng-{rank}.pt"
     if rng.is_file():

@@ -24,14 +24,29 @@ OUTPUT_DIR/merged. Defaults: configs/train_lora.yaml (the seed's LoRA r32/α64, 
 _FLAGS: list[tuple[str, str, type, str]] = [
     ("--eval-file", "eval_file", str, "independent eval set (refused if it overlaps the training ids)"),
     ("--output-dir", "output_dir", str, "where the adapter, checkpoints and logs go (default runs/train)"),
-    ("--base-model", "base_model", str, "student: alias, HF model directory or .gguf (default smollm2-135m-instruct)"),
+    (
+        "--base-model",
+        "base_model",
+        str,
+        "student: alias, HF model directory or .gguf (default smollm2-135m-instruct)",
+    ),
     ("--format", "format", str, "answer (target = output) or thinking (target = full_output)"),
     ("--lora-rank", "lora_rank", int, "LoRA rank (default 32)"),
     ("--lora-alpha", "lora_alpha", float, "LoRA alpha (default 64)"),
     ("--learning-rate", "learning_rate", float, "peak learning rate (default 5e-5)"),
     ("--epochs", "epochs", float, "epochs (default 2)"),
-    ("--per-device-batch-size", "per_device_batch_size", int, "samples per micro-batch per process (default 2)"),
-    ("--gradient-accumulation-steps", "gradient_accumulation_steps", int, "micro-batches per step (default 8)"),
+    (
+        "--per-device-batch-size",
+        "per_device_batch_size",
+        int,
+        "samples per micro-batch per process (default 2)",
+    ),
+    (
+        "--gradient-accumulation-steps",
+        "gradient_accumulation_steps",
+        int,
+        "micro-batches per step (default 8)",
+    ),
     ("--max-steps", "max_steps", int, "stop after this many optimizer steps"),
     ("--val-size", "val_size", float, "fraction of ids held out for validation (default 0.05)"),
     ("--eval-steps", "eval_steps", int, "evaluate every N steps (default 100)"),
@@ -40,14 +55,24 @@ _FLAGS: list[tuple[str, str, type, str]] = [
     ("--token-budget", "token_budget", int, "tokens per packed micro-batch (default 2048)"),
     ("--save-steps", "save_steps", int, "checkpoint every N steps (default 100)"),
     ("--seed", "seed", int, "seed for the split, the order and LoRA's init (default 42)"),
-    ("--dtype", "dtype", str, "fp32, bf16 (bf16 weights) or bf16-mixed (fp32 weights, bf16 autocast) (default fp32)"),
+    (
+        "--dtype",
+        "dtype",
+        str,
+        "fp32, bf16 (bf16 weights) or bf16-mixed (fp32 weights, bf16 autocast) (default fp32)",
+    ),
     ("--device", "device", str, "auto, cpu or cuda (default auto)"),
     ("--deepspeed", "deepspeed", str, "DeepSpeed JSON (configs/ds_zero2.json, configs/ds_zero3.json)"),
     ("--nproc", "nproc", int, "processes on this node (needs --deepspeed)"),
     ("--nnodes", "nnodes", int, "nodes in the job (default 1)"),
     ("--node-rank", "node_rank", int, "this node's rank (default 0)"),
     ("--master-addr", "master_addr", str, "address of node 0 (default 127.0.0.1)"),
-    ("--master-port", "master_port", int, "port on node 0 (default: a free port on one node, 29500 on several)"),
+    (
+        "--master-port",
+        "master_port",
+        int,
+        "port on node 0 (default: a free port on one node, 29500 on several)",
+    ),
 ]
 
 
@@ -62,24 +87,33 @@ def register(commands: argparse._SubParsersAction, benchmarks: argparse._SubPars
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config", help="YAML config (default configs/train_lora.yaml)")
-    parser.add_argument("--data", action="append", help="run directory, records JSONL or alpaca/sharegpt export "
-                        "(repeatable)")
+    parser.add_argument(
+        "--data", action="append", help="run directory, records JSONL or alpaca/sharegpt export (repeatable)"
+    )
     for flag, _, kind, text in _FLAGS:
         parser.add_argument(flag, type=kind, help=text)
-    parser.add_argument("--packing", action=argparse.BooleanOptionalAction, default=None,
-                        help="padding-free packing (default on)")
-    parser.add_argument("--resume", action="store_true", default=None, help="continue from the newest checkpoint")
-    parser.add_argument("--merge", action="store_true", default=None, help="also write base+adapter merged weights")
+    parser.add_argument(
+        "--packing",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="padding-free packing (default on)",
+    )
+    parser.add_argument(
+        "--resume", action="store_true", default=None, help="continue from the newest checkpoint"
+    )
+    parser.add_argument(
+        "--merge", action="store_true", default=None, help="also write base+adapter merged weights"
+    )
     parser.set_defaults(handler=_train)
 
-    from trainer import bench
+    from distill.bench import train as bench
 
     bench.register_cli(benchmarks)
 
 
 def _train(args: argparse.Namespace) -> int:
-    from trainer.config import load_train_config
-    from trainer.train import run_training
+    from distill.trainer.config import load_train_config
+    from distill.trainer.train import run_training
 
     overrides = {field: getattr(args, field) for _, field, _, _ in _FLAGS}
     overrides.update(data=args.data, packing=args.packing, resume=args.resume, merge=args.merge)

@@ -6,15 +6,16 @@ Field names follow LLaMA-Factory's where the seed uses them (``lora_rank``, ``lo
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+from distill.trainer.student import DEFAULT_STUDENT
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from distill.config_files import load_config
-from trainer.student import DEFAULT_STUDENT
 
-SHIPPED_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "train_lora.yaml"
+SHIPPED_CONFIG = resources.files("distill.configs").joinpath("train_lora.yaml")
 
 
 class TrainConfig(BaseModel):
@@ -88,11 +89,15 @@ class TrainConfig(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> TrainConfig:
         if self.token_budget < self.max_length and self.packing:
-            raise ValueError(f"token_budget ({self.token_budget}) must be at least max_length ({self.max_length})")
+            raise ValueError(
+                f"token_budget ({self.token_budget}) must be at least max_length ({self.max_length})"
+            )
         if self.node_rank >= self.nnodes:
             raise ValueError(f"node_rank {self.node_rank} must be below nnodes {self.nnodes}")
         if (self.nproc > 1 or self.nnodes > 1) and not self.deepspeed:
-            raise ValueError("several processes need a DeepSpeed config: add --deepspeed configs/ds_zero2.json")
+            raise ValueError(
+                "several processes need a DeepSpeed config: add --deepspeed configs/ds_zero2.json"
+            )
         return self
 
     @property

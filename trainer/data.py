@@ -54,8 +54,10 @@ def _files_of(spec: str, role: str) -> list[Path]:
     if path.is_dir():
         shards = sorted(entry for entry in path.iterdir() if _SHARD.match(entry.name))
         if not shards:
-            raise UserError(f"{path}: {role}: no accepted-*.jsonl shards in this directory "
-                            "(give an engine run directory, a records JSONL or an alpaca/sharegpt export)")
+            raise UserError(
+                f"{path}: {role}: no accepted-*.jsonl shards in this directory "
+                "(give an engine run directory, a records JSONL or an alpaca/sharegpt export)"
+            )
         return shards
     if not path.is_file():
         raise UserError(f"{path}: {role}: no such file or directory")
@@ -171,8 +173,10 @@ def _read_file(path: Path, fmt: str, need_target: bool, data: LoadedData) -> Non
             continue
         row_kind = _kind(row)
         if row_kind == "unknown":
-            problems.append(f"{where}: instruction: missing field (expected an engine record, an alpaca row "
-                            "with instruction/input/output or a sharegpt row with conversations)")
+            problems.append(
+                f"{where}: instruction: missing field (expected an engine record, an alpaca row "
+                "with instruction/input/output or a sharegpt row with conversations)"
+            )
             continue
         kind = kind or row_kind
         try:
@@ -187,7 +191,9 @@ def _read_file(path: Path, fmt: str, need_target: bool, data: LoadedData) -> Non
     data.kinds.append(kind or "empty")
 
 
-def load_examples(specs: Iterable[str], fmt: str, *, role: str = "data", need_target: bool = True) -> LoadedData:
+def load_examples(
+    specs: Iterable[str], fmt: str, *, role: str = "data", need_target: bool = True
+) -> LoadedData:
     """Read every file named (or found in a run directory); fail on the first bad lines, naming them."""
     data = LoadedData(examples=[], files=[], kinds=[])
     specs = list(specs)
@@ -203,16 +209,22 @@ def load_examples(specs: Iterable[str], fmt: str, *, role: str = "data", need_ta
 
 def _check_format(data: LoadedData, fmt: str, role: str) -> None:
     """An export already chose its target; catch a `format` that contradicts what the files contain."""
-    exported = [ex for ex, kind in zip(data.examples, _kinds_per_example(data), strict=True) if kind != "records"]
+    exported = [
+        ex for ex, kind in zip(data.examples, _kinds_per_example(data), strict=True) if kind != "records"
+    ]
     if not exported:
         return
     with_thinking = sum(ex.target.startswith(THINKING_MARKER) for ex in exported)
     if fmt == "thinking" and with_thinking == 0:
-        raise UserError(f"{exported[0].where}: {role}: format is 'thinking' but no target starts with "
-                        f"{THINKING_MARKER} (export with --with-thinking, or train with --format answer)")
+        raise UserError(
+            f"{exported[0].where}: {role}: format is 'thinking' but no target starts with "
+            f"{THINKING_MARKER} (export with --with-thinking, or train with --format answer)"
+        )
     if fmt == "answer" and with_thinking == len(exported):
-        raise UserError(f"{exported[0].where}: {role}: format is 'answer' but every target starts with "
-                        f"{THINKING_MARKER} (train with --format thinking)")
+        raise UserError(
+            f"{exported[0].where}: {role}: format is 'answer' but every target starts with "
+            f"{THINKING_MARKER} (train with --format thinking)"
+        )
 
 
 def _kinds_per_example(data: LoadedData) -> list[str]:
@@ -220,7 +232,9 @@ def _kinds_per_example(data: LoadedData) -> list[str]:
     return [by_file[ex.where.rsplit(":", 1)[0]] for ex in data.examples]
 
 
-def split_validation(examples: list[Example], val_size: float, seed: int) -> tuple[list[Example], list[Example]]:
+def split_validation(
+    examples: list[Example], val_size: float, seed: int
+) -> tuple[list[Example], list[Example]]:
     """Hold out ``val_size`` of the ids (all samples of an id stay on one side), seeded."""
     if val_size <= 0:
         return examples, []
@@ -238,12 +252,17 @@ def check_no_overlap(train: list[Example], evaluation: list[Example]) -> None:
     train_ids = {ex.id: ex for ex in train}
     train_texts = {normalise(ex.instruction): ex for ex in train}
     overlap = [(ex, train_ids[ex.id]) for ex in evaluation if ex.id in train_ids]
-    overlap += [(ex, train_texts[normalise(ex.instruction)]) for ex in evaluation
-                if ex.id not in train_ids and normalise(ex.instruction) in train_texts]
+    overlap += [
+        (ex, train_texts[normalise(ex.instruction)])
+        for ex in evaluation
+        if ex.id not in train_ids and normalise(ex.instruction) in train_texts
+    ]
     if overlap:
         ex, seen = overlap[0]
-        raise UserError(f"{ex.where}: id: eval example {ex.id!r} overlaps the training data ({seen.where}); "
-                        f"{len(overlap)} eval example(s) overlap in all — an eval set must be independent")
+        raise UserError(
+            f"{ex.where}: id: eval example {ex.id!r} overlaps the training data ({seen.where}); "
+            f"{len(overlap)} eval example(s) overlap in all — an eval set must be independent"
+        )
 
 
 def fingerprint(examples: list[Example], fmt: str) -> str:

@@ -10,8 +10,7 @@ import os
 from dataclasses import dataclass
 
 import torch
-
-from trainer.student import cache_root
+from distill.trainer.student import cache_root
 
 
 def extensions_dir() -> str:
@@ -53,8 +52,12 @@ def setup(use_deepspeed: bool, device: torch.device) -> Dist:
     import deepspeed
 
     deepspeed.init_distributed(dist_backend="nccl" if device.type == "cuda" else "gloo")
-    return Dist(rank=torch.distributed.get_rank(), world=torch.distributed.get_world_size(),
-                local_rank=int(os.environ.get("LOCAL_RANK", "0")), deepspeed=True)
+    return Dist(
+        rank=torch.distributed.get_rank(),
+        world=torch.distributed.get_world_size(),
+        local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+        deepspeed=True,
+    )
 
 
 def teardown(dist: Dist) -> None:

@@ -15,9 +15,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from distill.trainer.config import TrainConfig
+from distill.trainer.distributed import extensions_dir
+
 from distill.errors import UserError
-from trainer.config import TrainConfig
-from trainer.distributed import extensions_dir
 
 _DEFAULT_MULTI_NODE_PORT = 29500
 
@@ -31,10 +32,22 @@ def _free_port() -> int:
 def launch_command(config: TrainConfig, config_json: Path) -> list[str]:
     port = config.master_port or (_DEFAULT_MULTI_NODE_PORT if config.nnodes > 1 else _free_port())
     return [
-        sys.executable, "-m", "torch.distributed.run",
-        "--nproc_per_node", str(config.nproc), "--nnodes", str(config.nnodes),
-        "--node_rank", str(config.node_rank), "--master_addr", config.master_addr, "--master_port", str(port),
-        "-m", "trainer.launch", str(config_json),
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        str(config.nproc),
+        "--nnodes",
+        str(config.nnodes),
+        "--node_rank",
+        str(config.node_rank),
+        "--master_addr",
+        config.master_addr,
+        "--master_port",
+        str(port),
+        "-m",
+        "distill.trainer.launch",
+        str(config_json),
     ]
 
 
@@ -44,15 +57,12 @@ def _environment(config: TrainConfig) -> dict[str, str]:
     # torchrun pins every rank to one thread unless told otherwise; on a CPU that wastes the other cores.
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // config.nproc)))
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
-    # Run from any directory: the ranks import the same distill/trainer as this process.
-    root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
     return env
 
 
 def launch(config: TrainConfig) -> Path:
     """Run the ranks to completion; return the adapter directory (written by global rank 0)."""
-    from trainer.optim import deepspeed_config
+    from distill.trainer.optim import deepspeed_config
 
     deepspeed_config(config, micro_batches=1, world=config.nproc * config.nnodes)  # bad JSON fails here, once
     output_dir = config.output_path
@@ -61,15 +71,17 @@ def launch(config: TrainConfig) -> Path:
     config_json.write_text(json.dumps(config.model_dump(mode="json"), indent=1), encoding="utf-8")
     result = subprocess.run(launch_command(config, config_json), env=_environment(config), check=False)
     if result.returncode != 0:
-        raise UserError(f"training ranks failed (torchrun exit code {result.returncode}); their messages are above",
-                        exit_code=result.returncode if result.returncode in (2, 130) else 1)
+        raise UserError(
+            f"training ranks failed (torchrun exit code {result.returncode}); their messages are above",
+            exit_code=result.returncode if result.returncode in (2, 130) else 1,
+        )
     return output_dir / "adapter"
 
 
 def _rank_main(config_json: str) -> int:
     import warnings
 
-    from trainer.train import run_training
+    from distill.trainer.train import run_training
 
     # DeepSpeed still calls collectives torch 2.13 deprecates: one FutureWarning per call, per rank.
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.distributed")

@@ -10,15 +10,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-
-from trainer.checkpoint import save_checkpoint
-from trainer.config import TrainConfig
-from trainer.distributed import Dist
-from trainer.loss import mean_loss, summed_loss
-from trainer.model import autocast_dtype
-from trainer.packing import MicroBatch, Plan, build_plan, collate_packed, collate_padded
-from trainer.progress import TrainProgress
-from trainer.tokenize import Sample
+from distill.trainer.checkpoint import save_checkpoint
+from distill.trainer.config import TrainConfig
+from distill.trainer.distributed import Dist
+from distill.trainer.loss import mean_loss, summed_loss
+from distill.trainer.model import autocast_dtype
+from distill.trainer.packing import MicroBatch, Plan, build_plan, collate_packed, collate_padded
+from distill.trainer.progress import TrainProgress
+from distill.trainer.tokenize import Sample
 
 
 @dataclass
@@ -31,8 +30,13 @@ class History:
     steps: list[dict[str, Any]] = field(default_factory=list)  # this session's per-step records
 
     def to_state(self) -> dict[str, Any]:
-        return {"train": self.train, "val": self.val, "eval": self.eval, "tokens": self.tokens,
-                "seconds": self.seconds}
+        return {
+            "train": self.train,
+            "val": self.val,
+            "eval": self.eval,
+            "tokens": self.tokens,
+            "seconds": self.seconds,
+        }
 
     def restore(self, state: dict[str, Any]) -> None:
         self.train, self.val, self.eval = state.get("train", []), state.get("val", []), state.get("eval", [])
@@ -59,27 +63,48 @@ class Batches:
         """Every sample once, for evaluation: packed into budget-sized rows, or padded groups."""
         if not self.samples:
             return []
-        plan = build_plan(self.samples, epochs=1, per_device_batch=batch, grad_accum=len(self.samples), world=1,
-                          packing=self.packing, token_budget=budget, seed=0)
+        plan = build_plan(
+            self.samples,
+            epochs=1,
+            per_device_batch=batch,
+            grad_accum=len(self.samples),
+            world=1,
+            packing=self.packing,
+            token_budget=budget,
+            seed=0,
+        )
         return [self(bins) for step in plan.steps for bins in step[0] if bins]
 
 
 def plan_for(config: TrainConfig, samples: list[Sample], world: int) -> Plan:
-    return build_plan(samples, epochs=config.epochs, per_device_batch=config.per_device_batch_size,
-                      grad_accum=config.gradient_accumulation_steps, world=world, packing=config.packing,
-                      token_budget=config.token_budget, seed=config.seed)
+    return build_plan(
+        samples,
+        epochs=config.epochs,
+        per_device_batch=config.per_device_batch_size,
+        grad_accum=config.gradient_accumulation_steps,
+        world=world,
+        packing=config.packing,
+        token_budget=config.token_budget,
+        seed=config.seed,
+    )
 
 
 def make_stepper(model, config: TrainConfig, plan: Plan, dist: Dist):
-    from trainer.optim import DeepSpeedStepper, PlainStepper
+    from distill.trainer.optim import DeepSpeedStepper, PlainStepper
 
     if dist.deepspeed:
         return DeepSpeedStepper(model, config, len(plan.steps), plan.micro_batches, dist.world)
     return PlainStepper(model, config, len(plan.steps))
 
 
-def evaluate(forward, sets: dict[str, list[MicroBatch]], device: torch.device, history: History,
-             step: int, autocast: torch.dtype | None = None) -> dict[str, float]:
+def evaluate(
+    forward,
+    sets: dict[str, list[MicroBatch]],
+    device: torch.device,
+    history: History,
+    step: int,
+    autocast: torch.dtype | None = None,
+) -> dict[str, float]:
     results = {}
     for name, batches in sets.items():
         loss = mean_loss(forward, batches, device, autocast)
@@ -89,9 +114,20 @@ def evaluate(forward, sets: dict[str, list[MicroBatch]], device: torch.device, h
     return results
 
 
-def run_steps(config: TrainConfig, *, stepper, plan: Plan, batches: Batches, eval_sets: dict[str, list[MicroBatch]],
-              device: torch.device, dist: Dist, history: History, start: int, last_step: int,
-              progress: TrainProgress) -> None:
+def run_steps(
+    config: TrainConfig,
+    *,
+    stepper,
+    plan: Plan,
+    batches: Batches,
+    eval_sets: dict[str, list[MicroBatch]],
+    device: torch.device,
+    dist: Dist,
+    history: History,
+    start: int,
+    last_step: int,
+    progress: TrainProgress,
+) -> None:
     """Steps ``start`` .. ``last_step``-1 of ``plan``, then a final evaluation."""
     forward = getattr(stepper, "engine", None) or stepper.module
     forward.train()
@@ -111,18 +147,34 @@ def run_steps(config: TrainConfig, *, stepper, plan: Plan, batches: Batches, eva
         history.tokens += plan.real_tokens[step]
         history.seconds += elapsed
         history.train.append([step + 1, step_loss])
-        record = {"step": step + 1, "loss": step_loss, "lr": stepper.lr, "grad_norm": grad_norm,
-                  "tokens": plan.real_tokens[step], "seconds": round(elapsed, 4),
-                  "tokens_per_second": history.tokens_per_second, "wall": time.perf_counter()}
+        record = {
+            "step": step + 1,
+            "loss": step_loss,
+            "lr": stepper.lr,
+            "grad_norm": grad_norm,
+            "tokens": plan.real_tokens[step],
+            "seconds": round(elapsed, 4),
+            "tokens_per_second": history.tokens_per_second,
+            "wall": time.perf_counter(),
+        }
         history.steps.append(record)
         progress.step(record)
         if (step + 1) % config.eval_steps == 0 and step + 1 < last_step:
             results = evaluate(forward, eval_sets, device, history, step + 1, autocast)
             if results:
-                progress.note(f"step {step + 1}: " + ", ".join(f"{k} loss {v:.4f}" for k, v in results.items()))
+                progress.note(
+                    f"step {step + 1}: " + ", ".join(f"{k} loss {v:.4f}" for k, v in results.items())
+                )
         if (step + 1) % config.save_steps == 0 and step + 1 < last_step:
-            save_checkpoint(config.output_path, step + 1, stepper, {"history": history.to_state(), "plan": plan.digest},
-                            rank=dist.rank, keep=config.save_total_limit, deepspeed=dist.deepspeed)
+            save_checkpoint(
+                config.output_path,
+                step + 1,
+                stepper,
+                {"history": history.to_state(), "plan": plan.digest},
+                rank=dist.rank,
+                keep=config.save_total_limit,
+                deepspeed=dist.deepspeed,
+            )
     results = evaluate(forward, eval_sets, device, history, last_step, autocast)
     if results:
         progress.note("final: " + ", ".join(f"{k} loss {v:.4f}" for k, v in results.items()))

@@ -12,8 +12,7 @@ from collections.abc import Iterable
 
 import torch
 import torch.nn.functional as F
-
-from trainer.packing import MicroBatch
+from distill.trainer.packing import MicroBatch
 
 # Sequence bounds: read on the host by the per-sample CPU attention, used on the device by the varlen kernel.
 _BOUNDS = ("cu_seq_lens_q", "cu_seq_lens_k")
@@ -28,7 +27,9 @@ def to_device(batch: MicroBatch, device: torch.device) -> dict:
     return moved
 
 
-def summed_loss(model, batch: MicroBatch, device: torch.device, autocast: torch.dtype | None = None) -> torch.Tensor:
+def summed_loss(
+    model, batch: MicroBatch, device: torch.device, autocast: torch.dtype | None = None
+) -> torch.Tensor:
     """Sum of token losses over the batch's labels (a zero with a graph for an empty micro-batch).
 
     ``autocast``: run the forward's matmuls in this dtype (weights and the loss stay fp32).
@@ -49,8 +50,9 @@ def summed_loss(model, batch: MicroBatch, device: torch.device, autocast: torch.
 
 
 @torch.no_grad()
-def mean_loss(model, batches: Iterable[MicroBatch], device: torch.device,
-              autocast: torch.dtype | None = None) -> float | None:
+def mean_loss(
+    model, batches: Iterable[MicroBatch], device: torch.device, autocast: torch.dtype | None = None
+) -> float | None:
     """Token-weighted mean loss over ``batches`` (None when they hold no labels)."""
     was_training = model.training
     model.eval()

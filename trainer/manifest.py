@@ -16,8 +16,19 @@ from typing import Any
 from distill.errors import UserError
 
 MANIFEST_NAME = "distill_manifest.json"
-REQUIRED = ("base_model", "base_model_dir", "base_model_hash", "chat_template_hash", "format", "lora_rank",
-            "data_fingerprint", "train_ids_sha", "config", "loss_curve", "tokens_per_second")
+REQUIRED = (
+    "base_model",
+    "base_model_dir",
+    "base_model_hash",
+    "chat_template_hash",
+    "format",
+    "lora_rank",
+    "data_fingerprint",
+    "train_ids_sha",
+    "config",
+    "loss_curve",
+    "tokens_per_second",
+)
 
 
 def write_manifest(adapter_dir: Path, manifest: dict[str, Any]) -> Path:
@@ -37,7 +48,9 @@ def read_manifest(adapter_dir: str | os.PathLike) -> dict[str, Any]:
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise UserError(f"{path}: no trainer manifest: is {adapter_dir} an adapter written by `distill train`?") from None
+        raise UserError(
+            f"{path}: no trainer manifest: is {adapter_dir} an adapter written by `distill train`?"
+        ) from None
     except json.JSONDecodeError as exc:
         raise UserError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
     if not isinstance(manifest, dict):

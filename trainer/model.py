@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from distill.trainer.config import TrainConfig
 
 from distill.errors import UserError
-from trainer.config import TrainConfig
 
 # Storage dtype of the base weights per `dtype` setting; bf16-mixed keeps fp32 weights and autocasts.
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "bf16-mixed": torch.float32}
@@ -39,8 +39,10 @@ def load_tokenizer(model_dir: Path):
     except (OSError, ValueError) as exc:
         raise UserError(f"{model_dir}: cannot load the student's tokenizer: {exc}") from None
     if not tokenizer.chat_template:
-        raise UserError(f"{model_dir}: the student's tokenizer has no chat template; train an instruct model "
-                        "or add a chat_template.jinja to the model directory")
+        raise UserError(
+            f"{model_dir}: the student's tokenizer has no chat template; train an instruct model "
+            "or add a chat_template.jinja to the model directory"
+        )
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -50,7 +52,9 @@ def load_student(model_dir: Path, dtype: str, device: torch.device, attention: s
     from transformers import AutoModelForCausalLM
 
     try:
-        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=DTYPES[dtype], attn_implementation=attention)
+        model = AutoModelForCausalLM.from_pretrained(
+            model_dir, dtype=DTYPES[dtype], attn_implementation=attention
+        )
     except (OSError, ValueError, KeyError) as exc:
         raise UserError(f"{model_dir}: cannot load the student model: {exc}") from None
     model.config.use_cache = False
@@ -82,8 +86,14 @@ def add_lora(model, config: TrainConfig):
         keep_head_in_fp32(model)
 
     targets = linear_suffixes(model) if config.lora_target == "all" else config.lora_target
-    lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                      target_modules=targets, task_type="CAUSAL_LM", bias="none")
+    lora = LoraConfig(
+        r=config.lora_rank,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=targets,
+        task_type="CAUSAL_LM",
+        bias="none",
+    )
     try:
         # Adapter weights stay fp32 even on a bf16 base (PEFT's autocast_adapter_dtype): small and exact.
         return get_peft_model(model, lora)
@@ -95,8 +105,13 @@ def linear_suffixes(model) -> list[str]:
     """Names of every linear layer but the output head: PEFT's "all-linear", written out as the short
     names (q_proj, ...) that vLLM's LoRA loader and LLaMA-Factory expect in adapter_config.json."""
     head = model.get_output_embeddings()
-    return sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
-                   if isinstance(module, torch.nn.Linear) and module is not head})
+    return sorted(
+        {
+            name.rsplit(".", 1)[-1]
+            for name, module in model.named_modules()
+            if isinstance(module, torch.nn.Linear) and module is not head
+        }
+    )
 
 
 def trainable_parameters(model) -> list[torch.nn.Parameter]:

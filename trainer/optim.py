@@ -13,10 +13,10 @@ import math
 from pathlib import Path
 
 import torch
+from distill.trainer.config import TrainConfig
+from distill.trainer.model import trainable_parameters
 
 from distill.errors import UserError
-from trainer.config import TrainConfig
-from trainer.model import trainable_parameters
 
 
 def lr_lambda(config: TrainConfig, total_steps: int):
@@ -36,8 +36,13 @@ def lr_lambda(config: TrainConfig, total_steps: int):
 
 
 def _adamw(model, config: TrainConfig, total_steps: int):
-    optimizer = torch.optim.AdamW(trainable_parameters(model), lr=config.learning_rate,
-                                  weight_decay=config.weight_decay, betas=(0.9, 0.999), eps=1e-8)
+    optimizer = torch.optim.AdamW(
+        trainable_parameters(model),
+        lr=config.learning_rate,
+        weight_decay=config.weight_decay,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+    )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config, total_steps))
     return optimizer, scheduler
 
@@ -77,8 +82,10 @@ class PlainStepper:
         return self.scheduler.get_last_lr()[0]
 
     def save(self, directory: Path) -> None:
-        torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()},
-                   directory / "optimizer.pt")
+        torch.save(
+            {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()},
+            directory / "optimizer.pt",
+        )
 
     def load(self, directory: Path) -> None:
         state = torch.load(directory / "optimizer.pt", map_location="cpu", weights_only=True)
@@ -99,7 +106,9 @@ def deepspeed_config(config: TrainConfig, micro_batches: int, world: int) -> dic
         raise UserError(f"{path}:1: deepspeed: must be a JSON object")
     for key in ("optimizer", "scheduler"):
         if key in ds:
-            raise UserError(f"{path}: {key}: remove it; the trainer supplies AdamW and the schedule from its config")
+            raise UserError(
+                f"{path}: {key}: remove it; the trainer supplies AdamW and the schedule from its config"
+            )
     ds["train_micro_batch_size_per_gpu"] = 1  # a micro-batch is one packed row (or one padded group)
     ds["gradient_accumulation_steps"] = micro_batches
     ds["train_batch_size"] = micro_batches * world
@@ -121,7 +130,9 @@ class DeepSpeedStepper:
         self.world = world
         optimizer, scheduler = _adamw(model, config, total_steps)
         self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
-            model=model, optimizer=optimizer, lr_scheduler=scheduler,
+            model=model,
+            optimizer=optimizer,
+            lr_scheduler=scheduler,
             config=deepspeed_config(config, micro_batches, world),
         )
 

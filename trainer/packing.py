@@ -23,8 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-
-from trainer.tokenize import Sample
+from distill.trainer.tokenize import Sample
 
 
 @dataclass(slots=True)
@@ -81,7 +80,9 @@ def _split_to(bins: list[list[int]], count: int, lengths: Sequence[int]) -> list
     return bins
 
 
-def _rank_bins(indices: list[int], lengths: Sequence[int], packing: bool, budget: int, batch: int) -> list[list[int]]:
+def _rank_bins(
+    indices: list[int], lengths: Sequence[int], packing: bool, budget: int, batch: int
+) -> list[list[int]]:
     if packing:
         return _ffd(indices, lengths, budget)
     return [indices[i : i + batch] for i in range(0, len(indices), batch)]
@@ -147,8 +148,14 @@ def collate_packed(samples: Sequence[Sample]) -> MicroBatch:
     if not samples:  # an empty micro-batch keeps every rank's collective calls in step
         ids = torch.zeros(1, 1, dtype=torch.long)
         bounds = torch.tensor([0, 1], dtype=torch.int32)
-        inputs = {"input_ids": ids, "position_ids": torch.zeros_like(ids), "cu_seq_lens_q": bounds,
-                  "cu_seq_lens_k": bounds, "max_length_q": 1, "max_length_k": 1}
+        inputs = {
+            "input_ids": ids,
+            "position_ids": torch.zeros_like(ids),
+            "cu_seq_lens_q": bounds,
+            "cu_seq_lens_k": bounds,
+            "max_length_q": 1,
+            "max_length_k": 1,
+        }
         return MicroBatch(inputs, torch.zeros(1, dtype=torch.long), torch.zeros(1, dtype=torch.long), 0, 0)
     lengths = [sample.length for sample in samples]
     offsets = [0]
@@ -158,8 +165,14 @@ def collate_packed(samples: Sequence[Sample]) -> MicroBatch:
     positions = torch.cat([torch.arange(length) for length in lengths]).unsqueeze(0)
     bounds = torch.tensor([*offsets, offsets[-1] + lengths[-1]], dtype=torch.int32)
     keep, targets = _label_positions(samples, offsets)
-    inputs = {"input_ids": ids, "position_ids": positions, "cu_seq_lens_q": bounds, "cu_seq_lens_k": bounds,
-              "max_length_q": max(lengths), "max_length_k": max(lengths)}
+    inputs = {
+        "input_ids": ids,
+        "position_ids": positions,
+        "cu_seq_lens_q": bounds,
+        "cu_seq_lens_k": bounds,
+        "max_length_q": max(lengths),
+        "max_length_k": max(lengths),
+    }
     return MicroBatch(inputs, keep, targets, sum(lengths), len(targets))
 
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from distill.trainer.config import TrainConfig
+from distill.trainer.data import Example, LoadedData, check_no_overlap, load_examples, split_validation
+from distill.trainer.model import load_tokenizer
+from distill.trainer.student import resolve_student
+from distill.trainer.tokenize import TokenizedSet, tokenize_examples
+
 from distill.errors import UserError
-from trainer.config import TrainConfig
-from trainer.data import Example, LoadedData, check_no_overlap, load_examples, split_validation
-from trainer.model import load_tokenizer
-from trainer.student import resolve_student
-from trainer.tokenize import TokenizedSet, tokenize_examples
 
 
 @dataclass
@@ -39,15 +40,19 @@ def prepare(config: TrainConfig) -> Prepared:
     data = load_examples(config.data, config.format, role="data")
     eval_examples: list[Example] = []
     if config.eval_file:
-        eval_examples = load_examples([config.eval_file], config.format, role="eval_file", need_target=False).examples
+        eval_examples = load_examples(
+            [config.eval_file], config.format, role="eval_file", need_target=False
+        ).examples
         check_no_overlap(data.examples, eval_examples)
     train_examples, val_examples = split_validation(data.examples, config.val_size, config.seed)
     model_dir = resolve_student(config.base_model)
     tokenizer = load_tokenizer(model_dir)
     train = tokenize_examples(tokenizer, train_examples, config.max_length, config.overlong)
     if not train.samples:
-        raise UserError(f"{', '.join(config.data)}: every training example is longer than max_length "
-                        f"{config.max_length} even without its answer; raise max_length")
+        raise UserError(
+            f"{', '.join(config.data)}: every training example is longer than max_length "
+            f"{config.max_length} even without its answer; raise max_length"
+        )
     val = tokenize_examples(tokenizer, val_examples, config.max_length, config.overlong)
     evaluation = None
     if any(ex.target for ex in eval_examples):
@@ -63,5 +68,15 @@ def prepare(config: TrainConfig) -> Prepared:
         "dropped_overlong": train.dropped + val.dropped,
         "torn_lines_skipped": data.torn_lines,
     }
-    return Prepared(model_dir, tokenizer, data, train_examples, val_examples, eval_examples, train, val,
-                    evaluation, counts)
+    return Prepared(
+        model_dir,
+        tokenizer,
+        data,
+        train_examples,
+        val_examples,
+        eval_examples,
+        train,
+        val,
+        evaluation,
+        counts,
+    )

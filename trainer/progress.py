@@ -13,8 +13,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 
 class TrainProgress:
-    def __init__(self, total_steps: int, done: int, log_path: Path | None, *, enabled: bool,
-                 stream: IO[str] | None = None) -> None:
+    def __init__(
+        self,
+        total_steps: int,
+        done: int,
+        log_path: Path | None,
+        *,
+        enabled: bool,
+        stream: IO[str] | None = None,
+    ) -> None:
         self.enabled = enabled
         self.log = log_path.open("a", encoding="utf-8") if (enabled and log_path) else None
         self.bar: Progress | None = None
@@ -22,11 +29,17 @@ class TrainProgress:
         if enabled:
             console = Console(file=stream or sys.stderr)
             self.bar = Progress(
-                TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("[bold]train"),
+                BarColumn(),
+                MofNCompleteColumn(),
                 TextColumn("loss {task.fields[loss]}  {task.fields[rate]} tok/s  lr {task.fields[lr]}"),
-                TimeRemainingColumn(), console=console, transient=False,
+                TimeRemainingColumn(),
+                console=console,
+                transient=False,
             )
-            self.task = self.bar.add_task("train", total=total_steps, completed=done, loss="-", rate="-", lr="-")
+            self.task = self.bar.add_task(
+                "train", total=total_steps, completed=done, loss="-", rate="-", lr="-"
+            )
             self.bar.start()
 
     def step(self, record: dict[str, Any]) -> None:
@@ -35,8 +48,13 @@ class TrainProgress:
         if self.log:
             self.log.write(json.dumps(record) + "\n")
             self.log.flush()
-        self.bar.update(self.task, completed=record["step"], loss=f"{record['loss']:.4f}",
-                        rate=f"{record['tokens_per_second']:.0f}", lr=f"{record['lr']:.2e}")
+        self.bar.update(
+            self.task,
+            completed=record["step"],
+            loss=f"{record['loss']:.4f}",
+            rate=f"{record['tokens_per_second']:.0f}",
+            lr=f"{record['lr']:.2e}",
+        )
 
     def note(self, message: str) -> None:
         if self.enabled:

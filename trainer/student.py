@@ -75,7 +75,9 @@ def resolve_student(spec: str | os.PathLike = DEFAULT_STUDENT) -> Path:
             target = cache_root() / "students" / f"{path.stem}-{digest}"
         else:
             known = ", ".join(_PACKAGED)
-            raise UserError(f"student model {spec_str!r} not found: give a model directory, a .gguf file or one of: {known}")
+            raise UserError(
+                f"student model {spec_str!r} not found: give a model directory, a .gguf file or one of: {known}"
+            )
     if (target / "config.json").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -101,5 +103,7 @@ def model_hash(model_dir: str | os.PathLike) -> str:
             stat = (model_dir / name).stat()
             digest.update(f"{name}:{stat.st_size}".encode())
             with open(model_dir / name, "rb") as handle:
-                digest.update(handle.read(1 << 20))  # the header and first tensors: enough to tell models apart
+                digest.update(
+                    handle.read(1 << 20)
+                )  # the header and first tensors: enough to tell models apart
     return digest.hexdigest()[:16]

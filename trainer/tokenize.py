@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from distill.trainer.data import Example
 
 from distill.errors import UserError
-from trainer.data import Example
 
 
 @dataclass(slots=True)
@@ -56,9 +56,11 @@ def completion_text(tokenizer, instruction: str, target: str, prompt: str | None
     messages = [{"role": "user", "content": instruction}, {"role": "assistant", "content": target}]
     full = tokenizer.apply_chat_template(messages, tokenize=False)
     if not full.startswith(prompt):
-        raise UserError("the student's chat template does not render the prompt as a prefix of the conversation; "
-                        "the trainer cannot separate prompt from answer with this template")
-    completion = full[len(prompt):]
+        raise UserError(
+            "the student's chat template does not render the prompt as a prefix of the conversation; "
+            "the trainer cannot separate prompt from answer with this template"
+        )
+    completion = full[len(prompt) :]
     eos = tokenizer.eos_token
     if eos and eos in completion:
         # The model must learn to stop: keep the end-of-turn token, drop the template's trailing newline.

@@ -21,6 +21,8 @@ def test_server_is_ready_inside_and_gone_after(tmp_path):
 
 def test_a_server_that_dies_reports_its_log(tmp_path):
     command = python_module_command("this_module_does_not_exist")
-    with pytest.raises(UserError, match="(?s)exited with code 1 before answering.*this_module_does_not_exist"):
+    with pytest.raises(
+        UserError, match="(?s)exited with code 1 before answering.*this_module_does_not_exist"
+    ):
         with run_server(command, port=free_port(), log_path=tmp_path / "dead.log", name="dead"):
             pass

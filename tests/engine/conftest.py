@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from engine.fake_teacher import FakeTeacherSettings, start_in_thread
+from distill.testing.fake_teacher import FakeTeacherSettings, start_in_thread
 
 _START_TIMEOUT_S = 30
 

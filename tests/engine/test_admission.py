@@ -7,8 +7,7 @@ import resource
 import time
 
 import pytest
-
-from engine.admission import Admission, TokenBucket, parse_reset
+from distill.engine.admission import Admission, TokenBucket, parse_reset
 
 
 @pytest.mark.parametrize(

@@ -5,8 +5,15 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from engine.bench_harness import fake_teacher, run_measured, server_stats, side_args, worker, write_inputs
-from engine.bench_sections import _steady_rpm
+from distill.bench.engine_harness import (
+    fake_teacher,
+    run_measured,
+    server_stats,
+    side_args,
+    worker,
+    write_inputs,
+)
+from distill.bench.engine_sections import _steady_rpm
 
 
 def test_smoke_run_prints_the_table(tmp_path):

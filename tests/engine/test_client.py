@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from distill.engine.client import OpenAIChatClient, api_key_from_env, endpoint_identity, normalise_base_url
+from distill.engine.errors import CallError
+from distill.engine.types import ChatRequest
 
 from distill.errors import UserError
-from engine.client import OpenAIChatClient, api_key_from_env, endpoint_identity, normalise_base_url
-from engine.errors import CallError
-from engine.types import ChatRequest
 
 SECRET = "sk-test-0123456789abcdefSECRET"
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from distill.engine.config import GenerateConfig, is_loopback, load_generate_config, resolve_api_key
 
 from distill.errors import UserError
-from engine.config import GenerateConfig, is_loopback, load_generate_config, resolve_api_key
 
 REQUIRED = {"input": "in.jsonl", "output_dir": "out", "model": "m"}
 
@@ -21,7 +21,9 @@ def test_defaults_follow_the_seed():
 
 def test_unknown_key_names_file_line_and_key(tmp_path):
     path = tmp_path / "generate.yaml"
-    path.write_text("input: in.jsonl\noutput_dir: out\nmodel: m\nfilters:\n  min_output_chars: 10\n  dedup: true\n")
+    path.write_text(
+        "input: in.jsonl\noutput_dir: out\nmodel: m\nfilters:\n  min_output_chars: 10\n  dedup: true\n"
+    )
     with pytest.raises(UserError) as error:
         load_generate_config(path, {})
     assert f"{path}:6: filters.dedup: unknown key" in str(error.value)
@@ -39,7 +41,9 @@ def test_bad_value_names_its_key_and_flags_override_the_file(tmp_path):
 def test_budget_without_a_price_is_refused():
     with pytest.raises(ValueError, match="prices has no entry for model 'm'"):
         GenerateConfig(**REQUIRED, budget=5)
-    config = GenerateConfig(**REQUIRED, budget=5, prices={"m": {"input_per_million": 1, "output_per_million": 2}})
+    config = GenerateConfig(
+        **REQUIRED, budget=5, prices={"m": {"input_per_million": 1, "output_per_million": 2}}
+    )
     assert config.price.output_per_million == 2
 
 
@@ -50,8 +54,13 @@ def test_base_url_must_be_http():
 
 @pytest.mark.parametrize(
     ("url", "local"),
-    [("http://127.0.0.1:8000/v1", True), ("http://localhost/v1", True), ("http://[::1]:9/v1", True),
-     ("https://api.openai.com/v1", False), ("http://10.0.0.5/v1", False)],
+    [
+        ("http://127.0.0.1:8000/v1", True),
+        ("http://localhost/v1", True),
+        ("http://[::1]:9/v1", True),
+        ("https://api.openai.com/v1", False),
+        ("http://10.0.0.5/v1", False),
+    ],
 )
 def test_loopback_detection(url, local):
     assert is_loopback(url) is local

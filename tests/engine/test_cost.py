@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import pytest
-
-from engine.config import Price
-from engine.cost import CostMeter
+from distill.engine.config import Price
+from distill.engine.cost import CostMeter
 
 
 def test_spend_counts_prior_runs_at_todays_prices():
-    meter = CostMeter(Price(input_per_million=2.5, output_per_million=10, currency="USD"), budget=1.0,
-                      prior_prompt_tokens=100_000, prior_completion_tokens=20_000)
+    meter = CostMeter(
+        Price(input_per_million=2.5, output_per_million=10, currency="USD"),
+        budget=1.0,
+        prior_prompt_tokens=100_000,
+        prior_completion_tokens=20_000,
+    )
     assert meter.total_spend == pytest.approx(0.25 + 0.2)
     assert not meter.over_budget
     meter.add(100_000, 30_000)

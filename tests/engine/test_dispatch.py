@@ -7,12 +7,11 @@ import random
 import time
 
 import pytest
-
-from engine.admission import Admission
-from engine.client import OpenAIChatClient
-from engine.dispatch import dispatch
-from engine.retry import RetryPolicy
-from engine.types import CallFailure, ChatRequest, ChatResponse, Job
+from distill.engine.admission import Admission
+from distill.engine.client import OpenAIChatClient
+from distill.engine.dispatch import dispatch
+from distill.engine.retry import RetryPolicy
+from distill.engine.types import CallFailure, ChatRequest, ChatResponse, Job
 
 FAST_RETRY = RetryPolicy(max_attempts=4, base_delay_s=0.01, max_delay_s=0.05, rng=random.Random(0))
 

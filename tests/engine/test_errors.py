@@ -6,8 +6,7 @@ import email.utils
 import time
 
 import pytest
-
-from engine.errors import FATAL_CLASSES, RETRYABLE_CLASSES, classify_status, parse_retry_after
+from distill.engine.errors import FATAL_CLASSES, RETRYABLE_CLASSES, classify_status, parse_retry_after
 
 
 @pytest.mark.parametrize(

@@ -5,27 +5,40 @@ from __future__ import annotations
 import json
 
 import pytest
+from distill.engine.export import export_dataset
 
 from distill.errors import UserError
-from engine.export import export_dataset
 
 
 def make_run(tmp_path):
     run_dir = tmp_path / "contracts run"
     run_dir.mkdir()
     records = [
-        {"id": f"c{i}", "sample_index": 0, "instruction": f"抽取合同要素\n\n合同{i}", "thinking": "先看甲乙方",
-         "output": f"甲方A,乙方B,金额{i}", "full_output": f"【思考】先看甲乙方\n\n【答案】甲方A,乙方B,金额{i}"}
+        {
+            "id": f"c{i}",
+            "sample_index": 0,
+            "instruction": f"抽取合同要素\n\n合同{i}",
+            "thinking": "先看甲乙方",
+            "output": f"甲方A,乙方B,金额{i}",
+            "full_output": f"【思考】先看甲乙方\n\n【答案】甲方A,乙方B,金额{i}",
+        }
         for i in range(5)
     ]
-    (run_dir / "accepted-00000.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records[:3]))
-    (run_dir / "accepted-00001.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records[3:]))
-    (run_dir / "rejected-00000.jsonl").write_text(json.dumps({**records[0], "id": "bad", "reject_reason": "format"}) + "\n")
+    (run_dir / "accepted-00000.jsonl").write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records[:3])
+    )
+    (run_dir / "accepted-00001.jsonl").write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records[3:])
+    )
+    (run_dir / "rejected-00000.jsonl").write_text(
+        json.dumps({**records[0], "id": "bad", "reject_reason": "format"}) + "\n"
+    )
     return run_dir
 
 
 def test_both_formats_load_in_datasets(tmp_path):
     import datasets
+
     run_dir = make_run(tmp_path)
     out = tmp_path / "data"
     out.mkdir()
@@ -35,16 +48,26 @@ def test_both_formats_load_in_datasets(tmp_path):
     alpaca = datasets.load_dataset("json", data_files=str(out / "contracts_run_alpaca.jsonl"), split="train")
     assert alpaca.num_rows == 5 and alpaca[0]["instruction"] == "抽取合同要素\n\n合同0"
     assert alpaca[0]["input"] == "" and alpaca[4]["output"] == "甲方A,乙方B,金额4"
-    sharegpt = datasets.load_dataset("json", data_files=str(out / "contracts_run_sharegpt.jsonl"), split="train")
-    assert sharegpt[1]["conversations"] == [{"from": "human", "value": "抽取合同要素\n\n合同1"},
-                                            {"from": "gpt", "value": "甲方A,乙方B,金额1"}]
+    sharegpt = datasets.load_dataset(
+        "json", data_files=str(out / "contracts_run_sharegpt.jsonl"), split="train"
+    )
+    assert sharegpt[1]["conversations"] == [
+        {"from": "human", "value": "抽取合同要素\n\n合同1"},
+        {"from": "gpt", "value": "甲方A,乙方B,金额1"},
+    ]
     info = json.loads((out / "dataset_info.json").read_text())
     assert info["existing"] == {"file_name": "x.json"}  # kept
     assert info["contracts_run_alpaca"] == {
-        "file_name": "contracts_run_alpaca.jsonl", "formatting": "alpaca",
-        "columns": {"prompt": "instruction", "query": "input", "response": "output"}}
+        "file_name": "contracts_run_alpaca.jsonl",
+        "formatting": "alpaca",
+        "columns": {"prompt": "instruction", "query": "input", "response": "output"},
+    }
     assert info["contracts_run_sharegpt"]["tags"] == {
-        "role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt"}
+        "role_tag": "from",
+        "content_tag": "value",
+        "user_tag": "human",
+        "assistant_tag": "gpt",
+    }
     assert info["contracts_run_sharegpt"]["columns"] == {"messages": "conversations"}
 
 

@@ -9,7 +9,7 @@ import time
 import urllib.error
 import urllib.request
 
-from engine.fake_teacher_answers import (
+from distill.testing.fake_teacher_answers import (
     EN_REFUSAL,
     ZH_REFUSAL,
     cot_answer,
@@ -17,7 +17,7 @@ from engine.fake_teacher_answers import (
     split_stream_pieces,
     truncate_to_tokens,
 )
-from engine.fake_teacher_faults import format_duration
+from distill.testing.fake_teacher_faults import format_duration
 
 ZH_PROMPT = "你是一个专家级AI助手。\n任务说明:提取合同金额\n输入内容:\n甲方向乙方支付人民币十万元。\n【思考过程】\n【最终答案】"
 EN_PROMPT = "You are an expert.\nTask: extract the amount\nInput:\nParty A pays 100,000 USD.\n[Thinking]\n[Final Answer]"

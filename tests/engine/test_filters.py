@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
-from engine import filters
-from engine.config import FilterConfig
-from engine.filters import QualityFilter, bigram_cosine, output_hash
+from distill.engine import filters
+from distill.engine.config import FilterConfig
+from distill.engine.filters import QualityFilter, bigram_cosine, output_hash
 
 LONG_ZH = "甲方为北京某科技有限公司,乙方为上海某贸易有限公司,合同金额为人民币十二万元整,签订日期为二〇二四年三月一日。"
 LONG_EN = "The buyer is Acme Ltd, the seller is Globex plc, the price is 120,000 USD and the contract was signed on 1 March."
@@ -14,7 +13,11 @@ LONG_EN = "The buyer is Acme Ltd, the seller is Globex plc, the price is 120,000
 
 @pytest.mark.parametrize(
     "answer",
-    ["很抱歉,我无法回答这个问题。" + LONG_ZH, "I’m sorry, but I cannot do that. " + LONG_EN, "i cannot comply. " + LONG_EN],
+    [
+        "很抱歉,我无法回答这个问题。" + LONG_ZH,
+        "I’m sorry, but I cannot do that. " + LONG_EN,
+        "i cannot comply. " + LONG_EN,
+    ],
 )
 def test_refusals(answer):
     assert QualityFilter(FilterConfig()).judge("抽取合同要素", answer) == (filters.REFUSAL, None)
@@ -31,8 +34,13 @@ def test_echo_of_the_instruction():
     quality = QualityFilter(FilterConfig())
     instruction = "请抽取合同要素\n\n" + LONG_ZH
     assert quality.judge(instruction, LONG_ZH)[0] == filters.ECHO
-    assert quality.judge("Extract the parties and the price.\n\n" + LONG_EN, "Parties: Acme Ltd (buyer) and "
-                         "Globex plc (seller). Price: 120,000 USD. Signed 1 March.")[0] is None
+    assert (
+        quality.judge(
+            "Extract the parties and the price.\n\n" + LONG_EN,
+            "Parties: Acme Ltd (buyer) and Globex plc (seller). Price: 120,000 USD. Signed 1 March.",
+        )[0]
+        is None
+    )
 
 
 def test_bigram_cosine_is_a_real_measure():

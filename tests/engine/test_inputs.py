@@ -5,15 +5,19 @@ from __future__ import annotations
 import json
 
 import pytest
+from distill.engine.inputs import derive_id, iter_inputs, validate_inputs
 
 from distill.errors import UserError
-from engine.inputs import derive_id, iter_inputs, validate_inputs
 
 
 def write(tmp_path, lines, name="in.jsonl"):
     path = tmp_path / name
-    path.write_text("".join(line if isinstance(line, str) else json.dumps(line, ensure_ascii=False) + "\n"
-                            for line in lines), encoding="utf-8")
+    path.write_text(
+        "".join(
+            line if isinstance(line, str) else json.dumps(line, ensure_ascii=False) + "\n" for line in lines
+        ),
+        encoding="utf-8",
+    )
     return path
 
 
@@ -46,8 +50,10 @@ def test_ids_are_derived_from_the_text_when_absent(tmp_path):
         ([{"input": "x"}, {"id": "b", "input": "y"}], r"in.jsonl:2: id: present here but absent"),
         ([{"id": "", "input": "x"}], r"in.jsonl:1: id: is empty"),
         ([{"id": "a", "input": "x"}, "[1, 2]\n"], r"in.jsonl:2: \(line\): expected a JSON object"),
-        ([{"id": "a", "input": "x"}, {"id": "b", "input": "y"}, {"id": "a", "input": "z"}],
-         r"in.jsonl:3: id: duplicate id 'a', first seen on line 1"),
+        (
+            [{"id": "a", "input": "x"}, {"id": "b", "input": "y"}, {"id": "a", "input": "z"}],
+            r"in.jsonl:3: id: duplicate id 'a', first seen on line 1",
+        ),
         ([{"input": "same"}, {"input": "same"}], r"in.jsonl:2: input: duplicate input text"),
         (["\n", "  \n"], r"in.jsonl: input file has no rows"),
         ([], r"in.jsonl: input file has no rows"),

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from engine.config import GenerateConfig
-from engine.jobs import RowWatermark, make_jobs
-from engine.prompts import load_template
-from engine.resume import record_key
+from distill.engine.config import GenerateConfig
+from distill.engine.jobs import RowWatermark, make_jobs
+from distill.engine.prompts import load_template
+from distill.engine.resume import record_key
 
 
 def config_for(tmp_path, **overrides) -> GenerateConfig:

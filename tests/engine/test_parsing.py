@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.parsing import answer_of, format_full_output, parse_cot, split_full_output
+from distill.engine.parsing import answer_of, format_full_output, parse_cot, split_full_output
 
 
 def test_chinese_markers():

@@ -6,11 +6,11 @@ import asyncio
 import io
 from collections import Counter
 
-from engine.admission import Admission
-from engine.config import Price
-from engine.cost import CostMeter
-from engine.progress import ProgressReporter, figures, render_lines
-from engine.records import RunStats
+from distill.engine.admission import Admission
+from distill.engine.config import Price
+from distill.engine.cost import CostMeter
+from distill.engine.progress import ProgressReporter, figures, render_lines
+from distill.engine.records import RunStats
 
 
 def test_figures_and_lines():
@@ -35,8 +35,9 @@ def test_plain_log_lines_when_not_a_terminal():
     async def run() -> str:
         stream = io.StringIO()
         stats = RunStats(total=10, finished_before=0)
-        reporter = ProgressReporter(stats, Admission(None, None, 4), CostMeter(None), Counter(), stream=stream,
-                                    log_every_s=0.05)
+        reporter = ProgressReporter(
+            stats, Admission(None, None, 4), CostMeter(None), Counter(), stream=stream, log_every_s=0.05
+        )
         reporter.start()
         await asyncio.sleep(0.3)
         await reporter.stop()

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import pytest
+from distill.engine.prompts import build_instruction, estimate_prompt_tokens, load_template, render_prompt
 
 from distill.errors import UserError
-from engine.prompts import build_instruction, estimate_prompt_tokens, load_template, render_prompt
 
 
 def test_chinese_template_is_the_seeds():
     template = load_template("zh")
     prompt = render_prompt(template, "抽取合同要素", "甲方:A公司")
-    assert prompt.startswith("你是一个专家级AI助手。请完成以下任务,并展示你的思考过程。\n任务说明:抽取合同要素\n")
+    assert prompt.startswith(
+        "你是一个专家级AI助手。请完成以下任务,并展示你的思考过程。\n任务说明:抽取合同要素\n"
+    )
     assert "输入内容:\n甲方:A公司\n请按以下格式回答:\n【思考过程】\n" in prompt
     assert prompt.index("【思考过程】") < prompt.index("【最终答案】")
 

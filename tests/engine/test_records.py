@@ -7,15 +7,14 @@ import json
 import os
 
 import pytest
-
-from engine.config import FilterConfig, Price
-from engine.cost import CostMeter
-from engine.filters import QualityFilter
-from engine.jobs import RowWatermark
-from engine.records import RecordWriter, RunStats
-from engine.resume import Ledger
-from engine.shards import DiskFullError, ShardSet
-from engine.types import CallFailure, ChatRequest, ChatResponse, Job, Usage
+from distill.engine.config import FilterConfig, Price
+from distill.engine.cost import CostMeter
+from distill.engine.filters import QualityFilter
+from distill.engine.jobs import RowWatermark
+from distill.engine.records import RecordWriter, RunStats
+from distill.engine.resume import Ledger
+from distill.engine.shards import DiskFullError, ShardSet
+from distill.engine.types import CallFailure, ChatRequest, ChatResponse, Job, Usage
 
 ANSWER = "【思考过程】\n核对甲乙方与金额\n【最终答案】\n甲方为A公司,乙方为B公司,金额一万元,签订日期为二〇二四年一月一日,各项要素已逐一核对无误,可直接用于合同管理系统的归档。"
 
@@ -25,14 +24,26 @@ def make_writer(tmp_path, budget=None):
     for i in range(5):
         watermark.issue(f"r{i}", i * 10, i + 1, 1)
     price = Price(input_per_million=1e6, output_per_million=1e6)
-    return RecordWriter(shards=ShardSet(tmp_path, 1 << 20), ledger=Ledger(tmp_path), quality=QualityFilter(FilterConfig()),
-                        cost=CostMeter(price, budget), stats=RunStats(5, 0), watermark=watermark, source_model="m",
-                        reject_truncated=True, stop=asyncio.Event())
+    return RecordWriter(
+        shards=ShardSet(tmp_path, 1 << 20),
+        ledger=Ledger(tmp_path),
+        quality=QualityFilter(FilterConfig()),
+        cost=CostMeter(price, budget),
+        stats=RunStats(5, 0),
+        watermark=watermark,
+        source_model="m",
+        reject_truncated=True,
+        stop=asyncio.Event(),
+    )
 
 
 def job(i):
-    return Job((f"r{i}", 0), ChatRequest([{"role": "user", "content": "p"}], "m", 0.3, 64, f"r{i}#0"), 10,
-               {"instruction": "抽取合同要素\n\n合同"})
+    return Job(
+        (f"r{i}", 0),
+        ChatRequest([{"role": "user", "content": "p"}], "m", 0.3, 64, f"r{i}#0"),
+        10,
+        {"instruction": "抽取合同要素\n\n合同"},
+    )
 
 
 def test_accepted_truncated_failed(tmp_path):
@@ -41,7 +52,11 @@ def test_accepted_truncated_failed(tmp_path):
     writer(job(1), ChatResponse(ANSWER + "再补充", "length", Usage(3, 64), 5.0, "m-2024"))
     writer(job(2), CallFailure("server_error", "HTTP 500", 500, 6, True))
     accepted = json.loads((tmp_path / "accepted-00000.jsonl").read_text())
-    assert accepted["source_model"] == "m" and accepted["latency_ms"] == 12.3 and accepted["usage"]["prompt_tokens"] == 3
+    assert (
+        accepted["source_model"] == "m"
+        and accepted["latency_ms"] == 12.3
+        and accepted["usage"]["prompt_tokens"] == 3
+    )
     rejected = json.loads((tmp_path / "rejected-00000.jsonl").read_text())
     assert rejected["reject_reason"] == "truncated" and rejected["source_model"] == "m-2024"
     failed = json.loads((tmp_path / "failed-00000.jsonl").read_text())

@@ -12,8 +12,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from engine.resume import ENTRY, LEDGER_NAME, Ledger, move_failures_aside, reconcile, record_key
-from engine.shards import list_shards
+from distill.engine.resume import ENTRY, LEDGER_NAME, Ledger, move_failures_aside, reconcile, record_key
+from distill.engine.shards import list_shards
 
 
 def test_ledger_round_trip(tmp_path):
@@ -46,7 +46,12 @@ def test_torn_ledger_entry_is_cut(tmp_path):
 
 
 def test_reconcile_restores_the_entry_of_a_records_last_line(tmp_path):
-    record = {"id": "x", "sample_index": 1, "output": "answer", "usage": {"prompt_tokens": 3, "completion_tokens": 4}}
+    record = {
+        "id": "x",
+        "sample_index": 1,
+        "output": "answer",
+        "usage": {"prompt_tokens": 3, "completion_tokens": 4},
+    }
     (tmp_path / "accepted-00000.jsonl").write_text(json.dumps(record) + "\n")
     (tmp_path / "failed-00000.jsonl").write_text(json.dumps({"id": "y", "sample_index": 0}) + "\n")
     ledger = Ledger(tmp_path)
@@ -93,15 +98,41 @@ def _ledger_entries(run_dir: Path) -> int:
 
 def test_exactly_once_under_repeated_kill_9(tmp_path, fake_teacher):
     inputs = tmp_path / "in.jsonl"
-    inputs.write_text("".join(json.dumps({"id": f"c{i}", "input": f"合同{i}:甲方A公司,乙方B公司,金额{i}元。"},
-                                         ensure_ascii=False) + "\n" for i in range(ROWS)), encoding="utf-8")
+    inputs.write_text(
+        "".join(
+            json.dumps(
+                {"id": f"c{i}", "input": f"合同{i}:甲方A公司,乙方B公司,金额{i}元。"}, ensure_ascii=False
+            )
+            + "\n"
+            for i in range(ROWS)
+        ),
+        encoding="utf-8",
+    )
     run_dir = tmp_path / "run"
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
     with fake_teacher(latency_distribution="uniform", latency_ms=35, latency_spread_ms=15) as teacher:
-        command = [sys.executable, "-m", "distill", "generate", "--input", str(inputs), "--output-dir", str(run_dir),
-                   "--base-url", teacher.base_url + "/v1", "--model", "fake-teacher", "--task", "抽取合同要素",
-                   "--samples-per-input", str(SAMPLES), "--concurrency", str(CONCURRENCY), "--no-progress"]
+        command = [
+            sys.executable,
+            "-m",
+            "distill",
+            "generate",
+            "--input",
+            str(inputs),
+            "--output-dir",
+            str(run_dir),
+            "--base-url",
+            teacher.base_url + "/v1",
+            "--model",
+            "fake-teacher",
+            "--task",
+            "抽取合同要素",
+            "--samples-per-input",
+            str(SAMPLES),
+            "--concurrency",
+            str(CONCURRENCY),
+            "--no-progress",
+        ]
         kills = 0
         for attempt in range(12):
             process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -138,8 +169,7 @@ def test_exactly_once_under_repeated_kill_9(tmp_path, fake_teacher):
 
 def test_a_failed_ledger_write_stops_every_later_write(tmp_path):
     import pytest
-
-    from engine.shards import DiskFullError
+    from distill.engine.shards import DiskFullError
 
     ledger = Ledger(tmp_path)
     ledger.add(record_key("a", 0), "a", 1, 1, 1)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
-
-from engine.retry import RetryPolicy
+from distill.engine.retry import RetryPolicy
 
 
 def test_full_jitter_stays_under_the_exponential_ceiling():

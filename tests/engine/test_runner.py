@@ -9,18 +9,23 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from distill.engine.config import GenerateConfig
+from distill.engine.runner import prepare_run, run_generation
+from distill.engine.shards import list_shards
 
 from distill.errors import UserError
-from engine.config import GenerateConfig
-from engine.runner import prepare_run, run_generation
-from engine.shards import list_shards
 
 
 def write_inputs(path: Path, rows: int, start: int = 0) -> Path:
     with path.open("a", encoding="utf-8") as handle:
         for i in range(start, start + rows):
-            handle.write(json.dumps({"id": f"c{i}", "input": f"合同{i}:甲方A公司,乙方B公司,金额{i * 10}元。"},
-                                    ensure_ascii=False) + "\n")
+            handle.write(
+                json.dumps(
+                    {"id": f"c{i}", "input": f"合同{i}:甲方A公司,乙方B公司,金额{i * 10}元。"},
+                    ensure_ascii=False,
+                )
+                + "\n"
+            )
     return path
 
 
@@ -28,8 +33,15 @@ def make_config(tmp_path: Path, base_url: str, rows: int = 40, **overrides) -> G
     inputs = tmp_path / "in.jsonl"
     if not inputs.exists():
         write_inputs(inputs, rows)
-    settings = {"input": inputs, "output_dir": tmp_path / "run", "base_url": base_url + "/v1",
-                "model": "fake-teacher", "task": "抽取合同要素", "concurrency": 16, "api_key_env": None}
+    settings = {
+        "input": inputs,
+        "output_dir": tmp_path / "run",
+        "base_url": base_url + "/v1",
+        "model": "fake-teacher",
+        "task": "抽取合同要素",
+        "concurrency": 16,
+        "api_key_env": None,
+    }
     return GenerateConfig(**{**settings, **overrides})
 
 
@@ -54,8 +66,16 @@ def assert_exactly_once(run_dir: Path, expected: set) -> dict[str, Counter]:
 
 
 def test_ten_percent_faults_still_give_one_record_each(tmp_path, fake_teacher_thread):
-    teacher = fake_teacher_thread(latency_ms=5, error_500_rate=0.03, error_503_rate=0.03, reset_rate=0.02,
-                                  truncated_rate=0.02, bad_format_rate=0.05, refusal_rate=0.05, short_rate=0.05)
+    teacher = fake_teacher_thread(
+        latency_ms=5,
+        error_500_rate=0.03,
+        error_503_rate=0.03,
+        reset_rate=0.02,
+        truncated_rate=0.02,
+        bad_format_rate=0.05,
+        refusal_rate=0.05,
+        short_rate=0.05,
+    )
     config = make_config(tmp_path, teacher.base_url, rows=150, samples_per_input=2, retries=1)
     summary = run_generation(config, progress=False)
     expected = {(f"c{i}", s) for i in range(150) for s in range(2)}
@@ -79,13 +99,16 @@ def test_record_fields_and_filters(tmp_path, fake_teacher_thread):
     long_input = "合同2:甲方北京某科技有限公司,乙方上海某贸易有限公司,采购服务器二十台,总金额人民币一百二十万元,交付日期二〇二四年五月。"
     inputs = tmp_path / "in.jsonl"
     write_inputs(inputs, 2)
-    inputs.open("a", encoding="utf-8").write(json.dumps({"id": "c2", "input": long_input}, ensure_ascii=False) + "\n")
+    inputs.open("a", encoding="utf-8").write(
+        json.dumps({"id": "c2", "input": long_input}, ensure_ascii=False) + "\n"
+    )
     write_inputs(inputs, 1, start=3)
     answer = "甲方为A公司,乙方为B公司,合同金额为零元;这是一份完整的采购合同要素抽取结果,各项要素均已核对,没有遗漏。"
     answers = {
         "合同0:": "【思考过程】\n看金额\n【最终答案】\n" + answer,
         "合同1:": "【思考过程】\n同上\n【最终答案】\n" + answer,  # an exact duplicate of c0's answer
-        "合同2:": "【思考过程】\n复述\n【最终答案】\n抽取合同要素\n\n" + long_input,  # an echo of the instruction
+        "合同2:": "【思考过程】\n复述\n【最终答案】\n抽取合同要素\n\n"
+        + long_input,  # an echo of the instruction
         "合同3:": "I'm sorry, I cannot help with that.",  # a refusal without markers
     }
 
@@ -106,8 +129,11 @@ def test_record_fields_and_filters(tmp_path, fake_teacher_thread):
     assert accepted["temperature"] == 0.3 and accepted["finish_reason"] == "stop"
     assert accepted["source_model"] == "fake-teacher" and accepted["generated_at"].endswith("Z")
     assert accepted["usage"]["completion_tokens"] > 0 and accepted["latency_ms"] > 0
-    refusal = [json.loads(line) for line in list_shards(config.output_dir, "rejected")[0].read_text().splitlines()
-               if json.loads(line)["id"] == "c3"][0]
+    refusal = [
+        json.loads(line)
+        for line in list_shards(config.output_dir, "rejected")[0].read_text().splitlines()
+        if json.loads(line)["id"] == "c3"
+    ][0]
     assert refusal["reject_reason"] == "refusal" and refusal["response"].startswith("I'm sorry")
 
 
@@ -217,7 +243,9 @@ def test_refused_key_stops_the_run_as_fatal(tmp_path, fake_teacher_thread, monke
     teacher = fake_teacher_thread(latency_ms=1, api_key_env="DISTILL_TEST_SERVER_KEY")
     monkeypatch.setenv("DISTILL_TEST_SERVER_KEY", "right-key")
     monkeypatch.setenv("DISTILL_TEST_CLIENT_KEY", "wrong-key")
-    config = make_config(tmp_path, teacher.base_url, rows=30, api_key_env="DISTILL_TEST_CLIENT_KEY", concurrency=2)
+    config = make_config(
+        tmp_path, teacher.base_url, rows=30, api_key_env="DISTILL_TEST_CLIENT_KEY", concurrency=2
+    )
     summary = run_generation(config, progress=False)
     assert summary["status"] == "fatal" and summary["message"].startswith("auth:")
     assert "wrong-key" not in json.dumps(summary) and summary["done"] == 0

@@ -5,8 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
-
-from engine.shards import DiskFullError, ShardSet, last_line, list_shards, repair_torn_tail
+from distill.engine.shards import DiskFullError, ShardSet, last_line, list_shards, repair_torn_tail
 
 
 def test_rotation_at_the_size_limit(tmp_path):
@@ -17,7 +16,11 @@ def test_rotation_at_the_size_limit(tmp_path):
     shards.write("failed", b"{}\n")
     shards.close()
     accepted = list_shards(tmp_path, "accepted")
-    assert [path.name for path in accepted] == ["accepted-00000.jsonl", "accepted-00001.jsonl", "accepted-00002.jsonl"]
+    assert [path.name for path in accepted] == [
+        "accepted-00000.jsonl",
+        "accepted-00001.jsonl",
+        "accepted-00002.jsonl",
+    ]
     assert [path.stat().st_size for path in accepted] == [4000, 4000, 2000]
     assert [path.name for path in list_shards(tmp_path)][-1] == "failed-00000.jsonl"
     # Reopening continues the last shard rather than starting over.

@@ -10,18 +10,26 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-from engine.prompts import build_instruction
+from distill.engine.prompts import build_instruction
 
 TASK = "抽取合同要素,只输出JSON。"
 EXAMPLES = [
-    ("c1", "甲方:星辰科技公司,乙方:海岳贸易公司,合同金额:伍拾万元。",
-     {"甲方": "星辰科技公司", "乙方": "海岳贸易公司", "金额": 500000}),
-    ("c2", "Buyer Acme Ltd and seller Bolt Inc agree a total price of 12,000 yuan.",
-     {"甲方": "Acme Ltd", "乙方": "Bolt Inc", "金额": 12000}),
-    ("c3", "委托方:青山医院;受托方:白云物业;服务费共计三万元整。",
-     {"甲方": "青山医院", "乙方": "白云物业", "金额": 30000}),
-]  # fmt: skip
+    (
+        "c1",
+        "甲方:星辰科技公司,乙方:海岳贸易公司,合同金额:伍拾万元。",
+        {"甲方": "星辰科技公司", "乙方": "海岳贸易公司", "金额": 500000},
+    ),
+    (
+        "c2",
+        "Buyer Acme Ltd and seller Bolt Inc agree a total price of 12,000 yuan.",
+        {"甲方": "Acme Ltd", "乙方": "Bolt Inc", "金额": 12000},
+    ),
+    (
+        "c3",
+        "委托方:青山医院;受托方:白云物业;服务费共计三万元整。",
+        {"甲方": "青山医院", "乙方": "白云物业", "金额": 30000},
+    ),
+]
 STEPS, LEARNING_RATE, RANK = 8, 4e-3, 32
 
 
@@ -43,8 +51,12 @@ def _train(base_dir: Path, adapter_dir: Path) -> list[float]:
     torch.set_num_threads(1)
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
-    model = get_peft_model(model, LoraConfig(r=RANK, lora_alpha=2 * RANK, target_modules="all-linear",
-                                             lora_dropout=0.0, task_type="CAUSAL_LM"))  # fmt: skip
+    model = get_peft_model(
+        model,
+        LoraConfig(
+            r=RANK, lora_alpha=2 * RANK, target_modules="all-linear", lora_dropout=0.0, task_type="CAUSAL_LM"
+        ),
+    )
     rows = []
     for _, text, answer in EXAMPLES:
         prompt = tokenizer.apply_chat_template(
@@ -53,8 +65,9 @@ def _train(base_dir: Path, adapter_dir: Path) -> list[float]:
             add_generation_prompt=True,
         )
         prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        answer_ids = tokenizer(json.dumps(answer, ensure_ascii=False) + tokenizer.eos_token,
-                               add_special_tokens=False)["input_ids"]  # fmt: skip
+        answer_ids = tokenizer(
+            json.dumps(answer, ensure_ascii=False) + tokenizer.eos_token, add_special_tokens=False
+        )["input_ids"]
         rows.append((prompt_ids + answer_ids, [-100] * len(prompt_ids) + answer_ids))
     width = max(len(ids) for ids, _ in rows)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -77,10 +90,9 @@ def _train(base_dir: Path, adapter_dir: Path) -> list[float]:
 
 def write_manifest(adapter_dir: Path, base_dir: Path, **changes) -> None:
     """A manifest as `distill train` writes it, through the trainer's own writer (``changes`` override keys)."""
+    from distill.trainer.manifest import write_manifest as write_trainer_manifest
+    from distill.trainer.student import chat_template_hash, model_hash
     from transformers import AutoTokenizer
-
-    from trainer.manifest import write_manifest as write_trainer_manifest
-    from trainer.student import chat_template_hash, model_hash
 
     train_ids = [f"train-{item_id}" for item_id, _, _ in EXAMPLES]
     manifest = {
@@ -112,7 +124,7 @@ def manifest_writer():
 
 @pytest.fixture(scope="session")
 def trained_adapter(tmp_path_factory) -> TrainedAdapter:
-    from trainer.student import resolve_student
+    from distill.trainer.student import resolve_student
 
     base_dir = resolve_student("smollm2-135m-instruct")
     adapter_dir = tmp_path_factory.mktemp("adapter") / "distilled"
@@ -126,6 +138,8 @@ def tiny_eval() -> dict:
     """The task and eval rows the end-to-end tests use: the adapter's three examples under other ids (the tiny
     adapter memorises them, so a test can tell the trained student from the base; held-out generalisation is
     the pipeline's to show, not this fixture's)."""
-    rows = [{"id": item_id, "input": text, "reference": json.dumps(answer, ensure_ascii=False)}
-            for item_id, text, answer in EXAMPLES]  # fmt: skip
+    rows = [
+        {"id": item_id, "input": text, "reference": json.dumps(answer, ensure_ascii=False)}
+        for item_id, text, answer in EXAMPLES
+    ]
     return {"task": TASK, "rows": rows}

@@ -7,13 +7,13 @@ import json
 import urllib.request
 
 import pytest
+from distill.engine.types import CallFailure, ChatRequest
+from distill.evaluator.calls import Answer, CallCache, run_calls_sync
+from distill.evaluator.config import EndpointConfig
 
 from distill.errors import UserError
 from distill.processes import free_port
-from engine.fake_teacher import FakeTeacherSettings, start_in_thread
-from engine.types import CallFailure, ChatRequest
-from evaluator.calls import Answer, CallCache, run_calls_sync
-from evaluator.config import EndpointConfig
+from distill.testing.fake_teacher import FakeTeacherSettings, start_in_thread
 
 
 def stats(base_url: str) -> dict:
@@ -29,8 +29,10 @@ def fake_api():
 
 
 def requests(n: int) -> dict[str, ChatRequest]:
-    return {f"k{i}": ChatRequest(messages=[{"role": "user", "content": f"q{i}"}], model="m", max_tokens=8)
-            for i in range(n)}  # fmt: skip
+    return {
+        f"k{i}": ChatRequest(messages=[{"role": "user", "content": f"q{i}"}], model="m", max_tokens=8)
+        for i in range(n)
+    }
 
 
 def test_a_rerun_reads_the_cache_and_sends_nothing(fake_api, tmp_path):
@@ -55,8 +57,13 @@ def test_a_rerun_reads_the_cache_and_sends_nothing(fake_api, tmp_path):
 
 def test_failed_calls_are_not_cached(fake_api, tmp_path):
     endpoint = EndpointConfig(base_url=fake_api + "/v1", model="m", retries=0)
-    bad = {"x": ChatRequest(messages=[{"role": "user", "content": "q"}], model="m",
-                            extra_body={"fake_fault": {"kind": "500", "times": 1}})}  # fmt: skip
+    bad = {
+        "x": ChatRequest(
+            messages=[{"role": "user", "content": "q"}],
+            model="m",
+            extra_body={"fake_fault": {"kind": "500", "times": 1}},
+        )
+    }
     with CallCache(tmp_path / "cache.jsonl") as cache:
         results, outcome = run_calls_sync(endpoint, "teacher", bad, cache)
         assert isinstance(results["x"], CallFailure) and outcome.failed == {"server_error": 1}

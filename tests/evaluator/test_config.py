@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from distill.evaluator.config import load_eval_config
 
 from distill.errors import UserError
-from evaluator.config import load_eval_config
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "configs" / "eval.yaml"
 
@@ -27,17 +27,26 @@ def test_overrides_win_over_the_file():
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("eval_set: e.jsonl\noutput_dir: o\nstudents: [{name: a}]\ntypo_key: 1\n", "bad.yaml:4: typo_key: unknown key"),
+        (
+            "eval_set: e.jsonl\noutput_dir: o\nstudents: [{name: a}]\ntypo_key: 1\n",
+            "bad.yaml:4: typo_key: unknown key",
+        ),
         ("eval_set: e.jsonl\noutput_dir: o\nstudents:\n  - {name: a}\n  - {name: a}\n", "a appears twice"),
-        ("eval_set: e.jsonl\noutput_dir: o\nstudents: [{name: a}]\nmetrics: {normalisers: [nfkc, soundex]}\n",
-         "unknown normaliser 'soundex'"),
-        ("eval_set: e.jsonl\noutput_dir: o\nstudents: [{name: a}]\nlatency: {students: [b]}\n",
-         "latency.students names no configured student: b"),
-        ("eval_set: e.jsonl\noutput_dir: o\nstudents: [{name: a}]\nteacher: {base_url: 'ftp://x', model: m}\n",
-         "bad.yaml:4: teacher.base_url"),
+        (
+            "eval_set: e.jsonl\noutput_dir: o\nstudents: [{name: a}]\nmetrics: {normalisers: [nfkc, soundex]}\n",
+            "unknown normaliser 'soundex'",
+        ),
+        (
+            "eval_set: e.jsonl\noutput_dir: o\nstudents: [{name: a}]\nlatency: {students: [b]}\n",
+            "latency.students names no configured student: b",
+        ),
+        (
+            "eval_set: e.jsonl\noutput_dir: o\nstudents: [{name: a}]\nteacher: {base_url: 'ftp://x', model: m}\n",
+            "bad.yaml:4: teacher.base_url",
+        ),
         ("eval_set: e.jsonl\noutput_dir: o\nstudents: []\n", "bad.yaml:3: students"),
     ],
-)  # fmt: skip
+)
 def test_mistakes_name_file_line_and_key(tmp_path, text, message):
     path = tmp_path / "bad.yaml"
     path.write_text(text, encoding="utf-8")

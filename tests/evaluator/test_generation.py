@@ -4,12 +4,11 @@ prompt, settings) so a second generator generates nothing, and over-long prompts
 from __future__ import annotations
 
 import pytest
-
-from evaluator.calls import CallCache
-from evaluator.config import GenerationConfig, StudentConfig
-from evaluator.evalset import EvalItem
-from evaluator.generation import PROMPT_TOO_LONG, StudentGenerator
-from evaluator.students import resolve_students
+from distill.evaluator.calls import CallCache
+from distill.evaluator.config import GenerationConfig, StudentConfig
+from distill.evaluator.evalset import EvalItem
+from distill.evaluator.generation import PROMPT_TOO_LONG, StudentGenerator
+from distill.evaluator.students import resolve_students
 
 
 def item(item_id: str, text: str) -> EvalItem:

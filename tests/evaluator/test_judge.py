@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from evaluator.judge import (
+from distill.evaluator.judge import (
     AMBIGUOUS,
     EMPTY,
     NO_NUMBER,

@@ -4,11 +4,11 @@ then 10 ms per token. The measured TTFT, TPOT and end-to-end figures must land w
 from __future__ import annotations
 
 import pytest
+from distill.engine.types import ChatRequest
+from distill.evaluator.latency import percentile, run_load_test
 
-from engine.fake_teacher import FakeTeacherSettings, start_in_thread
-from engine.fake_teacher_answers import count_tokens
-from engine.types import ChatRequest
-from evaluator.latency import percentile, run_load_test
+from distill.testing.fake_teacher import FakeTeacherSettings, start_in_thread
+from distill.testing.fake_teacher_answers import count_tokens
 
 TTFT_MS, PER_TOKEN_MS = 200.0, 10.0
 ANSWER = (
@@ -34,8 +34,10 @@ def test_percentiles_interpolate_like_numpy():
 
 def test_known_latency_is_measured(fake_api):
     tokens = count_tokens(ANSWER)
-    requests = [ChatRequest(messages=[{"role": "user", "content": f"q{i}"}], model="fake-teacher", max_tokens=256)
-                for i in range(8)]  # fmt: skip
+    requests = [
+        ChatRequest(messages=[{"role": "user", "content": f"q{i}"}], model="fake-teacher", max_tokens=256)
+        for i in range(8)
+    ]
     result = run_load_test(fake_api, None, requests, concurrency=4, warmup=1)
     assert result["succeeded"] == 8 and result["failed"] == {}
     expected_e2e = TTFT_MS + PER_TOKEN_MS * (tokens - 1)
@@ -54,7 +56,12 @@ def test_known_latency_is_measured(fake_api):
 
 
 def test_failures_are_counted_not_retried(fake_api):
-    requests = [ChatRequest(messages=[{"role": "user", "content": "x"}], model="fake-teacher",
-                            extra_body={"fake_fault": {"kind": "500"}})]  # fmt: skip
+    requests = [
+        ChatRequest(
+            messages=[{"role": "user", "content": "x"}],
+            model="fake-teacher",
+            extra_body={"fake_fault": {"kind": "500"}},
+        )
+    ]
     result = run_load_test(fake_api, None, requests, concurrency=1, warmup=0)
     assert result["succeeded"] == 0 and result["failed"] == {"server_error": 1}

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from evaluator.metrics import FieldScorer, normalise, parse_answer_object, required_fields, summarise
+from distill.evaluator.metrics import FieldScorer, normalise, parse_answer_object, required_fields, summarise
 
 FIELDS = ["甲方", "乙方", "金额", "签订日期", "违约条款"]
 REFERENCE = {

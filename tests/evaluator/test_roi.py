@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from evaluator.roi import (
+from distill.evaluator.roi import (
     NOT_RECOMMENDED,
     RECOMMEND,
     compare_scores,
@@ -42,11 +41,21 @@ def test_thresholds_are_strict_and_configurable():
 
 
 def test_no_saving_never_breaks_even_and_unknown_costs_are_reported():
-    dearer = verdict(calls_per_month=10, teacher_cost_per_call=0.001, student_cost_per_call=0.002,
-                     investment=1, retention=1.0)  # fmt: skip
+    dearer = verdict(
+        calls_per_month=10,
+        teacher_cost_per_call=0.001,
+        student_cost_per_call=0.002,
+        investment=1,
+        retention=1.0,
+    )
     assert dearer["never_breaks_even"] and dearer["break_even_months"] is None and not dearer["recommended"]
-    unknown = verdict(calls_per_month=10, teacher_cost_per_call=None, student_cost_per_call=0.001,
-                      investment=0, retention=1.0)  # fmt: skip
+    unknown = verdict(
+        calls_per_month=10,
+        teacher_cost_per_call=None,
+        student_cost_per_call=0.001,
+        investment=0,
+        retention=1.0,
+    )
     assert unknown["monthly_saving"] is None and not unknown["recommended"]
     assert "cost per call unknown" in unknown["reasons"][0]
 

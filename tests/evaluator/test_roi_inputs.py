@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from evaluator.config import EvalConfig
-from evaluator.roi_inputs import student_cost, teacher_cost
+from distill.evaluator.config import EvalConfig
+from distill.evaluator.roi_inputs import student_cost, teacher_cost
 
 BASE = {"eval_set": "e.jsonl", "output_dir": "o", "students": [{"name": "s"}]}
 TEACHER = {"base_url": "http://127.0.0.1:1/v1", "model": "m"}

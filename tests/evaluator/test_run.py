@@ -15,10 +15,10 @@ import urllib.request
 
 import pytest
 import yaml
+from distill.evaluator import commands
 
-from engine.fake_teacher import FakeTeacherSettings, start_in_thread
-from engine.fake_teacher_answers import prompt_text
-from evaluator import commands
+from distill.testing.fake_teacher import FakeTeacherSettings, start_in_thread
+from distill.testing.fake_teacher_answers import prompt_text
 
 pytestmark = pytest.mark.slow
 GARBAGE_ITEM = "c2"  # the teacher's answer to this item carries a marker that makes the judge talk nonsense
@@ -87,19 +87,31 @@ def evaluation(trained_adapter, tiny_eval, tmp_path_factory):
         "eval_set": str(work / "eval.jsonl"),
         "output_dir": str(work / "out"),
         "task": tiny_eval["task"],
-        "teacher": {"base_url": base_url + "/v1", "model": "fake-api", "label": "fake teacher", "max_tokens": 200},
+        "teacher": {
+            "base_url": base_url + "/v1",
+            "model": "fake-api",
+            "label": "fake teacher",
+            "max_tokens": 200,
+        },
         "judge": {"base_url": base_url + "/v1", "model": "fake-api", "mode": "both"},
         "students": [
             {"name": "distilled", "role": "distilled", "adapter": str(trained_adapter.adapter_dir)},
             {"name": "base", "role": "original"},
         ],
         # float32 on both sides, so vLLM's greedy text can match transformers' exactly.
-        "generation": {"backend": "vllm", "lora": "lora_request", "dtype": "float32", "max_new_tokens": 64,
-                       "max_model_len": 512, "kv_cache_mib": 128, "cpu_threads": 1},
+        "generation": {
+            "backend": "vllm",
+            "lora": "lora_request",
+            "dtype": "float32",
+            "max_new_tokens": 64,
+            "max_model_len": 512,
+            "kv_cache_mib": 128,
+            "cpu_threads": 1,
+        },
         "latency": {"requests": 3, "concurrency": 2, "max_tokens": 12, "student_dtype": "float32"},
         "metrics": {"field_normalisers": {"金额": ["nfkc", "number"]}},
         "roi": {"investment": 38000},
-    }  # fmt: skip
+    }
     (work / "eval.yaml").write_text(yaml.safe_dump(config, allow_unicode=True), "utf-8")
     try:
         assert distill_eval("--config", str(work / "eval.yaml")) == 0
@@ -109,8 +121,15 @@ def evaluation(trained_adapter, tiny_eval, tmp_path_factory):
         assert distill_eval("--config", str(work / "eval.yaml")) == 0
         rerun_s = time.perf_counter() - started
         second = json.loads((work / "out" / "report.json").read_text("utf-8"))
-        yield {"first": first, "second": second, "out": work / "out", "new_calls": chat_calls(base_url) -
-               calls_after_first, "rerun_s": rerun_s, "adapter": trained_adapter, "tiny_eval": tiny_eval}  # fmt: skip
+        yield {
+            "first": first,
+            "second": second,
+            "out": work / "out",
+            "new_calls": chat_calls(base_url) - calls_after_first,
+            "rerun_s": rerun_s,
+            "adapter": trained_adapter,
+            "tiny_eval": tiny_eval,
+        }
     finally:
         stop()
 
@@ -163,13 +182,12 @@ def test_rerun_pays_for_nothing_and_restarts_no_model(evaluation):
 
 def test_vllm_lora_matches_transformers_with_the_merged_model(evaluation):
     """vLLM (LoRA request, fp32) and transformers (adapter merged into the weights, fp32): same greedy text."""
+    from distill.engine.prompts import build_instruction
+    from distill.evaluator.config import StudentConfig
+    from distill.evaluator.serving import merged_dir_for
+    from distill.evaluator.student_hf import run_generation
+    from distill.evaluator.students import render_prompt_ids, resolve_students
     from transformers import AutoTokenizer
-
-    from engine.prompts import build_instruction
-    from evaluator.config import StudentConfig
-    from evaluator.serving import merged_dir_for
-    from evaluator.student_hf import run_generation
-    from evaluator.students import render_prompt_ids, resolve_students
 
     adapter = evaluation["adapter"]
     [student], _ = resolve_students([StudentConfig(name="distilled", adapter=adapter.adapter_dir)], set())
@@ -179,8 +197,10 @@ def test_vllm_lora_matches_transformers_with_the_merged_model(evaluation):
     task, rows = evaluation["tiny_eval"]["task"], evaluation["tiny_eval"]["rows"]
     prompts = render_prompt_ids(tokenizer, [build_instruction(task, row["input"]) for row in rows])
     outputs, _ = run_generation(merged, None, prompts, 64, dtype="float32", batch_size=1, threads=1)
-    vllm_answers = [line["distilled_answer"] for line in map(json.loads,
-                    (evaluation["out"] / "items.jsonl").read_text("utf-8").splitlines())]  # fmt: skip
+    vllm_answers = [
+        line["distilled_answer"]
+        for line in map(json.loads, (evaluation["out"] / "items.jsonl").read_text("utf-8").splitlines())
+    ]
     hf_answers = [output["text"].strip() for output in outputs]
     assert vllm_answers == hf_answers
     assert adapter.losses[-1] < adapter.losses[0] / 4  # the adapter really trained

@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from distill.evaluator.config import StudentConfig
+from distill.evaluator.students import render_prompt_ids, resolve_students
+from distill.evaluator.vllm_server import max_lora_rank
+from distill.trainer.student import resolve_student
 
 from distill.errors import UserError
-from evaluator.config import StudentConfig
-from evaluator.students import render_prompt_ids, resolve_students
-from evaluator.vllm_server import max_lora_rank
-from trainer.student import resolve_student
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from distill.errors import UserError
-from pipeline import step_evaluate, step_train
-from pipeline.config import load_run_config
-from pipeline.run import Services
-from pipeline.steps import StageContext
+from distill.pipeline import step_evaluate, step_train
+from distill.pipeline.config import load_run_config
+from distill.pipeline.run import Services
+from distill.pipeline.steps import StageContext
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -9,9 +9,9 @@ import re
 import pytest
 
 from distill.errors import UserError
-from pipeline.contract_formats import chinese_integer
-from pipeline.contract_parts import FIELDS
-from pipeline.contracts import canonical_answer, generate_contracts, load_truth, make_contract_sets
+from distill.pipeline.contract_formats import chinese_integer
+from distill.pipeline.contract_parts import FIELDS
+from distill.pipeline.contracts import canonical_answer, generate_contracts, load_truth, make_contract_sets
 
 _CN_DIGITS = {c: i for i, c in enumerate("零一二三四五六七八九")} | {
     c: i for i, c in enumerate("零壹贰叁肆伍陆柒捌玖")
@@ -19,8 +19,20 @@ _CN_DIGITS = {c: i for i, c in enumerate("零一二三四五六七八九")} | {
 _CN_DIGITS["〇"] = 0
 _CN_SMALL_UNITS = {"十": 10, "拾": 10, "百": 100, "佰": 100, "千": 1000, "仟": 1000}
 _CN_BIG_UNITS = {"万": 10_000, "亿": 100_000_000}
-_MONTHS = ["january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
-           "november", "december"]  # fmt: skip
+_MONTHS = [
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+]
 
 
 def parse_chinese_number(text: str) -> int:

@@ -9,14 +9,14 @@ import urllib.error
 import urllib.request
 
 import pytest
+from distill.engine.parsing import parse_cot
+from distill.engine.prompts import build_instruction, load_template, render_prompt
 
+from distill.pipeline.contract_task import TASK_DESCRIPTION
+from distill.pipeline.contracts import canonical_answer, load_truth, make_contract_sets
 from distill.processes import free_port, run_server
-from engine.fake_teacher import start_in_thread
-from engine.parsing import parse_cot
-from engine.prompts import build_instruction, load_template, render_prompt
-from pipeline.contract_task import TASK_DESCRIPTION
-from pipeline.contracts import canonical_answer, load_truth, make_contract_sets
-from pipeline.reference_teacher import ReferenceTeacher, reference_settings
+from distill.testing.fake_teacher import start_in_thread
+from distill.testing.reference_teacher import ReferenceTeacher, reference_settings
 
 
 def _post(base_url: str, body: dict) -> dict:

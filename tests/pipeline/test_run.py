@@ -25,9 +25,15 @@ def _distill_run(
     """Run the command; with ``interrupt_at``, send SIGINT (Ctrl-C) as soon as that text is printed."""
     command = [sys.executable, "-m", "distill", "run", "configs/demo-tiny.yaml", "--output-dir", str(run_dir)]
     process = subprocess.Popen(
-        command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True,
-    )  # fmt: skip
+        command,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        start_new_session=True,
+    )
     lines = []
     deadline = time.monotonic() + timeout_s
     try:

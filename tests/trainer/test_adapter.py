@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from distill.trainer.adapter import IncompleteAdapterError, verify_adapter
 from safetensors.torch import save_file
 
-from trainer.adapter import IncompleteAdapterError, verify_adapter
-
-SHAPES = {"base_model.model.layers.0.q_proj.lora_A.weight": (4, 8), "base_model.model.layers.0.q_proj.lora_B.weight": (8, 4)}
+SHAPES = {
+    "base_model.model.layers.0.q_proj.lora_A.weight": (4, 8),
+    "base_model.model.layers.0.q_proj.lora_B.weight": (8, 4),
+}
 
 
 def _write(directory, tensors):
@@ -18,20 +20,33 @@ def _write(directory, tensors):
 
 
 def test_a_complete_adapter_passes(tmp_path):
-    adapter = _write(tmp_path / "ok", {"base_model.model.layers.0.q_proj.lora_A.weight": torch.randn(4, 8),
-                                       "base_model.model.layers.0.q_proj.lora_B.weight": torch.randn(8, 4)})
+    adapter = _write(
+        tmp_path / "ok",
+        {
+            "base_model.model.layers.0.q_proj.lora_A.weight": torch.randn(4, 8),
+            "base_model.model.layers.0.q_proj.lora_B.weight": torch.randn(8, 4),
+        },
+    )
     assert verify_adapter(adapter, SHAPES, trained=True) == 2
 
 
-@pytest.mark.parametrize("a, b, message", [
-    (torch.randn(4, 8), torch.empty(0), "is empty"),
-    (torch.randn(4, 8), torch.randn(4, 8), "has shape (4, 8), expected (8, 4)"),
-    (torch.randn(4, 8), torch.zeros(8, 4), "every lora_B matrix is zero"),
-    (torch.full((4, 8), float("nan")), torch.randn(8, 4), "NaN or inf"),
-])
+@pytest.mark.parametrize(
+    "a, b, message",
+    [
+        (torch.randn(4, 8), torch.empty(0), "is empty"),
+        (torch.randn(4, 8), torch.randn(4, 8), "has shape (4, 8), expected (8, 4)"),
+        (torch.randn(4, 8), torch.zeros(8, 4), "every lora_B matrix is zero"),
+        (torch.full((4, 8), float("nan")), torch.randn(8, 4), "NaN or inf"),
+    ],
+)
 def test_defects_fail_loudly(tmp_path, a, b, message):
-    adapter = _write(tmp_path / "bad", {"base_model.model.layers.0.q_proj.lora_A.weight": a,
-                                        "base_model.model.layers.0.q_proj.lora_B.weight": b})
+    adapter = _write(
+        tmp_path / "bad",
+        {
+            "base_model.model.layers.0.q_proj.lora_A.weight": a,
+            "base_model.model.layers.0.q_proj.lora_B.weight": b,
+        },
+    )
     with pytest.raises(IncompleteAdapterError) as caught:
         verify_adapter(adapter, SHAPES, trained=True)
     assert message in str(caught.value)

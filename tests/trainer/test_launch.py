@@ -10,20 +10,31 @@ from pathlib import Path
 
 import pytest
 import torch
+from distill.trainer.config import TrainConfig
+from distill.trainer.launch import launch_command
+from distill.trainer.manifest import read_manifest
+from distill.trainer.train import run_training
 
 from distill.errors import UserError
-from trainer.config import TrainConfig
-from trainer.launch import launch_command
-from trainer.manifest import read_manifest
-from trainer.train import run_training
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def _config(tiny_model, data, output_dir, **overrides) -> TrainConfig:
-    settings = dict(data=[str(data)], base_model=str(tiny_model), output_dir=str(output_dir), epochs=1,
-                    per_device_batch_size=2, gradient_accumulation_steps=1, learning_rate=1e-3, val_size=0.0,
-                    max_length=256, token_budget=512, eval_steps=3, save_steps=1000)
+    settings = dict(
+        data=[str(data)],
+        base_model=str(tiny_model),
+        output_dir=str(output_dir),
+        epochs=1,
+        per_device_batch_size=2,
+        gradient_accumulation_steps=1,
+        learning_rate=1e-3,
+        val_size=0.0,
+        max_length=256,
+        token_budget=512,
+        eval_steps=3,
+        save_steps=1000,
+    )
     return TrainConfig(**{**settings, **overrides})
 
 
@@ -48,8 +59,9 @@ def _reloads_complete(adapter: Path, tiny_model: Path) -> None:
 @pytest.mark.parametrize("stage", [2, 3])
 def test_zero_with_two_gloo_processes_saves_a_complete_adapter(stage, records, tiny_model, tmp_path):
     data = records(tmp_path / "records.jsonl", 16)
-    config = _config(tiny_model, data, tmp_path / f"zero{stage}", deepspeed=str(CONFIGS / f"ds_zero{stage}.json"),
-                     nproc=2)
+    config = _config(
+        tiny_model, data, tmp_path / f"zero{stage}", deepspeed=str(CONFIGS / f"ds_zero{stage}.json"), nproc=2
+    )
     adapter = run_training(config)
     _reloads_complete(adapter, tiny_model)
     manifest = read_manifest(adapter)
@@ -59,22 +71,34 @@ def test_zero_with_two_gloo_processes_saves_a_complete_adapter(stage, records, t
     zero, one = _weights(adapter), _weights(single)
     assert zero.keys() == one.keys()
     assert all(torch.allclose(zero[k], one[k], atol=2e-5) for k in zero)
-    assert [round(loss, 4) for _, loss in manifest["loss_curve"]["train"]] == \
-        [round(loss, 4) for _, loss in read_manifest(single)["loss_curve"]["train"]]
+    assert [round(loss, 4) for _, loss in manifest["loss_curve"]["train"]] == [
+        round(loss, 4) for _, loss in read_manifest(single)["loss_curve"]["train"]
+    ]
 
 
 def test_launch_command_passes_the_multi_node_flags(tiny_model, tmp_path):
-    config = _config(tiny_model, tmp_path / "d.jsonl", tmp_path / "o", deepspeed="ds.json", nproc=4, nnodes=2,
-                     node_rank=1, master_addr="10.0.0.1", master_port=29999)
+    config = _config(
+        tiny_model,
+        tmp_path / "d.jsonl",
+        tmp_path / "o",
+        deepspeed="ds.json",
+        nproc=4,
+        nnodes=2,
+        node_rank=1,
+        master_addr="10.0.0.1",
+        master_port=29999,
+    )
     command = launch_command(config, tmp_path / "train_config.json")
     joined = " ".join(command)
     assert "-m torch.distributed.run --nproc_per_node 4 --nnodes 2 --node_rank 1" in joined
-    assert "--master_addr 10.0.0.1 --master_port 29999 -m trainer.launch" in joined
+    assert "--master_addr 10.0.0.1 --master_port 29999 -m distill.trainer.launch" in joined
 
 
 def test_bad_deepspeed_settings_are_user_errors(records, tiny_model, tmp_path):
     data = records(tmp_path / "records.jsonl", 4)
     with pytest.raises(UserError, match="deepspeed: config file not found"):
-        run_training(_config(tiny_model, data, tmp_path / "a", deepspeed=str(tmp_path / "nope.json"), nproc=2))
+        run_training(
+            _config(tiny_model, data, tmp_path / "a", deepspeed=str(tmp_path / "nope.json"), nproc=2)
+        )
     with pytest.raises(ValueError, match="several processes need a DeepSpeed config"):
         _config(tiny_model, data, tmp_path / "b", nproc=2)

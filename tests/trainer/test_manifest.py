@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from distill.trainer.manifest import MANIFEST_NAME, REQUIRED, read_manifest, write_manifest
 
 from distill.errors import UserError
-from trainer.manifest import MANIFEST_NAME, REQUIRED, read_manifest, write_manifest
 
 
 def test_round_trip_and_refusals(tmp_path):

@@ -1,14 +1,14 @@
-"""trainer.model: the student's precision settings (bf16-mixed keeps fp32 weights and an exact output head)."""
+"""distill.trainer.model: the student's precision settings (bf16-mixed keeps fp32 weights and an exact output head)."""
 
 from __future__ import annotations
 
 import torch
+from distill.trainer.manifest import read_manifest
+from distill.trainer.model import autocast_dtype, keep_head_in_fp32, load_student
+from distill.trainer.train import run_training
 from safetensors.torch import load_file
 
 from tests.trainer.test_train import _tiny_config
-from trainer.manifest import read_manifest
-from trainer.model import autocast_dtype, keep_head_in_fp32, load_student
-from trainer.train import run_training
 
 
 def test_bf16_mixed_runs_the_body_in_bf16_and_the_head_in_fp32(tiny_model):

@@ -7,33 +7,56 @@ import shutil
 
 import pytest
 import torch
+from distill.trainer.config import TrainConfig
+from distill.trainer.manifest import read_manifest
+from distill.trainer.train import run_training
 
 from distill.errors import UserError
-from trainer.config import TrainConfig
-from trainer.manifest import read_manifest
-from trainer.train import run_training
 
 
 def _tiny_config(tiny_model, data, output_dir, **overrides) -> TrainConfig:
-    settings = dict(data=[str(data)], base_model=str(tiny_model), output_dir=str(output_dir), epochs=1,
-                    per_device_batch_size=2, gradient_accumulation_steps=2, learning_rate=1e-3, val_size=0.0,
-                    max_length=256, token_budget=512, eval_steps=2, save_steps=2)
+    settings = dict(
+        data=[str(data)],
+        base_model=str(tiny_model),
+        output_dir=str(output_dir),
+        epochs=1,
+        per_device_batch_size=2,
+        gradient_accumulation_steps=2,
+        learning_rate=1e-3,
+        val_size=0.0,
+        max_length=256,
+        token_budget=512,
+        eval_steps=2,
+        save_steps=2,
+    )
     return TrainConfig(**{**settings, **overrides})
 
 
 @pytest.mark.slow
-def test_smollm2_learns_an_engine_dataset_and_its_adapter_changes_the_output(engine_dataset, student_dir, tmp_path):
+def test_smollm2_learns_an_engine_dataset_and_its_adapter_changes_the_output(
+    engine_dataset, student_dir, tmp_path
+):
+    from distill.trainer.model import load_tokenizer
+    from distill.trainer.student import chat_template_hash, model_hash
+    from distill.trainer.tokenize import build_prompt
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from trainer.model import load_tokenizer
-    from trainer.student import chat_template_hash, model_hash
-    from trainer.tokenize import build_prompt
-
     # 10 train samples of ~150 tokens, 2 held out; 10 steps of 2: about 3k tokens, well under a minute.
-    config = TrainConfig(data=[str(engine_dataset)], output_dir=str(tmp_path / "out"), epochs=2,
-                         per_device_batch_size=2, gradient_accumulation_steps=1, learning_rate=3e-3, val_size=0.2,
-                         eval_steps=5, save_steps=1000, lora_rank=8, lora_alpha=16, max_length=256)
+    config = TrainConfig(
+        data=[str(engine_dataset)],
+        output_dir=str(tmp_path / "out"),
+        epochs=2,
+        per_device_batch_size=2,
+        gradient_accumulation_steps=1,
+        learning_rate=3e-3,
+        val_size=0.2,
+        eval_steps=5,
+        save_steps=1000,
+        lora_rank=8,
+        lora_alpha=16,
+        max_length=256,
+    )
     adapter = run_training(config)
     manifest = read_manifest(adapter)
     train_curve = [loss for _, loss in manifest["loss_curve"]["train"]]
@@ -43,14 +66,22 @@ def test_smollm2_learns_an_engine_dataset_and_its_adapter_changes_the_output(eng
     assert val_curve[-1] < val_curve[0]
     tokenizer = load_tokenizer(student_dir)
     assert manifest["chat_template_hash"] == chat_template_hash(tokenizer)
-    assert manifest["base_model_hash"] == model_hash(student_dir) and manifest["base_model"] == "smollm2-135m-instruct"
+    assert (
+        manifest["base_model_hash"] == model_hash(student_dir)
+        and manifest["base_model"] == "smollm2-135m-instruct"
+    )
     assert manifest["format"] == "answer" and manifest["lora_rank"] == 8 and manifest["tokens_per_second"] > 0
     assert not set(manifest["train_ids"]) & set(manifest["val_ids"]) and len(manifest["val_ids"]) >= 1
     assert (tmp_path / "out" / "loss_curve.png").stat().st_size > 10_000
-    assert json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"] == str(student_dir)
+    assert json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"] == str(
+        student_dir
+    )
 
-    rows = [json.loads(line) for shard in sorted(engine_dataset.glob("accepted-*.jsonl"))
-            for line in shard.read_text().splitlines()]
+    rows = [
+        json.loads(line)
+        for shard in sorted(engine_dataset.glob("accepted-*.jsonl"))
+        for line in shard.read_text().splitlines()
+    ]
     held_out = next(row for row in rows if row["id"] in manifest["val_ids"])
     prompt = build_prompt(tokenizer, held_out["instruction"])
     prompt_ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
@@ -60,10 +91,10 @@ def test_smollm2_learns_an_engine_dataset_and_its_adapter_changes_the_output(eng
     labels[:, : prompt_ids.shape[1]] = -100
     base = AutoModelForCausalLM.from_pretrained(student_dir, dtype=torch.float32)
     with torch.no_grad():
-        before = base.generate(prompt_ids, max_new_tokens=12, do_sample=False)[0, prompt_ids.shape[1]:]
+        before = base.generate(prompt_ids, max_new_tokens=12, do_sample=False)[0, prompt_ids.shape[1] :]
         base_loss = float(base(full, labels=labels).loss)
         tuned = PeftModel.from_pretrained(base, str(adapter))
-        after = tuned.generate(prompt_ids, max_new_tokens=12, do_sample=False)[0, prompt_ids.shape[1]:]
+        after = tuned.generate(prompt_ids, max_new_tokens=12, do_sample=False)[0, prompt_ids.shape[1] :]
         tuned_loss = float(tuned(full, labels=labels).loss)
     assert before.tolist() != after.tolist()
     # On an answer it never trained on, the tuned student is far closer to the teacher than the base model.
@@ -86,7 +117,9 @@ def test_resume_from_a_checkpoint_reproduces_the_uninterrupted_run(records, tiny
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     first, second = read_manifest(straight), read_manifest(resumed)
     assert [s for s, _ in second["loss_curve"]["train"]] == list(range(1, first["steps"] + 1))
-    assert second["loss_curve"]["train"][-1][1] == pytest.approx(first["loss_curve"]["train"][-1][1], rel=1e-5)
+    assert second["loss_curve"]["train"][-1][1] == pytest.approx(
+        first["loss_curve"]["train"][-1][1], rel=1e-5
+    )
     with pytest.raises(UserError, match="resume: this checkpoint was made with other data, settings"):
         run_training(_tiny_config(tiny_model, data, interrupted, resume=True, seed=1))
 
@@ -112,8 +145,16 @@ def test_eval_file_overlong_counts_and_merged_model(records, tiny_model, tmp_pat
     short = records(tmp_path / "short.jsonl", 10)
     long = records(tmp_path / "long.jsonl", 2, start=50, filler=200)
     held_out = records(tmp_path / "eval.jsonl", 3, start=100)
-    config = _tiny_config(tiny_model, short, tmp_path / "out", eval_file=str(held_out), max_length=160,
-                          overlong="drop", eval_steps=1, merge=True)
+    config = _tiny_config(
+        tiny_model,
+        short,
+        tmp_path / "out",
+        eval_file=str(held_out),
+        max_length=160,
+        overlong="drop",
+        eval_steps=1,
+        merge=True,
+    )
     adapter = run_training(config.model_copy(update={"data": [str(short), str(long)]}))
     manifest = read_manifest(adapter)
     assert manifest["counts"]["dropped_overlong"] == 2 and manifest["counts"]["truncated"] == 0

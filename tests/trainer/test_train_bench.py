@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
-from trainer.bench import run_bench, summarise
+from distill.bench.train import run_bench, summarise
 
 
 def test_bench_smoke_reports_every_side(tmp_path):
-    settings = {"device": "cpu", "model": None, "model_shape": "tiny", "random_weights": True, "dtype": "fp32",
-                "batch_size": 4, "grad_accum": 1, "steps": 3, "warmup_steps": 1, "min_len": 16, "max_len": 96, "token_budget": 384,
-                "threads": 1, "seed": 0}
+    settings = {
+        "device": "cpu",
+        "model": None,
+        "model_shape": "tiny",
+        "random_weights": True,
+        "dtype": "fp32",
+        "batch_size": 4,
+        "grad_accum": 1,
+        "steps": 3,
+        "warmup_steps": 1,
+        "min_len": 16,
+        "max_len": 96,
+        "token_budget": 384,
+        "threads": 1,
+        "seed": 0,
+    }
     lines = []
     report = run_bench(settings, ["hf", "distill", "distill-padded"], 1, tmp_path, echo=lines.append)
     assert len(lines) == 3
@@ -22,8 +35,12 @@ def test_bench_smoke_reports_every_side(tmp_path):
 
 
 def test_summary_sums_rounds_before_dividing():
-    results = [{"side": "hf", "real_tokens": 100, "seconds": 1.0}, {"side": "hf", "real_tokens": 100, "seconds": 3.0},
-               {"side": "distill", "real_tokens": 200, "seconds": 2.0}, {"side": "distill", "error": "boom"}]
+    results = [
+        {"side": "hf", "real_tokens": 100, "seconds": 1.0},
+        {"side": "hf", "real_tokens": 100, "seconds": 3.0},
+        {"side": "distill", "real_tokens": 200, "seconds": 2.0},
+        {"side": "distill", "error": "boom"},
+    ]
     summary = summarise(results)
     assert summary["hf"]["real_tok_per_s"] == 50.0 and summary["distill"]["real_tok_per_s"] == 100.0
     assert summary["distill"]["vs_hf"] == 2.0

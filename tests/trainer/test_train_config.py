@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import pytest
+from distill.trainer.config import SHIPPED_CONFIG, TrainConfig, load_train_config
 
 from distill.errors import UserError
-from trainer.config import SHIPPED_CONFIG, TrainConfig, load_train_config
 
 
 def test_shipped_yaml_is_the_seed_configuration():
     config = load_train_config(None, {"data": ["runs/x"]})
-    seed = dict(lora_rank=32, lora_alpha=64, lora_target="all", learning_rate=5e-5, epochs=2, per_device_batch_size=2,
-                gradient_accumulation_steps=8, weight_decay=0.1, val_size=0.05, eval_steps=100)
+    seed = dict(
+        lora_rank=32,
+        lora_alpha=64,
+        lora_target="all",
+        learning_rate=5e-5,
+        epochs=2,
+        per_device_batch_size=2,
+        gradient_accumulation_steps=8,
+        weight_decay=0.1,
+        val_size=0.05,
+        eval_steps=100,
+    )
     assert {key: getattr(config, key) for key in seed} == seed
     assert config.model_dump(exclude={"data"}) == TrainConfig(data=["x"]).model_dump(exclude={"data"})
     assert SHIPPED_CONFIG.is_file()

@@ -1,0 +1,107 @@
+"""``distill bench engine``: the engine's targets (issue 2), measured side by side in one run.
+
+The fake teacher runs in its own process and each measured side in another (see ``engine.bench_workers``),
+so a side's CPU time (from ``wait4``) is its whole process and nothing else. Sections:
+
+- throughput: 5,000 prompts, 50 ms latency, 256 in flight — CPU per request of the full ``distill generate``
+  path against a bare aiohttp+orjson+uvloop floor (target ≤ 1.5×), dispatcher alone for reference, and
+  bespokelabs-curator when importable (target: ≥ 3× its throughput);
+- rpm: a server enforcing 600 RPM — achieved rate over ~60 s and the number of 429s (target ≥ 97%, 0);
+- inflight: 10,000 requests in flight against a 1 s server, without errors;
+- million: peak RSS streaming a 1,000,000-line input (target < 300 MB), then kill -9 near the end and time
+  how long the resumed run takes to send its first request (target < 3 s).
+
+``--quick`` shrinks every section (figures then say what they measured); the docs hold a full run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+
+from distill.bench.engine_harness import Report, Sizes
+from distill.bench.engine_sections import SECTION_RUNNERS
+
+SECTIONS = tuple(SECTION_RUNNERS)
+
+
+# -- report ---------------------------------------------------------------------------------------------
+
+
+def render(report: Report, mode: str, elapsed_s: float) -> str:
+    lines = [
+        f"Mode: {mode}; {os.cpu_count()} CPU cores, Python {platform.python_version()}, "
+        f"{platform.system()} {platform.machine()}; run took {elapsed_s:.0f} s; "
+        f"measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        "",
+        "| target | measured | baseline (same run) | result |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {row.target} | {row.measured} | {row.baseline} | {row.verdict} |" for row in report.rows]
+    lines += [
+        "",
+        "Raw figures:",
+        "",
+        "```json",
+        orjson.dumps(report.details, option=orjson.OPT_INDENT_2).decode(),
+        "```",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def run_bench(sections: list[str], sizes: Sizes, workdir: Path, log: Callable[[str], None]) -> Report:
+    report = Report()
+    for name in sections:
+        log(f"bench engine: {name} ...")
+        started = time.perf_counter()
+        SECTION_RUNNERS[name](report, sizes, workdir / name, log)
+        log(f"bench engine: {name} done in {time.perf_counter() - started:.0f} s")
+    return report
+
+
+def _bench_command(args: argparse.Namespace) -> int:
+    sizes = Sizes.smoke() if args.smoke else Sizes.quick() if args.quick else Sizes()
+    sizes.curator_python = args.curator_python
+    mode = "smoke" if args.smoke else "quick" if args.quick else "full"
+    sections = args.only or list(SECTIONS)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="distill-bench-") as tmp:
+        report = run_bench(sections, sizes, Path(tmp), lambda text: print(text, file=sys.stderr, flush=True))
+    text = render(report, mode, time.perf_counter() - started)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+    return 0 if all(row.passed is not False for row in report.rows) else 1
+
+
+def register_cli(benchmarks: argparse._SubParsersAction) -> None:
+    """Add ``distill bench engine``."""
+    parser = benchmarks.add_parser(
+        "engine",
+        help="the generation engine's targets: CPU per request vs a bare loop, RPM, 10k in flight, 1M rows",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="smaller sizes (about 3 minutes)")
+    size.add_argument(
+        "--smoke", action="store_true", help="tiny sizes, for tests: checks it runs, not the targets"
+    )
+    parser.add_argument(
+        "--only", action="append", choices=SECTIONS, help="run only this section (repeatable)"
+    )
+    parser.add_argument("--out", help="also write the report (markdown) to this file")
+    parser.add_argument(
+        "--curator-python",
+        help="an interpreter that has bespokelabs-curator (e.g. a throwaway venv's bin/python), for the "
+        "curator comparison; default: ours, skipped when it lacks curator",
+    )
+    parser.set_defaults(handler=_bench_command)

