@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     from distill.engine import commands as engine_commands
     from distill.evaluator import commands as evaluator_commands
     from distill.pipeline import commands as pipeline_commands
+    from distill.review import commands as review_commands
     from distill.trainer import commands as trainer_commands
 
     parser = argparse.ArgumentParser(
@@ -27,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     bench = commands.add_parser("bench", help="run a benchmark and print its figures")
     benchmarks = bench.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
-    for module in (engine_commands, trainer_commands, evaluator_commands, pipeline_commands):
+    for module in (engine_commands, trainer_commands, evaluator_commands, pipeline_commands, review_commands):
         module.register(commands, benchmarks)
     return parser
 

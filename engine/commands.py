@@ -9,6 +9,8 @@ import argparse
 import json
 import sys
 
+from distill.review.decisions import EXPORT_MODES
+
 GENERATE_EPILOG = """\
 examples:
   # the bundled config against a local test server (no key needed on 127.0.0.1)
@@ -31,6 +33,7 @@ EXPORT_EPILOG = """\
 examples:
   distill export --run-dir runs/contracts --out-dir data/ --format both
   distill export --run-dir runs/contracts --out-dir data/ --format alpaca --with-thinking
+  distill export --run-dir runs/contracts --out-dir data/ --review approved   # after `distill review`
 
 Writes OUT/<name>_alpaca.jsonl and/or OUT/<name>_sharegpt.jsonl plus OUT/dataset_info.json (LLaMA-Factory's
 format; an existing file is extended). Answer-only uses each record's `output`, --with-thinking its
@@ -135,6 +138,12 @@ def _register_export(commands: argparse._SubParsersAction) -> None:
         help="train on full_output (【思考】…【答案】…) instead of the answer only",
     )
     parser.add_argument("--name", help="dataset name (default: the run directory's name)")
+    parser.add_argument(
+        "--review",
+        choices=EXPORT_MODES,
+        help="apply `distill review` decisions: only approved records, or all but rejected ones "
+        "(edited answers replace the originals)",
+    )
     parser.set_defaults(handler=_export)
 
 
@@ -158,7 +167,12 @@ def _export(args: argparse.Namespace) -> int:
 
     formats = FORMATS if args.format == "both" else (args.format,)
     result = export_dataset(
-        args.run_dir, args.out_dir, formats=formats, with_thinking=args.with_thinking, name=args.name
+        args.run_dir,
+        args.out_dir,
+        formats=formats,
+        with_thinking=args.with_thinking,
+        name=args.name,
+        review=args.review,
     )
     print(json.dumps(result, ensure_ascii=False, indent=2))
     return 0

@@ -21,6 +21,7 @@ import orjson
 from distill.engine.shards import list_shards
 
 from distill.errors import UserError
+from distill.review.decisions import ReviewFilter
 
 FORMATS = ("alpaca", "sharegpt")
 DATASET_INFO = "dataset_info.json"
@@ -67,6 +68,7 @@ def export_dataset(
     formats: tuple[str, ...] = FORMATS,
     with_thinking: bool = False,
     name: str | None = None,
+    review: str | None = None,
 ) -> dict[str, Any]:
     """Write the training files and dataset_info.json; return {name, rows, files, dataset_info}."""
     run_dir, out_dir = Path(run_dir), Path(out_dir)
@@ -78,6 +80,8 @@ def export_dataset(
     shards = list_shards(run_dir, "accepted")
     if not shards:
         raise UserError(f"{run_dir}: no accepted-*.jsonl shards: run `distill generate` into it first")
+    # Human review (`distill review`): keep only what its decisions allow, edited answers in place.
+    reviewed = ReviewFilter(run_dir, review) if review is not None else None
     name = name or dataset_name(run_dir)
     field = "full_output" if with_thinking else "output"
     try:
@@ -96,6 +100,8 @@ def export_dataset(
                         continue
                     try:
                         record = orjson.loads(line)
+                        if reviewed is not None and (record := reviewed(record)) is None:
+                            continue
                         target = record[field]
                     except (orjson.JSONDecodeError, KeyError) as exc:
                         raise UserError(f"{shard}:{number}: {field}: unreadable record ({exc})") from None
@@ -125,6 +131,7 @@ def export_dataset(
         "with_thinking": with_thinking,
         "files": {fmt: str(path) for fmt, path in targets.items()},
         "dataset_info": str(info),
+        "review": reviewed.summary() if reviewed is not None else None,
     }
 
 

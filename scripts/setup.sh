@@ -20,6 +20,20 @@ pip() {
     return 1
   fi
 }
+# The review page's browser tests drive Debian's Chromium through chromedriver (selenium, in the dev extra);
+# the CJK font lets it draw Chinese text in screenshots. Checked on every run: apt packages live outside .venv.
+if ! command -v chromium >/dev/null 2>&1 || [ ! -x /usr/bin/chromedriver ]; then
+  echo "setup: Chromium and chromedriver for the review page's browser tests (apt)"
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
+  if ! { $SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q \
+      chromium chromium-driver fonts-wqy-microhei; } >>"$VENV/setup-apt.log" 2>&1; then
+    tail -n 20 "$VENV/setup-apt.log" >&2
+    echo "setup: apt-get install chromium chromium-driver failed; full log in $VENV/setup-apt.log" >&2
+    exit 1
+  fi
+fi
+
 stamp="$VENV/.distill-setup-$(sha256sum pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)"
 if [ -f "$stamp" ]; then
   echo "setup: $VENV is up to date"
