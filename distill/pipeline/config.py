@@ -94,6 +94,9 @@ class RunConfig(BaseModel):
     student: str = "smollm2-135m-instruct"
     # Train on the answer only (the seed's option 1) or on 【思考】…【答案】… (option 2).
     with_thinking: bool = False
+    # required: stop after generation until people review the records (`distill review`), then train on the
+    # approved ones only (edited answers in place).
+    review: Literal["off", "required"] = "off"
     # Passed through to the engine / trainer / evaluator configs (see their docs for the keys).
     generate: dict[str, Any] = Field(default_factory=dict)
     train: dict[str, Any] = Field(default_factory=dict)

@@ -17,6 +17,8 @@ from distill.errors import UserError
 from distill.pipeline.config import LoadedRunConfig
 from distill.pipeline.contract_task import TASK_DESCRIPTION
 from distill.pipeline.stages import StageRecord, claim_output_dir, stage_key
+from distill.review.gate import EXPORT_MODE as REVIEW_EXPORT_MODE
+from distill.review.gate import require_review, review_key
 
 if TYPE_CHECKING:
     from distill.engine.config import GenerateConfig
@@ -149,17 +151,27 @@ def _generate(context: StageContext) -> tuple[dict, dict]:
 
 
 def _export_key(context: StageContext) -> str:
-    return stage_key("export", context.key("generate"), context.config.with_thinking)
+    # With review: required, what people decided is an input of the dataset like the generated records.
+    reviewed = (
+        review_key(context.records["generate"].path("run_dir"))
+        if context.config.review == "required"
+        else None
+    )
+    return stage_key("export", context.key("generate"), context.config.with_thinking, reviewed)
 
 
 def _export(context: StageContext) -> tuple[dict, dict]:
     from distill.engine.export import export_dataset
 
+    run_dir = context.records["generate"].path("run_dir")
+    if context.config.review == "required":
+        require_review(run_dir)  # stops the run here until the review is finished
     result = export_dataset(
-        context.records["generate"].path("run_dir"),
+        run_dir,
         context.run_dir / "dataset",
         with_thinking=context.config.with_thinking,
         name="contracts",
+        review=REVIEW_EXPORT_MODE if context.config.review == "required" else None,
     )
     outputs = {f"{fmt}": path for fmt, path in result["files"].items()}
     outputs["dataset_info"] = result["dataset_info"]

@@ -8,6 +8,7 @@ import getpass
 import ipaddress
 import json
 import secrets
+import sys
 
 REVIEW_EPILOG = """\
 examples:
@@ -75,6 +76,11 @@ def _is_loopback(host: str) -> bool:
 
 
 def _say(message: str) -> None:
+    """Progress and notes go to stderr: stdout carries only the page's URL or the JSON asked for."""
+    print(f"distill review: {message}", file=sys.stderr, flush=True)
+
+
+def _print_url(message: str) -> None:
     print(f"distill review: {message}", flush=True)
 
 
@@ -121,7 +127,7 @@ def _review(args: argparse.Namespace) -> int:
             return 0
         token = None if _is_loopback(args.host) else secrets.token_urlsafe(24)
         try:
-            asyncio.run(serve(session, host=args.host, port=args.port, token=token, say=_say))
+            asyncio.run(serve(session, host=args.host, port=args.port, token=token, say=_print_url))
         except KeyboardInterrupt:
             pass
         _say("stopped; every decision shown as saved is in the log")

@@ -167,3 +167,50 @@ def review_server(*args: str, env: dict[str, str] | None = None) -> Iterator[Rev
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
         process.stdout.close()
+
+
+def eval_dir(path: Path, items: int = 20, student: str = "distilled") -> Path:
+    """An evaluation directory as `distill eval` writes it: report.json, items.jsonl, and the eval set it names.
+
+    Item n: the teacher's answer names amount n, the student's n+1 on odd items; the judge scored the teacher
+    8 and the student 8 on even items (a tie) and 5 on odd ones.
+    """
+    path.mkdir(parents=True, exist_ok=True)
+    eval_set = path / "eval_set.jsonl"
+    rows, lines = [], []
+    for n in range(items):
+        reference = contract_answer("北京星河科技有限公司", "上海云帆贸易有限公司", f"{n}万元")
+        lines.append(
+            json.dumps(
+                {"id": f"e{n}", "input": f"合同e{n}:金额{n}万元。", "reference": reference},
+                ensure_ascii=False,
+            )
+        )
+        student_answer = reference if n % 2 == 0 else reference.replace(f"{n}万元", f"{n + 1}万元")
+        rows.append(
+            {
+                "id": f"e{n}",
+                "teacher_answer": reference,
+                f"{student}_answer": student_answer,
+                "teacher_score": 8.0,
+                f"{student}_score": 8.0 if n % 2 == 0 else 5.0,
+            }
+        )
+    eval_set.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (path / "items.jsonl").write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
+    )
+    report = {
+        "items": items,
+        "students": {student: {"role": "distilled"}},
+        "config": {
+            "eval_set": str(eval_set),
+            "task": TASK,
+            "id_field": "id",
+            "input_field": "input",
+            "reference_field": "reference",
+            "roi": {"win_margin": 0.1},
+        },
+    }
+    (path / "report.json").write_text(json.dumps(report, ensure_ascii=False), encoding="utf-8")
+    return path

@@ -19,7 +19,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from .helpers import contract_answer, record, review_server, small_run, write_shard
+from .helpers import contract_answer, eval_dir, record, review_server, small_run, write_shard
 
 CHROMEDRIVER = "/usr/bin/chromedriver"
 HOSTILE = (
@@ -145,3 +145,18 @@ def test_html_and_script_in_model_output_are_shown_as_text_and_never_run(tmp_pat
         _wait(browser, expected_conditions.title_contains("distill review"))
         with pytest.raises(NoAlertPresentException):  # no alert() ran either
             browser.switch_to.alert.text  # noqa: B018 - the access itself raises when there is none
+
+
+def test_blind_comparison_page_decides_by_key_and_reveals_the_names_after(tmp_path, browser):
+    folder = eval_dir(tmp_path / "eval")
+    with review_server("--eval", str(folder)) as server:
+        browser.get(server.url)
+        _wait(browser, lambda d: len(_row_texts(d)) == 20)
+        _wait(browser, lambda d: "item e0" in d.find_element(By.ID, "record-head").text)
+        body = browser.find_element(By.ID, "record-body").text
+        assert "teacher" not in body.lower() and "student" not in body.lower()
+        browser.find_element(By.TAG_NAME, "body").send_keys("3")
+        _wait(browser, lambda d: "You preferred tie" in d.find_element(By.ID, "record-head").text)
+        head = browser.find_element(By.ID, "record-head").text
+        assert "A was the" in head and "called it a tie" in head and "you agree" in head
+        _wait(browser, lambda d: "agreement with the judge: 1 of 1" in d.find_element(By.ID, "report").text)
