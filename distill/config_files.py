@@ -77,17 +77,34 @@ def describe_validation_error(
 def load_config(
     model: type[Model], path: str | Path | None, overrides: dict[str, Any] | None = None
 ) -> Model:
-    """Validate ``path`` (optional) merged with ``overrides`` (flags win; ``None`` values are ignored)."""
+    """Validate ``path`` (optional) merged with ``overrides`` (flags win; ``None`` values are ignored).
+
+    A nested override (``{"teacher": {"model": "m"}}``) replaces only the keys it names in that section.
+    """
     data: dict[str, Any] = {}
     lines: dict[tuple, int] = {}
     source = str(path) if path else "command line"
     if path:
         data, lines = read_yaml(path)
-    for key, value in (overrides or {}).items():
-        if value is not None:
-            data[key] = value
-            lines.pop((key,), None)
+    _apply_overrides(data, overrides or {}, lines, ())
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         raise UserError(describe_validation_error(exc, source, lines)) from None
+
+
+def _apply_overrides(
+    data: dict[str, Any], overrides: dict[str, Any], lines: dict[tuple, int], path: tuple
+) -> None:
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            _apply_overrides(data[key], value, lines, (*path, key))
+            continue
+        if isinstance(value, dict):
+            value = {k: v for k, v in value.items() if v is not None}
+            if not value:
+                continue
+        data[key] = value
+        lines.pop((*path, key), None)

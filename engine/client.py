@@ -9,12 +9,10 @@ module raises (some servers echo what they were sent) and never appears in ``rep
 
 from __future__ import annotations
 
-import os
 import resource
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
@@ -29,7 +27,7 @@ from distill.engine.errors import (
 )
 from distill.engine.types import ChatRequest, ChatResponse, Usage
 
-from distill.errors import UserError
+from distill.endpoint import Endpoint, normalise_base_url
 
 HeadersObserver = Callable[[Mapping[str, str]], None]
 
@@ -42,17 +40,6 @@ class ChatClient(Protocol):
     async def complete(self, request: ChatRequest, *, stream: bool = False) -> ChatResponse: ...
 
 
-def api_key_from_env(var_name: str) -> str:
-    """The API key held by environment variable ``var_name``; a UserError naming the variable if unset."""
-    value = os.environ.get(var_name, "").strip()
-    if not value:
-        raise UserError(
-            f"environment variable {var_name} is not set or empty: export the teacher API key in it "
-            f"(keys are read only from the environment, never from files or flags)"
-        )
-    return value
-
-
 def ensure_open_files(needed: int) -> int:
     """Raise this process's soft open-files limit towards ``needed`` (capped by the hard limit)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -63,47 +50,28 @@ def ensure_open_files(needed: int) -> int:
     return soft
 
 
-def normalise_base_url(base_url: str) -> str:
-    """``http://host:port`` or ``.../v1`` → the ``.../v1`` prefix every OpenAI path hangs off."""
-    url = base_url.rstrip("/")
-    if url.endswith(_COMPLETIONS_PATH):
-        url = url[: -len(_COMPLETIONS_PATH)]
-    return url if url.endswith("/v1") else url + "/v1"
-
-
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
-
-
-def endpoint_identity(base_url: str) -> str:
-    """Which server a URL names, for resume checks and answer caches: ``host[:port]``.
-
-    A loopback port is left out: servers started on this machine (``vllm serve``, the reference teacher) get a
-    free port at each start, and the model name, kept beside this, still tells them apart.
-    """
-    parts = urlsplit(base_url)
-    host = parts.hostname or ""
-    return host if parts.port is None or host in LOOPBACK_HOSTS else f"{host}:{parts.port}"
-
-
 class OpenAIChatClient:
     """An aiohttp client for one OpenAI-compatible endpoint. Use as ``async with`` or call :meth:`close`."""
 
     def __init__(
         self,
-        base_url: str,
+        endpoint: Endpoint,
         api_key: str | None,
         *,
-        timeout_s: float = 600,
         max_connections: int = 1024,
         on_headers: HeadersObserver | None = None,
     ) -> None:
-        self.base_url = normalise_base_url(base_url)
+        self.endpoint = endpoint
+        self.base_url = normalise_base_url(endpoint.base_url)
         self._url = self.base_url + _COMPLETIONS_PATH
         self._key = api_key or None
-        self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        self._headers = {**endpoint.headers, "Content-Type": "application/json", "Accept": "application/json"}
         if self._key:
             self._headers["Authorization"] = f"Bearer {self._key}"
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(timeout_s, 30.0))
+        self._timeout = aiohttp.ClientTimeout(
+            total=endpoint.request_timeout_s,
+            sock_connect=min(endpoint.request_timeout_s, endpoint.connect_timeout_s),
+        )
         self._max_connections = max_connections
         self.on_headers = on_headers
         self.last_headers: Mapping[str, str] | None = None

@@ -40,15 +40,15 @@ format; an existing file is extended). Answer-only uses each record's `output`, 
 `full_output` (【思考】…【答案】…). The files load with datasets.load_dataset("json", data_files=...).
 """
 
-# flag -> GenerateConfig field; every one overrides the same key of --config.
+# flag -> GenerateConfig field (teacher.* inside the teacher section); each overrides the same key of --config.
 _GENERATE_FLAGS: list[tuple[str, str, type, str]] = [
     ("--input", "input", str, "JSONL file, one object per line with an id and an input text"),
     ("--output-dir", "output_dir", str, "run directory: shards, run.json, summary.json (resumable)"),
-    ("--base-url", "base_url", str, "OpenAI-compatible endpoint, e.g. https://api.openai.com/v1"),
-    ("--model", "model", str, "teacher model name"),
+    ("--base-url", "teacher.base_url", str, "OpenAI-compatible endpoint, e.g. https://api.openai.com/v1"),
+    ("--model", "teacher.model", str, "teacher model name"),
     (
         "--api-key-env",
-        "api_key_env",
+        "teacher.api_key_env",
         str,
         "NAME of the environment variable holding the key (default OPENAI_API_KEY)",
     ),
@@ -70,15 +70,20 @@ _GENERATE_FLAGS: list[tuple[str, str, type, str]] = [
     ("--temperature-first", "temperature_first", float, "temperature of sample 0 (default 0.3)"),
     ("--temperature-rest", "temperature_rest", float, "temperature of later samples (default 0.8)"),
     ("--max-tokens", "max_tokens", int, "max completion tokens per answer (default 1024)"),
-    ("--concurrency", "concurrency", int, "max requests in flight (default 64)"),
-    ("--rpm", "rpm", float, "requests per minute limit"),
-    ("--tpm", "tpm", float, "tokens per minute limit (prompt + max_tokens reserved, corrected by usage)"),
-    ("--retries", "retries", int, "retries of a transient failure (default 5)"),
+    ("--concurrency", "teacher.concurrency", int, "max requests in flight (default 64)"),
+    ("--rpm", "teacher.rpm", float, "requests per minute limit"),
+    (
+        "--tpm",
+        "teacher.tpm",
+        float,
+        "tokens per minute limit (prompt + max_tokens reserved, corrected by usage)",
+    ),
+    ("--retries", "teacher.retries", int, "retries of a transient failure (default 5)"),
     (
         "--budget",
         "budget",
         float,
-        "stop admitting requests once this much is spent (needs prices in the config)",
+        "stop admitting requests once this much is spent (needs teacher.price in the config)",
     ),
     ("--shard-max-bytes", "shard_max_bytes", int, "rotate shards at this size (default 128 MiB)"),
 ]
@@ -151,7 +156,10 @@ def _generate(args: argparse.Namespace) -> int:
     from distill.engine.config import load_generate_config
     from distill.engine.runner import EXIT_CODES, run_generation
 
-    overrides = {dest: getattr(args, dest) for _, dest, _, _ in _GENERATE_FLAGS}
+    overrides: dict = {}
+    for _, dest, _, _ in _GENERATE_FLAGS:
+        section, _, key = dest.rpartition(".")
+        (overrides.setdefault(section, {}) if section else overrides)[key] = getattr(args, dest)
     config = load_generate_config(args.config, overrides)
     summary = run_generation(
         config, force=args.force, progress=not args.no_progress, retry_failed=args.retry_failed

@@ -6,16 +6,13 @@ only the *name* of the environment variable that holds it.
 
 from __future__ import annotations
 
-import ipaddress
-import os
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from distill.config_files import load_config
-from distill.errors import UserError
+from distill.endpoint import Endpoint
 
 # The seed's refusal phrases, then the English ones teachers actually use.
 DEFAULT_REFUSALS = (
@@ -33,16 +30,6 @@ DEFAULT_REFUSALS = (
     "I'm unable to",
     "As an AI language model",
 )
-
-
-class Price(BaseModel):
-    """What one model costs, per million tokens."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    input_per_million: float = Field(ge=0)
-    output_per_million: float = Field(ge=0)
-    currency: str = "USD"
 
 
 class FilterConfig(BaseModel):
@@ -69,10 +56,8 @@ class GenerateConfig(BaseModel):
     input_field: str = "input"
     output_dir: Path
 
-    base_url: str = "http://127.0.0.1:8000/v1"
-    model: str
-    # The NAME of the environment variable holding the key; null for a local endpoint that needs none.
-    api_key_env: str | None = "OPENAI_API_KEY"
+    # Where the answers come from: URL, model, key variable, limits, timeouts, price.
+    teacher: Endpoint
 
     task: str = ""
     # "zh" (the seed's Chinese template), "en", or a path to a file with {task} and {input} placeholders.
@@ -84,27 +69,11 @@ class GenerateConfig(BaseModel):
     # Send `seed = sample_index` with each request; off by default because some providers reject it.
     send_seed: bool = False
 
-    concurrency: int = Field(default=64, ge=1, le=100_000)
-    rpm: float | None = Field(default=None, gt=0)
-    tpm: float | None = Field(default=None, gt=0)
-    learn_limits_from_headers: bool = True
-    retries: int = Field(default=5, ge=0, le=100)
-    request_timeout_s: float = Field(default=120.0, gt=0)
-
     shard_max_bytes: int = Field(default=128 * 1024 * 1024, ge=4096)
-    prices: dict[str, Price] = Field(default_factory=dict)
     budget: float | None = Field(default=None, gt=0)
     filters: FilterConfig = Field(default_factory=FilterConfig)
 
-    @field_validator("base_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"must be an http(s) URL such as https://api.openai.com/v1, got {value!r}")
-        return value.rstrip("/")
-
-    @field_validator("id_field", "input_field", "model")
+    @field_validator("id_field", "input_field")
     @classmethod
     def _not_blank(cls, value: str | None) -> str | None:
         if value is not None and not value.strip():
@@ -113,47 +82,14 @@ class GenerateConfig(BaseModel):
 
     @model_validator(mode="after")
     def _budget_needs_price(self) -> GenerateConfig:
-        if self.budget is not None and self.model not in self.prices:
+        if self.budget is not None and self.teacher.price is None:
             raise ValueError(
-                f"budget is set but prices has no entry for model {self.model!r}: "
-                f"add prices.{self.model}.input_per_million and output_per_million"
+                "budget is set but the teacher has no price: add teacher.price.input_per_million and "
+                "output_per_million"
             )
         return self
-
-    @property
-    def price(self) -> Price | None:
-        return self.prices.get(self.model)
 
 
 def load_generate_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> GenerateConfig:
     """YAML file (optional) plus flag overrides → a validated config; errors name file, line and key."""
     return load_config(GenerateConfig, path, overrides)
-
-
-def is_loopback(base_url: str) -> bool:
-    host = urlsplit(base_url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def resolve_api_key(config: GenerateConfig) -> str | None:
-    """The key from the environment; a local endpoint may go without one, a remote one may not."""
-    name = config.api_key_env
-    key = os.environ.get(name) if name else None
-    if key:
-        return key
-    if is_loopback(config.base_url):
-        return None
-    if not name:
-        raise UserError(
-            f"api_key_env is null but base_url {config.base_url} is not a local address: "
-            "set api_key_env to the name of the environment variable that holds the key"
-        )
-    raise UserError(
-        f"environment variable {name} is not set: export {name}=<your key> "
-        f"(api_key_env names the variable that holds the key for {config.base_url})"
-    )

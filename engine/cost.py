@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from distill.engine.config import Price
+from distill.endpoint import Price
 
 
 class CostMeter:

@@ -11,8 +11,7 @@ Guarantees the runner builds exactly-once resume on:
   retried, requests already on the wire finish and are reported. Interrupted jobs get no record, so a
   resumed run sends them again; so do the jobs that met the fatal error (they were fine, the key was not),
   and the first such failure is ``outcome.fatal``.
-- Admission learns the server's limits: a client with an ``on_headers`` hook left unset is wired to
-  ``admission.observe_headers`` for the duration of the call.
+- Callers open it through ``engine.session``, which wires the client's headers to the admission's limits.
 """
 
 from __future__ import annotations
@@ -78,6 +77,7 @@ class _Dispatcher:
         on_result: ResultCallback,
         stream: bool,
         rate_limit_pause_s: float,
+        errors: Counter[str],
     ) -> None:
         self.client = client
         self.admission = admission
@@ -85,6 +85,7 @@ class _Dispatcher:
         self.on_result = on_result
         self.stream = stream
         self.rate_limit_pause_s = rate_limit_pause_s
+        self.errors = errors
         self.outcome = DispatchOutcome()
         self.alive: set[asyncio.Task] = set()
         self.backing_off: set[asyncio.Task] = set()  # sleeping or queued for a retry: safe to cancel
@@ -145,6 +146,7 @@ class _Dispatcher:
                 try:
                     response = await self.client.complete(job.request, stream=self.stream)
                 except CallError as error:
+                    self.errors[error.error_class] += 1
                     # A 429 was refused before it was counted; anything else may have been charged.
                     admission.release(job.reserved_tokens, 0 if error.error_class == RATE_LIMITED else None)
                     holding = False
@@ -211,14 +213,23 @@ async def dispatch(
     stop: asyncio.Event | None = None,
     stream: bool = False,
     rate_limit_pause_s: float = 1.0,
+    errors: Counter[str] | None = None,
 ) -> DispatchOutcome:
-    """Send every job (see the module docstring for the guarantees) and return what happened."""
+    """Send every job (see the module docstring for the guarantees) and return what happened.
+
+    ``errors`` (optional) counts every failed attempt by class as it happens, retried ones included, for live
+    displays.
+    """
     started = time.perf_counter()
-    # Let admission follow the server's x-ratelimit-* headers unless the caller wired the client already.
-    wired = getattr(client, "on_headers", False) is None
-    if wired:
-        client.on_headers = admission.observe_headers  # type: ignore[attr-defined]
-    state = _Dispatcher(client, admission, retry, on_result, stream, rate_limit_pause_s)
+    state = _Dispatcher(
+        client,
+        admission,
+        retry,
+        on_result,
+        stream,
+        rate_limit_pause_s,
+        Counter() if errors is None else errors,
+    )
     state.producer = asyncio.get_running_loop().create_task(state.produce(jobs))
     watcher = None
     if stop is not None:
@@ -246,8 +257,6 @@ async def dispatch(
     finally:
         if watcher is not None and not watcher.done():
             watcher.cancel()
-        if wired:
-            client.on_headers = None  # type: ignore[attr-defined]
     state.outcome.elapsed_s = time.perf_counter() - started
     if state.crash is not None:
         raise state.crash

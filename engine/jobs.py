@@ -65,7 +65,7 @@ def make_jobs(
     task = config.task
     samples = range(config.samples_per_input)
     temperatures = [config.temperature_first] + [config.temperature_rest] * (config.samples_per_input - 1)
-    max_tokens, model, send_seed = config.max_tokens, config.model, config.send_seed
+    max_tokens, model, send_seed = config.max_tokens, config.teacher.model, config.send_seed
     rows = iter_inputs(config.input, config.id_field, config.input_field, start=start, derive_ids=derive_ids)
     for row in rows:
         watermark.reading(row.offset, row.line)

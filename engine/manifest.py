@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from distill.engine.client import endpoint_identity
 from distill.engine.config import GenerateConfig
 
 from distill import __version__
+from distill.endpoint import endpoint_identity
 from distill.errors import UserError
 
 MANIFEST_NAME = "run.json"
@@ -33,8 +33,8 @@ def fingerprint_of(config: GenerateConfig, template_text: str) -> dict[str, Any]
     return {
         "template": template_text,
         "task": config.task,
-        "model": config.model,
-        "base_url_host": endpoint_identity(config.base_url),
+        "model": config.teacher.model,
+        "base_url_host": endpoint_identity(config.teacher.base_url),
         "temperature_first": config.temperature_first,
         "temperature_rest": config.temperature_rest,
         "max_tokens": config.max_tokens,

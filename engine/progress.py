@@ -15,24 +15,7 @@ from typing import Any, TextIO
 
 from distill.engine.admission import Admission
 from distill.engine.cost import CostMeter
-from distill.engine.errors import CallError
 from distill.engine.records import RunStats
-from distill.engine.types import ChatRequest, ChatResponse
-
-
-class ErrorCountingClient:
-    """Wraps a chat client to count every failed attempt by class, retried ones included, for the display."""
-
-    def __init__(self, client: Any) -> None:
-        self.client = client
-        self.errors: Counter[str] = Counter()
-
-    async def complete(self, request: ChatRequest, *, stream: bool = False) -> ChatResponse:
-        try:
-            return await self.client.complete(request, stream=stream)
-        except CallError as error:
-            self.errors[error.error_class] += 1
-            raise
 
 
 def _si(value: float) -> str:

@@ -23,12 +23,14 @@ from typing import Any, TextIO
 
 import orjson
 from distill.engine import filters
-from distill.engine.config import GenerateConfig, resolve_api_key
+from distill.engine.config import GenerateConfig
 from distill.engine.cost import CostMeter
+from distill.engine.dispatch import FATAL as DISPATCH_FATAL
 from distill.engine.filters import QualityFilter
 from distill.engine.inputs import InputFileInfo, validate_inputs
 from distill.engine.jobs import RowWatermark, make_jobs
 from distill.engine.manifest import fingerprint_of, open_manifest, read_manifest, utc_now, write_manifest
+from distill.engine.progress import ProgressReporter
 from distill.engine.prompts import load_template
 from distill.engine.records import RecordWriter, RunStats
 from distill.engine.resume import (
@@ -40,8 +42,10 @@ from distill.engine.resume import (
     reconcile,
     retry_failed_pending,
 )
+from distill.engine.session import EndpointSession, open_session
 from distill.engine.shards import DiskFullError, ShardSet, list_shards
 
+from distill.endpoint import resolve_api_key
 from distill.errors import UserError
 
 SUMMARY_NAME = "summary.json"
@@ -65,7 +69,6 @@ class PreparedRun:
     config: GenerateConfig
     run_dir: Path
     template: str
-    api_key: str | None
     input_info: InputFileInfo
     shards: ShardSet
     ledger: Ledger
@@ -128,7 +131,7 @@ def prepare_run(
 ) -> PreparedRun:
     """Every check that can fail before spending money, then the run directory opened for appending."""
     template = load_template(config.template)
-    api_key = resolve_api_key(config)
+    resolve_api_key(config.teacher)  # a missing key fails here, before the run directory is touched
     run_dir = config.output_dir
     # Inputs first: a bad line must not even create the output directory.
     info, input_changed = _input_info(config, read_manifest(run_dir) if run_dir.is_dir() else None)
@@ -170,26 +173,7 @@ def prepare_run(
         "ledger_entries_restored": added,
         "failed_records_moved_aside": moved,
     }
-    return PreparedRun(config, run_dir, template, api_key, info, shards, ledger, lock_fd, start, repairs)
-
-
-async def _check_endpoint(client: Any, config: GenerateConfig) -> None:
-    """GET /models: catches a wrong URL, a dead server or a refused key before the first paid call."""
-    from distill.engine.errors import AUTH, CONNECTION, TIMEOUT, CallError
-
-    try:
-        await client.list_models()
-    except CallError as error:
-        if error.error_class in (CONNECTION, TIMEOUT):
-            raise UserError(
-                f"base_url: cannot reach the teacher at {config.base_url}: {error.message}"
-            ) from None
-        if error.error_class == AUTH:
-            raise UserError(
-                f"api_key_env: the teacher at {config.base_url} refused the key in ${config.api_key_env}: "
-                f"{error.message}"
-            ) from None
-        # Some OpenAI-compatible servers have no /models; the first real call will tell.
+    return PreparedRun(config, run_dir, template, info, shards, ledger, lock_fd, start, repairs)
 
 
 def summarise(
@@ -235,29 +219,18 @@ async def generate(
     run: PreparedRun, *, progress: bool = True, progress_stream: TextIO | None = None
 ) -> dict[str, Any]:
     """Send every unfinished job of a prepared run; return (and write) the summary."""
-    from distill.engine.admission import Admission
-    from distill.engine.client import OpenAIChatClient
-    from distill.engine.dispatch import FATAL as DISPATCH_FATAL
-    from distill.engine.dispatch import dispatch
-    from distill.engine.progress import ErrorCountingClient, ProgressReporter
-    from distill.engine.retry import RetryPolicy
+    async with open_session(run.config.teacher) as session:
+        return await _generate(run, session, progress=progress, progress_stream=progress_stream)
 
+
+async def _generate(
+    run: PreparedRun, session: EndpointSession, *, progress: bool, progress_stream: TextIO | None
+) -> dict[str, Any]:
     config, ledger = run.config, run.ledger
     stop = asyncio.Event()
-    admission = Admission(
-        config.rpm, config.tpm, config.concurrency, learn_limits=config.learn_limits_from_headers
-    )
-    client = OpenAIChatClient(
-        config.base_url,
-        run.api_key,
-        timeout_s=config.request_timeout_s,
-        max_connections=config.concurrency,
-        on_headers=admission.observe_headers if config.learn_limits_from_headers else None,
-    )
-    counting = ErrorCountingClient(client)
     stats = RunStats(run.total, ledger.finished)
     cost = CostMeter(
-        config.price,
+        config.teacher.price,
         config.budget,
         prior_prompt_tokens=ledger.prompt_tokens,
         prior_completion_tokens=ledger.completion_tokens,
@@ -270,7 +243,7 @@ async def generate(
         cost=cost,
         stats=stats,
         watermark=watermark,
-        source_model=config.model,
+        source_model=config.teacher.model,
         reject_truncated=config.filters.reject_truncated,
         stop=stop,
     )
@@ -283,23 +256,19 @@ async def generate(
         derive_ids=run.input_info.derived_ids,
     )
     reporter = ProgressReporter(
-        stats, admission, cost, counting.errors, enabled=progress, stream=progress_stream
+        stats, session.admission, cost, session.errors, enabled=progress, stream=progress_stream
     )
     interrupts = _InterruptHandler(stop, writer)
     status, extra = COMPLETE, {}
     try:
         if ledger.finished < run.total:
-            await _check_endpoint(client, config)
+            await session.check("teacher")
         if cost.over_budget:
             stop.set()
             writer.budget_reached = True
         interrupts.install()
         reporter.start()
-        task = asyncio.ensure_future(
-            dispatch(
-                jobs, counting, admission, RetryPolicy(max_attempts=config.retries + 1), writer, stop=stop
-            )
-        )
+        task = asyncio.ensure_future(session.run(jobs, writer, stop=stop))
         interrupts.task = task
         try:
             outcome = await task
@@ -323,10 +292,9 @@ async def generate(
     finally:
         interrupts.remove()
         await reporter.stop()
-        await client.close()
         with contextlib.suppress(OSError):
             writer.flush_watermark()
-    extra["errors_by_class"] = dict(counting.errors)
+    extra["errors_by_class"] = dict(session.errors)
     summary = summarise(run, stats, cost, status, **extra)
     with contextlib.suppress(OSError):
         write_summary(run.run_dir, summary)

@@ -1,4 +1,4 @@
-"""Paid calls (teacher answers, judge verdicts) through the engine's client, admission and dispatcher, cached.
+"""Paid calls (teacher answers, judge verdicts) through an engine session on the endpoint, cached.
 
 Every finished call is appended to a JSONL cache keyed by a fingerprint of the endpoint and the full request,
 and flushed before the next result is handled, so a rerun — after a crash, Ctrl-C or a config change that
@@ -18,16 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from distill.engine.admission import Admission
-from distill.engine.client import OpenAIChatClient, endpoint_identity
-from distill.engine.config import resolve_api_key
-from distill.engine.dispatch import FATAL, dispatch
-from distill.engine.errors import CallError
+from distill.engine.dispatch import FATAL
 from distill.engine.prompts import estimate_prompt_tokens
-from distill.engine.retry import RetryPolicy
+from distill.engine.session import open_session
 from distill.engine.types import CallFailure, ChatRequest, ChatResponse, Job
-from distill.evaluator.config import EndpointConfig
 
+from distill.endpoint import Endpoint
 from distill.errors import UserError
 
 
@@ -63,11 +59,11 @@ class CallStats:
         }
 
 
-def request_key(base_url: str, request: ChatRequest) -> str:
+def request_key(endpoint: Endpoint, request: ChatRequest) -> str:
     """Fingerprint of everything that decides the answer: where it is sent and what is asked."""
     payload = orjson.dumps(
         [
-            endpoint_identity(base_url),
+            endpoint.identity,
             request.model,
             request.messages,
             request.temperature,
@@ -147,34 +143,8 @@ class CallCache:
         self.close()
 
 
-def open_client(endpoint: EndpointConfig) -> OpenAIChatClient:
-    """The engine's client for ``endpoint``, its key read from the environment variable it names."""
-    key = resolve_api_key(endpoint)  # type: ignore[arg-type] - reads only base_url and api_key_env
-    return OpenAIChatClient(
-        endpoint.base_url,
-        key,
-        timeout_s=endpoint.request_timeout_s,
-        max_connections=max(endpoint.max_in_flight * 2, 16),
-    )
-
-
-async def check_reachable(client: OpenAIChatClient, role: str, model: str) -> list[str]:
-    """``GET /v1/models`` once; a UserError (before any paid call) when it fails. Returns warnings."""
-    try:
-        models = await client.list_models()
-    except CallError as exc:
-        raise UserError(
-            f"{role} endpoint {client.base_url} cannot be used: {exc.error_class}: {exc.message}"
-        ) from None
-    if models and model not in models:
-        return [
-            f"{role} endpoint {client.base_url} does not list model {model!r} (it lists {', '.join(models[:5])})"
-        ]
-    return []
-
-
 async def run_calls(
-    endpoint: EndpointConfig,
+    endpoint: Endpoint,
     role: str,
     requests: dict[str, ChatRequest],
     cache: CallCache,
@@ -187,7 +157,7 @@ async def run_calls(
     pending: list[Job] = []
     cache_keys: dict[str, str] = {}
     for key, request in requests.items():
-        cache_key = request_key(endpoint.base_url, request)
+        cache_key = request_key(endpoint, request)
         cache_keys[key] = cache_key
         hit = cache.get(cache_key)
         if hit is not None:
@@ -205,14 +175,11 @@ async def run_calls(
         else:
             results[job.key] = outcome
 
-    async with open_client(endpoint) as client:
-        found = await check_reachable(client, role, endpoint.model)
+    async with open_session(endpoint) as session:
+        found = await session.check(role)
         if warnings is not None:
             warnings.extend(found)
-        admission = Admission(endpoint.rpm, endpoint.tpm, endpoint.max_in_flight)
-        outcome = await dispatch(
-            pending, client, admission, RetryPolicy(max_attempts=endpoint.retries + 1), on_result
-        )
+        outcome = await session.run(pending, on_result)
     stats.sent = outcome.sent
     stats.succeeded = outcome.succeeded
     stats.failed = outcome.failed
@@ -226,6 +193,6 @@ async def run_calls(
 
 
 def run_calls_sync(
-    endpoint: EndpointConfig, role: str, requests: dict[str, ChatRequest], cache: CallCache, **kwargs: Any
+    endpoint: Endpoint, role: str, requests: dict[str, ChatRequest], cache: CallCache, **kwargs: Any
 ) -> tuple[dict[str, Answer | CallFailure], CallStats]:
     return asyncio.run(run_calls(endpoint, role, requests, cache, **kwargs))

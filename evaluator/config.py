@@ -9,53 +9,28 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
-from distill.engine.config import Price
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from distill.config_files import load_config
+from distill.endpoint import Endpoint, Price
 
 NORMALISERS = ("nfkc", "casefold", "whitespace", "no_space", "strip_punct", "number", "date")
 DEFAULT_NORMALISERS = ["nfkc", "casefold", "whitespace", "strip_punct"]
 
 
-class EndpointConfig(BaseModel):
-    """An OpenAI-compatible ``/v1/chat/completions`` endpoint, called through the engine's client."""
+class CalledEndpoint(Endpoint):
+    """An endpoint the evaluator sends paid calls to, with how it samples."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    base_url: str
-    model: str
-    api_key_env: str | None = Field(default=None, description="NAME of the variable holding the key")
-    label: str | None = Field(default=None, description="how the report names this endpoint")
-    rpm: float | None = Field(default=None, gt=0)
-    tpm: float | None = Field(default=None, gt=0)
-    max_in_flight: int = Field(default=16, ge=1, le=10_000)
-    retries: int = Field(default=4, ge=0, le=100)
-    request_timeout_s: float = Field(default=300.0, gt=0)
     temperature: float = Field(default=0.0, ge=0, le=2)
     max_tokens: int = Field(default=1024, ge=1)
 
-    @field_validator("base_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"must be an http(s) URL such as https://api.openai.com/v1, got {value!r}")
-        return value.rstrip("/")
 
-    @property
-    def name(self) -> str:
-        return self.label or f"{self.model} at {self.base_url}"
-
-
-class TeacherConfig(EndpointConfig):
+class TeacherConfig(CalledEndpoint):
     template: str = Field(default="zh", description="the engine's prompt template: zh, en or a file")
-    price: Price | None = Field(default=None, description="per million tokens; cost per call from usage")
 
 
-class JudgeConfig(EndpointConfig):
+class JudgeConfig(CalledEndpoint):
     max_tokens: int = Field(default=32, ge=1)
     mode: Literal["score", "pairwise", "both"] = "score"
     # The seed grades the whole reply; grading the final answer keeps a student's 【思考】 part (or the

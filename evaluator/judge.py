@@ -14,7 +14,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from distill.engine.client import normalise_base_url
+from distill.endpoint import normalise_base_url
 
 # The seed's prompt, verbatim: "问题:%s\n参考答案:%s\n待评估答案:%s\n只输出0到10的分数:".
 SCORE_TEMPLATE = "问题:{question}\n参考答案:{reference}\n待评估答案:{answer}\n只输出0到10的分数:"

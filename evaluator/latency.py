@@ -1,7 +1,7 @@
 """A streaming load test of one OpenAI-compatible endpoint: TTFT, TPOT, end-to-end latency, req/s, tok/s.
 
-Requests go through the engine's client with ``stream=True`` (so time to first token is measured where the
-client sees it) and the engine's dispatcher at a fixed concurrency, without retries: a failure is counted,
+Requests go through an engine session on the endpoint with ``stream=True`` (so time to first token is measured
+where the client sees it) at a fixed concurrency, without retries: a failure is counted,
 not hidden behind a second attempt. Teacher and student are measured by this same code on the same items.
 """
 
@@ -14,11 +14,11 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from distill.engine.admission import Admission
-from distill.engine.client import OpenAIChatClient
-from distill.engine.dispatch import dispatch
 from distill.engine.retry import RetryPolicy
+from distill.engine.session import EndpointSession, open_session
 from distill.engine.types import CallFailure, ChatRequest, ChatResponse, Job
+
+from distill.endpoint import Endpoint
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -65,16 +65,15 @@ def summarise(
 
 
 async def load_test(
-    client: OpenAIChatClient,
+    session: EndpointSession,
     requests: Sequence[ChatRequest],
     *,
-    concurrency: int,
     warmup: int = 1,
 ) -> dict[str, Any]:
-    """Send ``warmup`` unmeasured requests, then all of ``requests`` with at most ``concurrency`` in flight."""
+    """Send ``warmup`` unmeasured requests, then all of ``requests`` at the session's concurrency."""
     for request in list(requests)[:warmup]:
         try:
-            await client.complete(request, stream=True)
+            await session.complete(request, stream=True)
         except Exception:  # noqa: BLE001 - a failed warm-up shows up again, counted, in the measured run
             break
     responses: list[ChatResponse] = []
@@ -87,27 +86,25 @@ async def load_test(
             failures[outcome.error_class] += 1
 
     jobs = [Job(key=index, request=request) for index, request in enumerate(requests)]
-    admission = Admission(None, None, concurrency, learn_limits=False)
     started = time.perf_counter()
-    await dispatch(jobs, client, admission, RetryPolicy(max_attempts=1), on_result, stream=True)
-    return summarise(responses, failures, time.perf_counter() - started, concurrency)
+    await session.run(jobs, on_result, stream=True)
+    wall_s = time.perf_counter() - started
+    return summarise(responses, failures, wall_s, session.admission.max_in_flight)
 
 
 def run_load_test(
-    base_url: str,
-    api_key: str | None,
+    endpoint: Endpoint,
     requests: Sequence[ChatRequest],
     *,
     concurrency: int,
     warmup: int = 1,
-    timeout_s: float = 600.0,
 ) -> dict[str, Any]:
-    """Synchronous wrapper: one client for the whole test, closed at the end."""
+    """Synchronous wrapper: one session on ``endpoint`` for the whole test, at ``concurrency``, no retries."""
 
     async def run() -> dict[str, Any]:
-        async with OpenAIChatClient(
-            base_url, api_key, timeout_s=timeout_s, max_connections=concurrency + 8
-        ) as client:
-            return await load_test(client, requests, concurrency=concurrency, warmup=warmup)
+        async with open_session(
+            endpoint, concurrency=concurrency, retry=RetryPolicy(max_attempts=1), learn_limits=False
+        ) as session:
+            return await load_test(session, requests, warmup=warmup)
 
     return asyncio.run(run())

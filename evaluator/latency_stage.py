@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from distill.engine.config import resolve_api_key
 from distill.engine.prompts import load_template
 from distill.engine.types import ChatRequest
 from distill.evaluator.config import EvalConfig
@@ -26,6 +25,8 @@ from distill.evaluator.serving import place_students
 from distill.evaluator.students import Student
 from distill.evaluator.teacher import teacher_request
 from distill.evaluator.vllm_server import serve_vllm
+
+from distill.endpoint import Endpoint
 
 
 def _pick(items: Sequence[EvalItem], count: int) -> list[EvalItem]:
@@ -103,12 +104,7 @@ class LatencyStage:
             f"latency: teacher, {len(requests)} streamed requests at concurrency {self.latency.concurrency}"
         )
         result = run_load_test(
-            teacher.base_url,
-            resolve_api_key(teacher),
-            requests,  # type: ignore[arg-type]
-            concurrency=self.latency.concurrency,
-            warmup=self.latency.warmup,
-            timeout_s=teacher.request_timeout_s,
+            teacher, requests, concurrency=self.latency.concurrency, warmup=self.latency.warmup
         )
         self._save(path, result)
         return result
@@ -133,8 +129,7 @@ class LatencyStage:
             f"latency: student {model}, {len(self.items)} streamed requests at concurrency {self.latency.concurrency}"
         )
         return run_load_test(
-            base_url,
-            None,
+            Endpoint(base_url=base_url, model=model, api_key_env=None, request_timeout_s=600),
             _student_requests(self.items, model, self.latency.max_tokens),
             concurrency=self.latency.concurrency,
             warmup=self.latency.warmup,

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import orjson
 
+from distill.endpoint import Endpoint
 from distill.engine.config import FilterConfig, GenerateConfig
 from distill.engine.cost import CostMeter
 from distill.engine.filters import QualityFilter
@@ -68,7 +69,12 @@ def bench_validate(path: Path) -> dict:
 
 
 def bench_jobs(path: Path, count: int) -> dict:
-    config = GenerateConfig(input=path, output_dir=path.parent / "unused", model="m", task=TASK)
+    config = GenerateConfig(
+        input=path,
+        output_dir=path.parent / "unused",
+        teacher=Endpoint(base_url="http://127.0.0.1:1", model="m"),
+        task=TASK,
+    )
     jobs = make_jobs(config, load_template("zh"), done=set(), watermark=RowWatermark((0, 1)))
     cpu = time.process_time()
     produced = sum(1 for _ in zip(range(count), jobs, strict=False))
@@ -174,11 +180,8 @@ def bench_resume(workdir: Path, finished: int) -> dict:
         config = GenerateConfig(
             input=inputs,
             output_dir=workdir / "resume_run",
-            model="fake-teacher",
+            teacher=Endpoint(base_url=url + "/v1", model="fake-teacher", api_key_env=None, concurrency=64),
             task=TASK,
-            base_url=url + "/v1",
-            api_key_env=None,
-            concurrency=64,
         )
         _fill_run(config, finished)
         figures = {"finished_records": finished}

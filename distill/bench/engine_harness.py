@@ -17,6 +17,8 @@ from typing import Any
 
 import orjson
 
+from distill.endpoint import Endpoint
+
 TASK = "从合同文本中抽取甲方、乙方、金额和签署日期,并说明依据。"
 MODEL = "fake-teacher"
 
@@ -159,17 +161,17 @@ def write_inputs(path: Path, rows: int) -> Path:
 
 
 def write_config(path: Path, *, input_path: Path, output_dir: Path, base_url: str, **settings: Any) -> Path:
+    """A generate config for the fake teacher at ``base_url``; endpoint settings (rpm, ...) go to ``teacher``."""
     import yaml
 
+    teacher = {k: v for k, v in settings.items() if k in Endpoint.model_fields}
     config = {
         "input": str(input_path),
         "output_dir": str(output_dir),
-        "base_url": base_url + "/v1",
-        "model": MODEL,
-        "api_key_env": None,
+        "teacher": {"base_url": base_url + "/v1", "model": MODEL, "api_key_env": None, **teacher},
         "task": TASK,
         "max_tokens": 256,
-        **settings,
+        **{k: v for k, v in settings.items() if k not in teacher},
     }
     path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
     return path

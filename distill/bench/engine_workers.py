@@ -6,7 +6,7 @@ peak RSS from ``wait4``. Sides:
 
 - ``floor``: the bare minimum — aiohttp + orjson + uvloop, a semaphore, send, parse, append. No admission,
   no retries, no records. The engine is measured against it.
-- ``dispatch``: the engine's client + admission + dispatcher, results appended to a list.
+- ``dispatch``: an engine session (client + admission + retries + dispatcher), results appended to a list.
 - ``generate``: the whole ``distill generate`` path (``engine.runner.run_generation``): validation, resume
   ledger, prompts, parsing, filters, exactly-once shards.
 - ``curator``: bespokelabs-curator on the same prompts, when it is importable.
@@ -89,10 +89,8 @@ def floor(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def dispatch_only(args: dict[str, Any]) -> dict[str, Any]:
-    from distill.engine.admission import Admission
-    from distill.engine.client import OpenAIChatClient
-    from distill.engine.dispatch import dispatch
-    from distill.engine.retry import RetryPolicy
+    from distill.endpoint import Endpoint
+    from distill.engine.session import open_session
     from distill.engine.types import ChatRequest, Job
 
     _use_uvloop()
@@ -107,10 +105,18 @@ def dispatch_only(args: dict[str, Any]) -> dict[str, Any]:
             )
             yield Job(index, request, args["max_tokens"] + len(prompt))
 
+    endpoint = Endpoint(
+        base_url=args["base_url"],
+        model=args["model"],
+        api_key_env=None,
+        concurrency=args["concurrency"],
+        rpm=args.get("rpm"),
+        tpm=args.get("tpm"),
+    )
+
     async def main() -> None:
-        admission = Admission(args.get("rpm"), args.get("tpm"), args["concurrency"])
-        async with OpenAIChatClient(args["base_url"], None, max_connections=args["concurrency"]) as client:
-            done = await dispatch(jobs(), client, admission, RetryPolicy(), lambda job, r: results.append(r))
+        async with open_session(endpoint) as session:
+            done = await session.run(jobs(), lambda job, r: results.append(r))
         outcome.update(done.as_dict())
 
     report = _timed(lambda: asyncio.run(main()), ok=lambda: outcome.get("succeeded", 0))

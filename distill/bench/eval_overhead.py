@@ -77,11 +77,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "teacher": {
                     "base_url": base_url + "/v1",
                     "model": "fake-api",
+                    "api_key_env": None,
                     "label": "fake API (fixed latency)",
                 },
                 "judge": {
                     "base_url": base_url + "/v1",
                     "model": "fake-api",
+                    "api_key_env": None,
                     "label": "fake judge (same fake server)",
                 },
                 "students": [{"name": "base", "role": "original", "model": args.model}],

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from distill.config_files import describe_validation_error, read_yaml
+from distill.endpoint import Endpoint
 from distill.errors import UserError
 
 
@@ -36,34 +37,35 @@ class ContractsConfig(BaseModel):
         return self
 
 
-class EndpointConfig(BaseModel):
+class TeacherConfig(BaseModel):
     """Who answers: the local reference teacher, a local model under `vllm serve`, or any OpenAI-style API."""
 
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["reference", "vllm", "api"] = "reference"
-    # kind: api — the endpoint, the model name and the NAME of the variable holding the key (never the key).
-    base_url: str | None = None
-    model: str | None = None
-    api_key_env: str | None = None
+    # kind: api — the endpoint: URL, model, the NAME of the variable holding the key (never the key), limits.
+    endpoint: Endpoint | None = None
     # kind: reference — how fast the stand-in API answers.
     latency_ms: float = Field(default=400.0, ge=0)
     latency_spread_ms: float = Field(default=150.0, ge=0)
     stream_ms_per_token: float = Field(default=8.0, ge=0)
     # kind: vllm — `model` is a student spec (alias, HF directory or .gguf) served by vLLM on this machine.
+    model: str | None = None
     max_model_len: int = Field(default=2048, ge=256)
     start_timeout_s: float = Field(default=600.0, gt=0)
 
     @model_validator(mode="after")
-    def _complete(self) -> EndpointConfig:
-        if self.kind == "api" and not (self.base_url and self.model):
-            raise ValueError("kind: api needs base_url and model (and api_key_env naming the key's variable)")
+    def _complete(self) -> TeacherConfig:
+        if (self.kind == "api") != (self.endpoint is not None):
+            raise ValueError(
+                "kind: api needs endpoint: {base_url, model, api_key_env}, and only kind: api takes an endpoint"
+            )
         if self.kind == "vllm" and not self.model:
             raise ValueError(
                 "kind: vllm needs model: a student alias such as smollm2-135m-instruct, or a model dir"
             )
-        if self.kind != "api" and (self.base_url or self.api_key_env):
-            raise ValueError(f"base_url and api_key_env are for kind: api, not kind: {self.kind}")
+        if self.kind != "vllm" and self.model:
+            raise ValueError("model is for kind: vllm; for kind: api the model goes in endpoint.model")
         return self
 
 
@@ -73,14 +75,14 @@ class JudgeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["reference", "teacher", "api"] = "reference"
-    base_url: str | None = None
-    model: str | None = None
-    api_key_env: str | None = None
+    endpoint: Endpoint | None = None
 
     @model_validator(mode="after")
     def _complete(self) -> JudgeConfig:
-        if self.kind == "api" and not (self.base_url and self.model):
-            raise ValueError("kind: api needs base_url and model (and api_key_env naming the key's variable)")
+        if (self.kind == "api") != (self.endpoint is not None):
+            raise ValueError(
+                "kind: api needs endpoint: {base_url, model, api_key_env}, and only kind: api takes an endpoint"
+            )
         return self
 
 
@@ -89,7 +91,7 @@ class RunConfig(BaseModel):
 
     output_dir: Path = Path("runs/demo")
     contracts: ContractsConfig = Field(default_factory=ContractsConfig)
-    teacher: EndpointConfig = Field(default_factory=EndpointConfig)
+    teacher: TeacherConfig = Field(default_factory=TeacherConfig)
     judge: JudgeConfig = Field(default_factory=JudgeConfig)
     student: str = "smollm2-135m-instruct"
     # Train on the answer only (the seed's option 1) or on 【思考】…【答案】… (option 2).

@@ -17,10 +17,11 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from distill.endpoint import Endpoint
 from distill.errors import UserError
 from distill.pipeline import steps
 from distill.pipeline.config import LoadedRunConfig, load_run_config
-from distill.pipeline.servers import Endpoint, reference_teacher_server, vllm_server
+from distill.pipeline.servers import reference_teacher_server, vllm_server
 from distill.pipeline.stages import StageBook, StageRecord
 from distill.testing.reference_teacher import JUDGE_MODEL_NAME as REFERENCE_JUDGE_MODEL
 
@@ -71,12 +72,7 @@ class Services:
             if teacher.kind == "reference":
                 self._teacher = self.reference()
             elif teacher.kind == "api":
-                self._teacher = Endpoint(
-                    base_url=teacher.base_url.rstrip("/"),
-                    model=teacher.model,
-                    api_key_env=teacher.api_key_env,
-                    label=f"{teacher.model} at {teacher.base_url}",
-                )
+                self._teacher = teacher.endpoint
             else:
                 from distill.trainer.student import resolve_student
 
@@ -91,8 +87,8 @@ class Services:
                         timeout_s=teacher.start_timeout_s,
                     ),
                 )
-                self._teacher = Endpoint(
-                    endpoint.base_url, endpoint.model, label=f"{teacher.model} served by vLLM on this machine"
+                self._teacher = endpoint.model_copy(
+                    update={"label": f"{teacher.model} served by vLLM on this machine"}
                 )
         return self._teacher
 
@@ -101,15 +97,14 @@ class Services:
         if judge.kind == "teacher":
             return self.teacher()
         if judge.kind == "api":
-            return Endpoint(
-                judge.base_url.rstrip("/"), judge.model, judge.api_key_env, label=f"{judge.model} (judge)"
-            )
+            return judge.endpoint
         reference = self.reference()
         # Same process as the reference teacher, but not the teacher grading itself: the judge is a rubric
         # (the process routes by prompt, not by model name), and its own name keeps the report truthful.
         return Endpoint(
-            reference.base_url,
-            REFERENCE_JUDGE_MODEL,
+            base_url=reference.base_url,
+            model=REFERENCE_JUDGE_MODEL,
+            api_key_env=None,
             label="reference field-agreement judge (10 × fields matching the reference / 5; a rubric, not a model)",
         )
 

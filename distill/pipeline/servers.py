@@ -7,23 +7,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
+from distill.endpoint import Endpoint
 from distill.processes import free_port, python_module_command, run_server
 from distill.testing.reference_teacher import MODEL_NAME as REFERENCE_MODEL
 
-
-@dataclass(frozen=True)
-class Endpoint:
-    """An OpenAI-compatible endpoint as the engine and evaluator take it."""
-
-    base_url: str  # ends in /v1
-    model: str
-    api_key_env: str | None = None
-    label: str = (
-        ""  # how reports name it, e.g. "reference teacher (ground-truth stand-in for a strong API model)"
-    )
+# Stands in for the endpoints when the config's sections are validated, before any server has started.
+PLACEHOLDER_ENDPOINT = Endpoint(base_url="http://127.0.0.1:1/v1", model="placeholder", api_key_env=None)
 
 
 @contextlib.contextmanager
@@ -55,6 +46,7 @@ def reference_teacher_server(
         yield Endpoint(
             base_url=server.base_url + "/v1",
             model=REFERENCE_MODEL,
+            api_key_env=None,
             label="reference teacher (answers from the generator's ground truth; stands in for a strong API model)",
         )
 
@@ -73,4 +65,4 @@ def vllm_server(
         max_model_len=max_model_len,
         timeout_s=timeout_s,
     ) as base_url:
-        yield Endpoint(base_url=base_url, model=served_name)
+        yield Endpoint(base_url=base_url, model=served_name, api_key_env=None)

@@ -11,9 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from distill.endpoint import Endpoint
 from distill.errors import UserError
 from distill.pipeline.contract_parts import FIELDS
 from distill.pipeline.contract_task import TASK_DESCRIPTION
+from distill.pipeline.servers import PLACEHOLDER_ENDPOINT
 from distill.pipeline.stages import stage_key
 
 if TYPE_CHECKING:
@@ -48,7 +50,7 @@ def _merge(base: dict[str, Any], extra: dict[str, Any], path: tuple = ()) -> dic
     return merged
 
 
-def _defaults(context: StageContext, teacher: Any, judge: Any, adapter: str) -> dict[str, Any]:
+def _defaults(context: StageContext, teacher: Endpoint, judge: Endpoint, adapter: str) -> dict[str, Any]:
     config = context.config
     thinking = config.with_thinking
     return {
@@ -56,19 +58,11 @@ def _defaults(context: StageContext, teacher: Any, judge: Any, adapter: str) -> 
         "output_dir": str(context.run_dir / "eval"),
         "task": TASK_DESCRIPTION,
         "teacher": {
-            "base_url": teacher.base_url,
-            "model": teacher.model,
-            "api_key_env": teacher.api_key_env,
-            "label": teacher.label or None,
+            **teacher.model_dump(exclude_unset=True),
             "template": config.generate.get("template", "zh"),
             "max_tokens": config.generate.get("max_tokens", 1024),
         },
-        "judge": {
-            "base_url": judge.base_url,
-            "model": judge.model,
-            "api_key_env": judge.api_key_env,
-            "label": judge.label or None,
-        },
+        "judge": judge.model_dump(exclude_unset=True),
         "students": [
             {
                 "name": DISTILLED,
@@ -94,7 +88,7 @@ def _defaults(context: StageContext, teacher: Any, judge: Any, adapter: str) -> 
     }
 
 
-def eval_config(context: StageContext, teacher: Any, judge: Any, adapter: str) -> EvalConfig:
+def eval_config(context: StageContext, teacher: Endpoint, judge: Endpoint, adapter: str) -> EvalConfig:
     from distill.evaluator.config import EvalConfig
 
     try:
@@ -111,12 +105,8 @@ def eval_config(context: StageContext, teacher: Any, judge: Any, adapter: str) -
         raise context.loaded.section_error(exc, "evaluate") from None
 
 
-class _Placeholder:
-    base_url, model, api_key_env, label = "http://127.0.0.1:1/v1", "placeholder", None, ""
-
-
 def validate_section(context: StageContext) -> None:
-    eval_config(context, _Placeholder(), _Placeholder(), str(context.run_dir / "adapter"))
+    eval_config(context, PLACEHOLDER_ENDPOINT, PLACEHOLDER_ENDPOINT, str(context.run_dir / "adapter"))
 
 
 def key(context: StageContext) -> str:

@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from distill.endpoint import Endpoint
 from distill.errors import UserError
 from distill.pipeline.config import LoadedRunConfig
 from distill.pipeline.contract_task import TASK_DESCRIPTION
+from distill.pipeline.servers import PLACEHOLDER_ENDPOINT
 from distill.pipeline.stages import StageRecord, claim_output_dir, stage_key
 from distill.review.gate import EXPORT_MODE as REVIEW_EXPORT_MODE
 from distill.review.gate import require_review, review_key
@@ -24,8 +26,9 @@ if TYPE_CHECKING:
     from distill.engine.config import GenerateConfig
     from distill.pipeline.run import Services
 
-# What the pipeline fills in itself; a `generate:` section may not set these.
-_PIPELINE_GENERATE_KEYS = ("input", "output_dir", "base_url", "model", "api_key_env", "task")
+# What the pipeline fills in itself; a `generate:` section may not set these (nor teacher.<these>).
+_PIPELINE_GENERATE_KEYS = ("input", "output_dir", "task")
+_PIPELINE_TEACHER_KEYS = ("base_url", "model", "api_key_env", "label")
 
 
 @dataclass
@@ -42,25 +45,27 @@ class StageContext:
     def key(self, name: str) -> str:
         return self.records[name].key
 
-    def generate_config(self, endpoint_base_url: str, model: str, api_key_env: str | None) -> GenerateConfig:
+    def generate_config(self, teacher: Endpoint) -> GenerateConfig:
         from distill.engine.config import GenerateConfig
 
         section = self.config.generate
-        clash = [key for key in _PIPELINE_GENERATE_KEYS if key in section]
+        limits = section.get("teacher") or {}
+        clash = [(key,) for key in _PIPELINE_GENERATE_KEYS if key in section]
+        if isinstance(limits, dict):
+            clash += [("teacher", key) for key in _PIPELINE_TEACHER_KEYS if key in limits]
         if clash:
+            key = ".".join(clash[0])
             raise UserError(
-                f"{self.loaded.source}:{self.loaded.lines.get(('generate', clash[0]), '?')}: generate.{clash[0]}: "
+                f"{self.loaded.source}:{self.loaded.lines.get(('generate', *clash[0]), '?')}: generate.{key}: "
                 "set by `distill run` itself (teacher.* chooses the endpoint); remove it from this section"
             )
+        endpoint = {"concurrency": 32, **teacher.model_dump(exclude_unset=True)}
         data = {
             "max_tokens": 1024,
-            "concurrency": 32,
             **section,
             "input": str(self.run_dir / "data" / "train.jsonl"),
             "output_dir": str(self.run_dir / "generate"),
-            "base_url": endpoint_base_url,
-            "model": model,
-            "api_key_env": api_key_env,
+            "teacher": {**endpoint, **limits} if isinstance(limits, dict) else limits,
             "task": TASK_DESCRIPTION,
         }
         try:
@@ -70,7 +75,7 @@ class StageContext:
 
     def validate_sections(self) -> None:
         """Validate the pass-through sections before any stage runs."""
-        self.generate_config("http://127.0.0.1:1/v1", "placeholder", None)
+        self.generate_config(PLACEHOLDER_ENDPOINT)
         from distill.pipeline import step_evaluate, step_train
 
         step_train.validate_section(self)
@@ -105,15 +110,16 @@ def _data(context: StageContext) -> tuple[dict, dict]:
 
 def _teacher_identity(context: StageContext) -> dict[str, Any]:
     teacher = context.config.teacher
-    if teacher.kind == "api":
-        return {"kind": "api", "base_url": teacher.base_url, "model": teacher.model}
+    if teacher.kind == "api" and teacher.endpoint is not None:
+        return {"kind": "api", "base_url": teacher.endpoint.base_url, "model": teacher.endpoint.model}
     if teacher.kind == "vllm":
         return {"kind": "vllm", "model": teacher.model}
     return {"kind": "reference"}  # its answers depend only on the data, which is in the key already
 
 
 def _generate_key(context: StageContext) -> str:
-    section = {k: v for k, v in context.config.generate.items() if k not in ("concurrency", "rpm", "tpm")}
+    # generate.teacher holds limits, timeouts and prices: they change how fast, not what the teacher says.
+    section = {k: v for k, v in context.config.generate.items() if k != "teacher"}
     return stage_key("generate", context.key("data"), _teacher_identity(context), section, TASK_DESCRIPTION)
 
 
@@ -121,7 +127,7 @@ def _generate(context: StageContext) -> tuple[dict, dict]:
     from distill.engine.runner import COMPLETE, INTERRUPTED, run_generation
 
     teacher = context.services.teacher()
-    config = context.generate_config(teacher.base_url, teacher.model, teacher.api_key_env)
+    config = context.generate_config(teacher)
     claim_output_dir(config.output_dir, _generate_key(context))
     summary = run_generation(config)
     status = summary.get("status")

@@ -7,14 +7,14 @@ from pathlib import Path
 from typing import Any
 
 from distill.engine.config import FilterConfig
-from distill.evaluator.config import EndpointConfig
+from distill.evaluator.config import CalledEndpoint
 from pydantic import BaseModel, ConfigDict, Field
 
 from distill.config_files import load_config
 from distill.errors import UserError
 
 
-class ReviewJudgeConfig(EndpointConfig):
+class ReviewJudgeConfig(CalledEndpoint):
     """An OpenAI-compatible judge that scores each accepted record 0–10 against the task before review."""
 
     max_tokens: int = Field(default=32, ge=1)

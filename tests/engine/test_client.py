@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from distill.engine.client import OpenAIChatClient, api_key_from_env, endpoint_identity, normalise_base_url
+from distill.engine.client import OpenAIChatClient
 from distill.engine.errors import CallError
 from distill.engine.types import ChatRequest
 
-from distill.errors import UserError
+from distill.endpoint import Endpoint
 
 SECRET = "sk-test-0123456789abcdefSECRET"
 
@@ -18,8 +18,12 @@ def request(text="Summarise: the cat sat on the mat.", request_id="r#0", **extra
     return ChatRequest([{"role": "user", "content": text}], "fake", 0.3, 512, request_id, extra or None)
 
 
-async def complete(base_url, req, *, key=None, stream=False, **kwargs):
-    async with OpenAIChatClient(base_url, key, **kwargs) as client:
+def endpoint(base_url: str, **fields) -> Endpoint:
+    return Endpoint(base_url=base_url, model="fake", api_key_env=None, **fields)
+
+
+async def complete(base_url, req, *, key=None, stream=False, on_headers=None, **fields):
+    async with OpenAIChatClient(endpoint(base_url, **fields), key, on_headers=on_headers) as client:
         return await client.complete(req, stream=stream)
 
 
@@ -81,7 +85,9 @@ def test_timeout_is_classified(fake_teacher_thread):
     teacher = fake_teacher_thread(latency_ms=1)
     with pytest.raises(CallError) as caught:
         asyncio.run(
-            complete(teacher.base_url, request(fake_fault={"kind": "hang", "seconds": 5}), timeout_s=0.3)
+            complete(
+                teacher.base_url, request(fake_fault={"kind": "hang", "seconds": 5}), request_timeout_s=0.3
+            )
         )
     assert caught.value.error_class == "timeout" and caught.value.retryable
 
@@ -106,7 +112,7 @@ def test_key_never_appears_in_errors_or_repr(fake_teacher_thread, monkeypatch):
     for text in (str(error), repr(error), error.message):
         assert SECRET not in text
     assert "***" in error.message  # it was there, and was scrubbed
-    client = OpenAIChatClient(teacher.base_url, SECRET)
+    client = OpenAIChatClient(endpoint(teacher.base_url), SECRET)
     assert SECRET not in repr(client) and "***" in repr(client)
     # The right key works.
     assert asyncio.run(complete(teacher.base_url, request(), key="sk-the-right-one")).text
@@ -116,7 +122,7 @@ def test_list_models_checks_reachability(fake_teacher_thread):
     teacher = fake_teacher_thread(model="teacher-x")
 
     async def models():
-        async with OpenAIChatClient(teacher.base_url + "/v1/", None) as client:
+        async with OpenAIChatClient(endpoint(teacher.base_url + "/v1/"), None) as client:
             return await client.list_models()
 
     assert asyncio.run(models()) == ["teacher-x"]
@@ -128,41 +134,3 @@ def test_headers_reach_the_observer(fake_teacher_thread):
     asyncio.run(complete(teacher.base_url, request(), on_headers=seen.append))
     assert seen and seen[0]["x-ratelimit-limit-requests"] == "600"
     assert seen[0]["x-ratelimit-limit-tokens"] == "100000"
-
-
-def test_api_key_from_env(monkeypatch):
-    monkeypatch.setenv("DISTILL_TEST_KEY", " sk-abc ")
-    assert api_key_from_env("DISTILL_TEST_KEY") == "sk-abc"
-    monkeypatch.setenv("DISTILL_TEST_KEY", "")
-    with pytest.raises(UserError, match="DISTILL_TEST_KEY"):
-        api_key_from_env("DISTILL_TEST_KEY")
-    monkeypatch.delenv("DISTILL_TEST_KEY")
-    with pytest.raises(UserError, match="DISTILL_TEST_KEY is not set"):
-        api_key_from_env("DISTILL_TEST_KEY")
-
-
-@pytest.mark.parametrize(
-    ("given", "expected"),
-    [
-        ("http://h:1", "http://h:1/v1"),
-        ("http://h:1/", "http://h:1/v1"),
-        ("https://api.openai.com/v1", "https://api.openai.com/v1"),
-        ("http://h/v1/chat/completions", "http://h/v1"),
-    ],
-)
-def test_base_url_forms(given, expected):
-    assert normalise_base_url(given) == expected
-
-
-@pytest.mark.parametrize(
-    ("url", "identity"),
-    [
-        ("https://api.openai.com/v1", "api.openai.com"),
-        ("http://gpu-box:8000/v1", "gpu-box:8000"),
-        ("http://127.0.0.1:41234/v1", "127.0.0.1"),  # a local server's port changes at every start
-        ("http://localhost:8000", "localhost"),
-        ("http://[::1]:9000/v1", "::1"),
-    ],
-)
-def test_endpoint_identity_leaves_out_only_a_loopback_port(url, identity):
-    assert endpoint_identity(url) == identity

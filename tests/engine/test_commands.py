@@ -99,7 +99,13 @@ def test_generate_then_export_from_the_shell(tmp_path, fake_teacher):
     )
     config = write_lines(
         tmp_path / "generate.yaml",
-        ["template: en\n", "task: Extract the parties.\n", "samples_per_input: 3\n", "concurrency: 8\n"],
+        [
+            "template: en\n",
+            "task: Extract the parties.\n",
+            "samples_per_input: 3\n",
+            "teacher:\n",
+            "  concurrency: 8\n",
+        ],
     )
     with fake_teacher(latency_ms=5) as teacher:
         done = subprocess.run(

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from distill.engine.config import Price
 from distill.engine.cost import CostMeter
+
+from distill.endpoint import Price
 
 
 def test_spend_counts_prior_runs_at_todays_prices():

@@ -11,9 +11,16 @@ from distill.engine.admission import Admission
 from distill.engine.client import OpenAIChatClient
 from distill.engine.dispatch import dispatch
 from distill.engine.retry import RetryPolicy
+from distill.engine.session import EndpointSession
 from distill.engine.types import CallFailure, ChatRequest, ChatResponse, Job
 
+from distill.endpoint import Endpoint
+
 FAST_RETRY = RetryPolicy(max_attempts=4, base_delay_s=0.01, max_delay_s=0.05, rng=random.Random(0))
+
+
+def client_for(base_url: str) -> OpenAIChatClient:
+    return OpenAIChatClient(Endpoint(base_url=base_url, model="fake", api_key_env=None), None)
 
 
 def make_job(index: int, fault=None, reserved=200) -> Job:
@@ -35,10 +42,13 @@ def run_dispatch(
         results[job.key] = result
 
     async def main():
-        admission = Admission(rpm, tpm, max_in_flight)
-        async with OpenAIChatClient(base_url, key) as client:
-            outcome = await dispatch(jobs, client, admission, retry, on_result, **kwargs)
-        return outcome, admission
+        endpoint = Endpoint(base_url=base_url, model="fake", api_key_env=None, rpm=rpm, tpm=tpm)
+        session = EndpointSession(endpoint, key, concurrency=max_in_flight, retry=retry)
+        try:
+            outcome = await session.run(jobs, on_result, **kwargs)
+        finally:
+            await session.close()
+        return outcome, session.admission
 
     outcome, admission = asyncio.run(main())
     assert len(calls) == len(set(calls)), "on_result called twice for one job"
@@ -106,7 +116,7 @@ def test_server_enforced_limit_is_respected_without_429(fake_teacher):
         async def main():
             admission = Admission(120, None, 32)
             done = []
-            async with OpenAIChatClient(teacher.base_url, None) as client:
+            async with client_for(teacher.base_url) as client:
                 timer = asyncio.create_task(stop_later())
                 outcome = await dispatch(
                     jobs, client, admission, FAST_RETRY, lambda j, r: done.append(r), stop=stop
@@ -153,7 +163,7 @@ def test_large_generator_is_pulled_lazily_with_bounded_in_flight(fake_teacher_th
         reported += 1
 
     async def main():
-        async with OpenAIChatClient(teacher.base_url, None) as client:
+        async with client_for(teacher.base_url) as client:
             return await dispatch(jobs(), client, Admission(None, None, limit), FAST_RETRY, on_result)
 
     outcome = asyncio.run(main())
@@ -208,7 +218,7 @@ def test_stop_lets_in_flight_finish_and_admits_nothing_new(fake_teacher_thread):
         reported.append(job.key)
 
     async def main():
-        async with OpenAIChatClient(teacher.base_url, None) as client:
+        async with client_for(teacher.base_url) as client:
             asyncio.get_running_loop().call_later(0.25, stop.set)
             return await dispatch(
                 (make_job(i) for i in range(10_000)),
@@ -233,7 +243,7 @@ def test_retrying_jobs_are_left_unreported_on_stop(fake_teacher_thread):
     slow_retry = RetryPolicy(max_attempts=5, base_delay_s=5, max_delay_s=5, jitter="none")
 
     async def main():
-        async with OpenAIChatClient(teacher.base_url, None) as client:
+        async with client_for(teacher.base_url) as client:
             asyncio.get_running_loop().call_later(0.3, stop.set)
             return await dispatch(
                 [make_job(0, {"kind": "503"}), make_job(1)],
@@ -258,7 +268,7 @@ def test_a_failing_callback_stops_the_run_and_raises(fake_teacher_thread):
             raise OSError(28, "No space left on device")
 
     async def main():
-        async with OpenAIChatClient(teacher.base_url, None) as client:
+        async with client_for(teacher.base_url) as client:
             return await dispatch(
                 (make_job(i) for i in range(10_000)), client, Admission(None, None, 4), FAST_RETRY, on_result
             )
@@ -273,7 +283,7 @@ def test_cancelling_dispatch_abandons_in_flight_requests(fake_teacher_thread):
     reported = []
 
     async def main():
-        async with OpenAIChatClient(teacher.base_url, None) as client:
+        async with client_for(teacher.base_url) as client:
             task = asyncio.create_task(
                 dispatch(
                     (make_job(i) for i in range(100)),

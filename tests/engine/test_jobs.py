@@ -13,7 +13,13 @@ from distill.engine.resume import record_key
 def config_for(tmp_path, **overrides) -> GenerateConfig:
     path = tmp_path / "in.jsonl"
     path.write_text("".join(json.dumps({"id": f"r{i}", "input": f"text {i} {{x}}"}) + "\n" for i in range(3)))
-    return GenerateConfig(input=path, output_dir=tmp_path / "run", model="m", task="T", **overrides)
+    return GenerateConfig(
+        input=path,
+        output_dir=tmp_path / "run",
+        teacher={"base_url": "http://127.0.0.1:1", "model": "m"},
+        task="T",
+        **overrides,
+    )
 
 
 def test_one_job_per_row_and_sample(tmp_path):

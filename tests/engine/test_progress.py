@@ -7,10 +7,11 @@ import io
 from collections import Counter
 
 from distill.engine.admission import Admission
-from distill.engine.config import Price
 from distill.engine.cost import CostMeter
 from distill.engine.progress import ProgressReporter, figures, render_lines
 from distill.engine.records import RunStats
+
+from distill.endpoint import Price
 
 
 def test_figures_and_lines():

@@ -7,7 +7,7 @@ import json
 import os
 
 import pytest
-from distill.engine.config import FilterConfig, Price
+from distill.engine.config import FilterConfig
 from distill.engine.cost import CostMeter
 from distill.engine.filters import QualityFilter
 from distill.engine.jobs import RowWatermark
@@ -15,6 +15,8 @@ from distill.engine.records import RecordWriter, RunStats
 from distill.engine.resume import Ledger
 from distill.engine.shards import DiskFullError, ShardSet
 from distill.engine.types import CallFailure, ChatRequest, ChatResponse, Job, Usage
+
+from distill.endpoint import Price
 
 ANSWER = "【思考过程】\n核对甲乙方与金额\n【最终答案】\n甲方为A公司,乙方为B公司,金额一万元,签订日期为二〇二四年一月一日,各项要素已逐一核对无误,可直接用于合同管理系统的归档。"
 

@@ -13,6 +13,7 @@ from distill.engine.config import GenerateConfig
 from distill.engine.runner import prepare_run, run_generation
 from distill.engine.shards import list_shards
 
+from distill.endpoint import Endpoint
 from distill.errors import UserError
 
 
@@ -33,16 +34,17 @@ def make_config(tmp_path: Path, base_url: str, rows: int = 40, **overrides) -> G
     inputs = tmp_path / "in.jsonl"
     if not inputs.exists():
         write_inputs(inputs, rows)
-    settings = {
-        "input": inputs,
-        "output_dir": tmp_path / "run",
-        "base_url": base_url + "/v1",
-        "model": "fake-teacher",
-        "task": "抽取合同要素",
-        "concurrency": 16,
-        "api_key_env": None,
-    }
-    return GenerateConfig(**{**settings, **overrides})
+    teacher = {"base_url": base_url + "/v1", "model": "fake-teacher", "concurrency": 16, "api_key_env": None}
+    teacher.update({k: v for k, v in overrides.items() if k in Endpoint.model_fields})
+    settings = {"input": inputs, "output_dir": tmp_path / "run", "task": "抽取合同要素", "teacher": teacher}
+    return GenerateConfig(**{**settings, **{k: v for k, v in overrides.items() if k not in teacher}})
+
+
+def with_teacher(config: GenerateConfig, **fields) -> GenerateConfig:
+    """``config`` with some of its teacher's fields changed (validated again)."""
+    return GenerateConfig.model_validate(
+        {**config.model_dump(), "teacher": {**config.teacher.model_dump(), **fields}}
+    )
 
 
 def records(run_dir: Path) -> dict[str, Counter]:
@@ -139,9 +141,9 @@ def test_record_fields_and_filters(tmp_path, fake_teacher_thread):
 
 def test_budget_stop_leaves_a_resumable_run(tmp_path, fake_teacher_thread):
     teacher = fake_teacher_thread(latency_ms=5)
-    prices = {"fake-teacher": {"input_per_million": 1000.0, "output_per_million": 1000.0, "currency": "CNY"}}
+    price = {"input_per_million": 1000.0, "output_per_million": 1000.0, "currency": "CNY"}
     # ~250 tokens per answer at 1000/M: each answer costs ~0.25, so a budget of 3 stops after a dozen or so.
-    config = make_config(tmp_path, teacher.base_url, rows=60, prices=prices, budget=3.0, concurrency=4)
+    config = make_config(tmp_path, teacher.base_url, rows=60, price=price, budget=3.0, concurrency=4)
     first = run_generation(config, progress=False)
     assert first["status"] == "budget_reached"
     assert 0 < first["done"] < 60 and first["cost"]["total"] >= 3.0 and first["cost"]["currency"] == "CNY"
@@ -160,7 +162,9 @@ def test_changed_settings_are_refused_unless_forced(tmp_path, fake_teacher_threa
     teacher = fake_teacher_thread(latency_ms=1)
     config = make_config(tmp_path, teacher.base_url, rows=10)
     run_generation(config, progress=False)
-    changed = config.model_copy(update={"temperature_first": 0.5, "samples_per_input": 2, "concurrency": 3})
+    changed = with_teacher(config, concurrency=3).model_copy(
+        update={"temperature_first": 0.5, "samples_per_input": 2}
+    )
     with pytest.raises(UserError) as error:
         run_generation(changed, progress=False)
     message = str(error.value)
@@ -181,7 +185,7 @@ def test_a_local_teacher_restarted_on_another_port_resumes_the_same_run(tmp_path
     run_generation(config, progress=False)
     second = fake_teacher_thread(latency_ms=1)  # the teacher started again: a new free port
     assert second.base_url != first.base_url
-    summary = run_generation(config.model_copy(update={"base_url": second.base_url + "/v1"}), progress=False)
+    summary = run_generation(with_teacher(config, base_url=second.base_url + "/v1"), progress=False)
     assert summary["status"] == "complete" and second.stats()["total"] == 0  # resumed, nothing re-sent
     assert_exactly_once(config.output_dir, {(f"c{i}", 0) for i in range(12)})
 
@@ -213,7 +217,7 @@ def test_retry_failed_sends_failures_again(tmp_path, fake_teacher_thread):
     first = run_generation(config, progress=False)
     assert first["records"]["failed"] == 8 and first["status"] == "complete"
     healthy = fake_teacher_thread(latency_ms=1)
-    fixed = config.model_copy(update={"base_url": healthy.base_url + "/v1"})
+    fixed = with_teacher(config, base_url=healthy.base_url + "/v1")
     assert run_generation(fixed, force=True, progress=False)["done"] == 8  # failures count as finished
     assert healthy.stats()["total"] == 0
     summary = run_generation(fixed, force=True, retry_failed=True, progress=False)
@@ -254,7 +258,9 @@ def test_refused_key_stops_the_run_as_fatal(tmp_path, fake_teacher_thread, monke
 
 def test_unreachable_endpoint_is_an_error_before_sending(tmp_path):
     config = make_config(tmp_path, "http://127.0.0.1:9", rows=3)
-    with pytest.raises(UserError, match="base_url: cannot reach the teacher at http://127.0.0.1:9/v1"):
+    with pytest.raises(
+        UserError, match="teacher.base_url: cannot reach the teacher at http://127.0.0.1:9/v1"
+    ):
         run_generation(config, progress=False)
     assert not list_shards(config.output_dir)
 

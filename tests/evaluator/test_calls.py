@@ -9,8 +9,8 @@ import urllib.request
 import pytest
 from distill.engine.types import CallFailure, ChatRequest
 from distill.evaluator.calls import Answer, CallCache, run_calls_sync
-from distill.evaluator.config import EndpointConfig
 
+from distill.endpoint import Endpoint
 from distill.errors import UserError
 from distill.processes import free_port
 from distill.testing.fake_teacher import FakeTeacherSettings, start_in_thread
@@ -36,7 +36,7 @@ def requests(n: int) -> dict[str, ChatRequest]:
 
 
 def test_a_rerun_reads_the_cache_and_sends_nothing(fake_api, tmp_path):
-    endpoint = EndpointConfig(base_url=fake_api + "/v1", model="m")
+    endpoint = Endpoint(base_url=fake_api + "/v1", model="m", api_key_env=None)
     with CallCache(tmp_path / "cache.jsonl") as cache:
         results, first = run_calls_sync(endpoint, "judge", requests(5), cache)
     assert first.succeeded == 5 and first.cached == 0
@@ -56,7 +56,7 @@ def test_a_rerun_reads_the_cache_and_sends_nothing(fake_api, tmp_path):
 
 
 def test_failed_calls_are_not_cached(fake_api, tmp_path):
-    endpoint = EndpointConfig(base_url=fake_api + "/v1", model="m", retries=0)
+    endpoint = Endpoint(base_url=fake_api + "/v1", model="m", api_key_env=None, retries=0)
     bad = {
         "x": ChatRequest(
             messages=[{"role": "user", "content": "q"}],
@@ -73,10 +73,12 @@ def test_failed_calls_are_not_cached(fake_api, tmp_path):
 
 
 def test_unreachable_endpoint_is_a_clear_error_before_spending(tmp_path):
-    endpoint = EndpointConfig(base_url=f"http://127.0.0.1:{free_port()}/v1", model="m")
+    endpoint = Endpoint(base_url=f"http://127.0.0.1:{free_port()}/v1", model="m", api_key_env=None)
     with CallCache(tmp_path / "cache.jsonl") as cache, pytest.raises(UserError) as caught:
         run_calls_sync(endpoint, "judge", requests(2), cache)
-    assert "judge endpoint http://127.0.0.1" in str(caught.value) and "connection" in str(caught.value)
+    assert "cannot reach the judge at http://127.0.0.1" in str(caught.value) and "connection" in str(
+        caught.value
+    )
 
 
 def test_rejected_key_is_a_clear_error_naming_the_endpoint(tmp_path, monkeypatch):
@@ -86,7 +88,7 @@ def test_rejected_key_is_a_clear_error_naming_the_endpoint(tmp_path, monkeypatch
         FakeTeacherSettings(model="m", latency_ms=1, api_key_env="EVAL_TEST_SERVER_KEY")
     )
     try:
-        endpoint = EndpointConfig(base_url=base_url + "/v1", model="m", api_key_env="EVAL_TEST_CLIENT_KEY")
+        endpoint = Endpoint(base_url=base_url + "/v1", model="m", api_key_env="EVAL_TEST_CLIENT_KEY")
         with CallCache(tmp_path / "cache.jsonl") as cache, pytest.raises(UserError) as caught:
             run_calls_sync(endpoint, "teacher", requests(2), cache)
         assert "teacher endpoint" in str(caught.value) and "auth" in str(caught.value)

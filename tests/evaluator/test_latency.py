@@ -7,6 +7,7 @@ import pytest
 from distill.engine.types import ChatRequest
 from distill.evaluator.latency import percentile, run_load_test
 
+from distill.endpoint import Endpoint
 from distill.testing.fake_teacher import FakeTeacherSettings, start_in_thread
 from distill.testing.fake_teacher_answers import count_tokens
 
@@ -24,6 +25,10 @@ def fake_api():
     stop()
 
 
+def endpoint(base_url: str) -> Endpoint:
+    return Endpoint(base_url=base_url, model="fake-teacher", api_key_env=None)
+
+
 def test_percentiles_interpolate_like_numpy():
     values = [1.0, 2.0, 3.0, 4.0, 5.0]
     assert percentile(values, 50) == 3.0
@@ -38,7 +43,7 @@ def test_known_latency_is_measured(fake_api):
         ChatRequest(messages=[{"role": "user", "content": f"q{i}"}], model="fake-teacher", max_tokens=256)
         for i in range(8)
     ]
-    result = run_load_test(fake_api, None, requests, concurrency=4, warmup=1)
+    result = run_load_test(endpoint(fake_api), requests, concurrency=4, warmup=1)
     assert result["succeeded"] == 8 and result["failed"] == {}
     expected_e2e = TTFT_MS + PER_TOKEN_MS * (tokens - 1)
     # Loose upper bounds: other work shares this 2-core machine; lower bounds are physics (sleeps).
@@ -63,5 +68,5 @@ def test_failures_are_counted_not_retried(fake_api):
             extra_body={"fake_fault": {"kind": "500"}},
         )
     ]
-    result = run_load_test(fake_api, None, requests, concurrency=1, warmup=0)
+    result = run_load_test(endpoint(fake_api), requests, concurrency=1, warmup=0)
     assert result["succeeded"] == 0 and result["failed"] == {"server_error": 1}

@@ -90,10 +90,11 @@ def evaluation(trained_adapter, tiny_eval, tmp_path_factory):
         "teacher": {
             "base_url": base_url + "/v1",
             "model": "fake-api",
+            "api_key_env": None,
             "label": "fake teacher",
             "max_tokens": 200,
         },
-        "judge": {"base_url": base_url + "/v1", "model": "fake-api", "mode": "both"},
+        "judge": {"base_url": base_url + "/v1", "model": "fake-api", "api_key_env": None, "mode": "both"},
         "students": [
             {"name": "distilled", "role": "distilled", "adapter": str(trained_adapter.adapter_dir)},
             {"name": "base", "role": "original"},

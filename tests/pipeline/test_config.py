@@ -13,6 +13,7 @@ from distill.errors import UserError
 from distill.pipeline import step_evaluate, step_train
 from distill.pipeline.config import load_run_config
 from distill.pipeline.run import Services
+from distill.pipeline.servers import PLACEHOLDER_ENDPOINT
 from distill.pipeline.steps import StageContext
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,23 +38,46 @@ def test_shared_seeds_are_refused(tmp_path):
 
 
 def test_api_teacher_needs_an_endpoint(tmp_path):
-    with pytest.raises(UserError, match=r"teacher: .*needs base_url and model"):
-        _context(tmp_path, "teacher:\n  kind: api\n  model: gpt-4o\n")
+    with pytest.raises(UserError, match=r"teacher: .*kind: api needs endpoint"):
+        _context(tmp_path, "teacher:\n  kind: api\n")
+    with pytest.raises(UserError, match=r"run\.yaml:4: teacher\.endpoint\.base_url: .*must be an http"):
+        _context(
+            tmp_path, "teacher:\n  kind: api\n  endpoint:\n    base_url: api.openai.com\n    model: gpt-4o\n"
+        )
+    context = _context(
+        tmp_path,
+        "teacher:\n  kind: api\n  endpoint: {base_url: 'https://api.example.com/v1', model: gpt-4o}\n",
+    )
+    assert context.config.teacher.endpoint.model == "gpt-4o"
 
 
 def test_engine_section_errors_point_into_the_run_config(tmp_path):
-    context = _context(tmp_path, "output_dir: out\ngenerate:\n  concurrency: 16\n  samples_per_input: 0\n")
-    with pytest.raises(UserError) as caught:
-        context.generate_config("http://127.0.0.1:9/v1", "m", None)
-    assert re.search(
-        r"run\.yaml:4: generate\.samples_per_input: .*greater than or equal to 1", str(caught.value)
+    context = _context(
+        tmp_path, "output_dir: out\ngenerate:\n  teacher:\n    concurrency: 16\n  samples_per_input: 0\n"
     )
+    with pytest.raises(UserError) as caught:
+        context.generate_config(PLACEHOLDER_ENDPOINT)
+    assert re.search(
+        r"run\.yaml:5: generate\.samples_per_input: .*greater than or equal to 1", str(caught.value)
+    )
+    context = _context(tmp_path, "generate:\n  teacher:\n    concurrency: 0\n")
+    with pytest.raises(UserError, match=r"run\.yaml:3: generate\.teacher\.concurrency: .*greater than"):
+        context.generate_config(PLACEHOLDER_ENDPOINT)
+    config = _context(tmp_path, "generate:\n  teacher:\n    concurrency: 5\n").generate_config(
+        PLACEHOLDER_ENDPOINT
+    )
+    assert config.teacher.concurrency == 5 and config.teacher.model == PLACEHOLDER_ENDPOINT.model
 
 
 def test_engine_section_may_not_choose_the_endpoint(tmp_path):
-    context = _context(tmp_path, "generate:\n  base_url: http://example.com/v1\n")
-    with pytest.raises(UserError, match=r"run\.yaml:2: generate\.base_url: set by `distill run` itself"):
-        context.generate_config("http://127.0.0.1:9/v1", "m", None)
+    context = _context(tmp_path, "generate:\n  teacher:\n    base_url: http://example.com/v1\n")
+    with pytest.raises(
+        UserError, match=r"run\.yaml:3: generate\.teacher\.base_url: set by `distill run` itself"
+    ):
+        context.generate_config(PLACEHOLDER_ENDPOINT)
+    context = _context(tmp_path, "generate:\n  input: x.jsonl\n")
+    with pytest.raises(UserError, match=r"run\.yaml:2: generate\.input: set by `distill run` itself"):
+        context.generate_config(PLACEHOLDER_ENDPOINT)
 
 
 def test_evaluator_section_is_validated_by_the_evaluator(tmp_path):

@@ -80,6 +80,7 @@ def engine_dataset(tmp_path_factory) -> Path:
     from distill.engine.config import GenerateConfig
     from distill.engine.runner import run_generation
 
+    from distill.endpoint import Endpoint
     from distill.testing.fake_teacher import FakeTeacherSettings, start_in_thread
 
     root = tmp_path_factory.mktemp("engine-run")
@@ -97,11 +98,8 @@ def engine_dataset(tmp_path_factory) -> Path:
         config = GenerateConfig(
             input=inputs,
             output_dir=root / "run",
-            base_url=url + "/v1",
-            model="fake-teacher",
+            teacher=Endpoint(base_url=url + "/v1", model="fake-teacher", api_key_env=None, concurrency=8),
             task="抽取合同要素",
-            api_key_env=None,
-            concurrency=8,
         )
         summary = run_generation(config, progress=False)
     finally:
