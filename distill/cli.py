@@ -1,7 +1,8 @@
-"""The ``distill`` console command: one parser; each package contributes its subcommands.
+"""The ``distill`` console command: one parser built from every package's subcommands.
 
-Subcommand modules register argparse parsers only and import their heavy parts (torch, vLLM) inside the
-handler, so ``distill generate`` never loads torch.
+Each package's ``commands`` module lists its subcommands (``distill.options.Command``); their flags are
+generated from their config models. Heavy parts (torch, vLLM) are imported inside ``run``, so
+``distill generate`` never loads torch.
 """
 
 from __future__ import annotations
@@ -10,39 +11,57 @@ import argparse
 import sys
 
 from distill import __version__
-from distill.errors import UserError
+from distill.engine import commands as engine_commands
+from distill.errors import exit_status
+from distill.evaluator import commands as evaluator_commands
+from distill.options import add_command
+from distill.pipeline import commands as pipeline_commands
+from distill.review import commands as review_commands
+from distill.trainer import commands as trainer_commands
+
+COMMAND_MODULES = (
+    engine_commands,
+    trainer_commands,
+    evaluator_commands,
+    pipeline_commands,
+    review_commands,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from distill.engine import commands as engine_commands
-    from distill.evaluator import commands as evaluator_commands
-    from distill.pipeline import commands as pipeline_commands
-    from distill.review import commands as review_commands
-    from distill.trainer import commands as trainer_commands
-
     parser = argparse.ArgumentParser(
         prog="distill",
         description="Distil a teacher LLM API into a small local student: generate → export → train → eval.",
+        allow_abbrev=False,
     )
     parser.add_argument("--version", action="version", version=f"distill {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    bench = commands.add_parser("bench", help="run a benchmark and print its figures")
-    benchmarks = bench.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
-    for module in (engine_commands, trainer_commands, evaluator_commands, pipeline_commands, review_commands):
-        module.register(commands, benchmarks)
+    bench = commands.add_parser("bench", help="run a benchmark and print its figures", allow_abbrev=False)
+    groups = {
+        None: commands,
+        "bench": bench.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK"),
+    }
+    for module in COMMAND_MODULES:
+        for command in getattr(module, "COMMANDS", ()):
+            add_command(groups[command.group], command)
+        if hasattr(module, "register"):  # subcommands not yet declared as `Command`s
+            module.register(commands, groups["bench"])
+    _refuse_abbreviations(parser)
     return parser
+
+
+def _refuse_abbreviations(parser: argparse.ArgumentParser) -> None:
+    """Every flag must be spelt out: `--mode` is not taken for `--model`, in any subcommand."""
+    parser.allow_abbrev = False
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in action.choices.values():
+                _refuse_abbreviations(subparser)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return int(args.handler(args) or 0)
-    except UserError as exc:
-        print(f"distill: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("distill: interrupted", file=sys.stderr)
-        return 130
+    return exit_status(lambda: args.handler(args))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ only the *name* of the environment variable that holds it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -37,40 +37,79 @@ class FilterConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    min_output_chars: int = Field(default=50, ge=0)
-    # Character 2-gram cosine between the instruction and the answer; above this the answer is an echo.
-    max_instruction_similarity: float = Field(default=0.8, gt=0, le=1)
-    refusal_phrases: list[str] = Field(default_factory=lambda: list(DEFAULT_REFUSALS))
-    dedupe: bool = True
-    # An answer cut off by max_tokens is half an answer: keep it out of the dataset.
-    reject_truncated: bool = True
+    min_output_chars: int = Field(default=50, ge=0, description="reject answers shorter than this")
+    max_instruction_similarity: float = Field(
+        default=0.8,
+        gt=0,
+        le=1,
+        description="reject an answer whose character 2-gram cosine with the instruction is above this (an echo)",
+    )
+    refusal_phrases: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_REFUSALS), description="reject answers with these refusals"
+    )
+    dedupe: bool = Field(default=True, description="reject an answer equal to one already accepted")
+    reject_truncated: bool = Field(
+        default=True, description="reject answers cut off by max_tokens (half an answer)"
+    )
 
 
-class GenerateConfig(BaseModel):
-    """Everything `distill generate` needs. Field docs double as the example config's comments."""
+class ExportConfig(BaseModel):
+    """What `distill export` turns into training files, and how."""
 
     model_config = ConfigDict(extra="forbid")
 
-    input: Path
-    id_field: str | None = "id"
-    input_field: str = "input"
-    output_dir: Path
+    run_dir: Path = Field(description="a `distill generate` output directory")
+    out_dir: Path = Field(description="where the training files and dataset_info.json go")
+    format: Literal["alpaca", "sharegpt", "both"] = Field(default="both", description="training file format")
+    with_thinking: bool = Field(
+        default=False, description="train on full_output (【思考】…【答案】…) instead of the answer only"
+    )
+    name: str | None = Field(default=None, description="dataset name (default: the run directory's name)")
+    review: Literal["approved", "exclude-rejected"] | None = Field(
+        default=None,
+        description="apply `distill review` decisions: only approved records, or all but rejected ones "
+        "(edited answers replace the originals) (default: every accepted record)",
+    )
 
-    # Where the answers come from: URL, model, key variable, limits, timeouts, price.
-    teacher: Endpoint
 
-    task: str = ""
-    # "zh" (the seed's Chinese template), "en", or a path to a file with {task} and {input} placeholders.
-    template: str = "zh"
-    samples_per_input: int = Field(default=1, ge=1, le=1000)
-    temperature_first: float = Field(default=0.3, ge=0, le=2)
-    temperature_rest: float = Field(default=0.8, ge=0, le=2)
-    max_tokens: int = Field(default=1024, ge=1)
-    # Send `seed = sample_index` with each request; off by default because some providers reject it.
-    send_seed: bool = False
+class GenerateConfig(BaseModel):
+    """Everything `distill generate` needs; each field's description is its flag's help."""
 
-    shard_max_bytes: int = Field(default=128 * 1024 * 1024, ge=4096)
-    budget: float | None = Field(default=None, gt=0)
+    model_config = ConfigDict(extra="forbid")
+
+    input: Path = Field(description="JSONL file, one object per line with an id and an input text")
+    id_field: str | None = Field(
+        default="id", description="input field holding the row id (null: derived from the text)"
+    )
+    input_field: str = Field(default="input", description="input field holding the text")
+    output_dir: Path = Field(description="run directory: shards, run.json, summary.json (resumable)")
+
+    # Its flags drop the section: --base-url, --model, --api-key-env, --concurrency, --rpm, --tpm, ...
+    teacher: Endpoint = Field(
+        description="where the answers come from: URL, model, key variable, limits, timeouts, price",
+        json_schema_extra={"flag_prefix": ""},
+    )
+
+    task: str = Field(
+        default="", description="task description put into the prompt and the student's instruction"
+    )
+    template: str = Field(
+        default="zh", description="prompt template: zh (the seed's), en, or a file with {task} and {input}"
+    )
+    samples_per_input: int = Field(default=1, ge=1, le=1000, description="answers per input")
+    temperature_first: float = Field(default=0.3, ge=0, le=2, description="temperature of sample 0")
+    temperature_rest: float = Field(default=0.8, ge=0, le=2, description="temperature of later samples")
+    max_tokens: int = Field(default=1024, ge=1, description="max completion tokens per answer")
+    send_seed: bool = Field(
+        default=False, description="send seed = sample_index with each request (some providers reject it)"
+    )
+
+    shard_max_bytes: int = Field(default=128 * 1024 * 1024, ge=4096, description="rotate shards at this size")
+    budget: float | None = Field(
+        default=None,
+        gt=0,
+        description="stop admitting requests once this much is spent (needs teacher.price)",
+    )
     filters: FilterConfig = Field(default_factory=FilterConfig)
 
     @field_validator("id_field", "input_field")

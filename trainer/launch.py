@@ -18,7 +18,7 @@ from pathlib import Path
 from distill.trainer.config import TrainConfig
 from distill.trainer.distributed import extensions_dir
 
-from distill.errors import UserError
+from distill.errors import UserError, exit_status
 
 _DEFAULT_MULTI_NODE_PORT = 29500
 
@@ -87,13 +87,13 @@ def _rank_main(config_json: str) -> int:
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.distributed")
 
     config = TrainConfig.model_validate(json.loads(Path(config_json).read_text(encoding="utf-8")))
-    try:
+
+    def train() -> int:
         run_training(config)
-    except UserError as exc:
-        if os.environ.get("RANK", "0") == "0":
-            print(f"distill: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    return 0
+        return 0
+
+    # Every rank fails alike; rank 0 alone says why.
+    return exit_status(train, quiet=os.environ.get("RANK", "0") != "0")
 
 
 if __name__ == "__main__":

@@ -17,3 +17,13 @@ def test_help_does_not_import_torch():
     code = "import sys; from distill.cli import build_parser; build_parser(); print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_export_review_choices_are_the_review_modes():
+    import typing
+
+    from distill.engine.config import ExportConfig
+    from distill.review.decisions import EXPORT_MODES
+
+    choices = typing.get_args(typing.get_args(ExportConfig.model_fields["review"].annotation)[0])
+    assert set(choices) == set(EXPORT_MODES)

@@ -1,0 +1,371 @@
+"""Command-line flags generated from a pydantic config model, so that each setting is declared once.
+
+A subcommand names its config model; this module turns the model's fields (name, type, default and
+``Field(description=...)``) into argparse flags, and the flags given back into overrides of the
+``--config`` file. The rules:
+
+- A field ``max_tokens`` is ``--max-tokens``; a field of a nested model is ``--section.field-name``
+  (``--filters.min-output-chars``). A nested model declared with ``json_schema_extra={"flag_prefix": ""}``
+  gives its fields flags without the section (``GenerateConfig.teacher`` → ``--base-url``; a prefix such as
+  ``"judge-"`` gives ``--judge-base-url``). Any field can name its own flag with
+  ``json_schema_extra={"flag": "--latency"}``, or have none with ``{"flag": None}``.
+- ``bool`` → ``--x`` / ``--no-x``; ``Literal`` → its choices; a list of scalars → a repeatable flag that
+  replaces the list; ``X | None`` → ``X``; a union with ``str`` → the text, parsed by the model. Dicts and
+  lists of models have no flag: they are set in the file, and ``--help`` names them.
+- A setting comes from its flag if given, else from the file, else from the model's default, which
+  ``--help`` shows beside each flag.
+- A bad value is blamed on where it came from: ``--max-tokens: ...`` for a flag, ``file:line: key: ...``
+  for the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import textwrap
+import types
+import typing
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, ClassVar, Literal, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
+
+from distill.config_files import describe_validation_error, read_yaml
+from distill.errors import UserError
+
+Model = TypeVar("Model", bound=BaseModel)
+
+_UNIONS = (typing.Union, types.UnionType)
+_METAVARS = {str: "TEXT", Path: "PATH", int: "N", float: "X"}
+_DEFAULT_SHOWN_CHARS = 60
+_HELP_WIDTH = 100
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One generated flag: its option string and the key path it sets in the config."""
+
+    option: str
+    path: tuple[str, ...]
+    required: bool = False
+
+    @property
+    def dest(self) -> str:
+        return ".".join(self.path)
+
+
+# -- from a field's type to argparse -------------------------------------------------------------------
+
+
+def _unwrap(annotation: Any) -> Any:
+    """``Annotated[X, ...]`` → X and ``X | None`` → X."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        return _unwrap(typing.get_args(annotation)[0])
+    if typing.get_origin(annotation) in _UNIONS:
+        arms = [arm for arm in typing.get_args(annotation) if arm is not type(None)]
+        if len(arms) == 1:
+            return _unwrap(arms[0])
+    return annotation
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _scalar(annotation: Any) -> type | None:
+    """A scalar field's type (argparse converts to it, the model to Path); None when it is not a scalar."""
+    return annotation if annotation in (str, Path, int, float) else None
+
+
+class _Switch(argparse.Action):
+    """``--x`` sets True, ``--no-x`` False; for a dotted flag the negation is ``--section.no-x``."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        positive = option_strings[0]
+        head, _, tail = positive[2:].rpartition(".")
+        negative = f"--{head}.no-{tail}" if head else f"--no-{tail}"
+        super().__init__([positive, negative], dest, nargs=0, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:  # noqa: ANN001
+        setattr(namespace, self.dest, option_string == self.option_strings[0])
+
+    def format_usage(self) -> str:
+        return " | ".join(self.option_strings)
+
+
+def _argparse_options(annotation: Any) -> dict[str, Any] | None:
+    """How argparse reads a field of this type; None when the field is set in the file only."""
+    kind = _unwrap(annotation)
+    origin = typing.get_origin(kind)
+    if kind is bool:
+        return {"action": _Switch}
+    if (scalar := _scalar(kind)) is not None:
+        return {"type": scalar, "metavar": _METAVARS[scalar]}
+    if origin is Literal:
+        choices = typing.get_args(kind)
+        return {"type": type(choices[0]), "choices": choices}
+    if origin is list and (scalar := _scalar(_unwrap(typing.get_args(kind)[0]))) is not None:
+        return {"type": scalar, "action": "append", "metavar": _METAVARS[scalar]}
+    if origin in _UNIONS and any(
+        arm is str or typing.get_origin(arm) is Literal for arm in typing.get_args(kind)
+    ):
+        return {
+            "type": str,
+            "metavar": "TEXT",
+        }  # e.g. `list[str] | Literal["all"]`: the model parses the text
+    return None
+
+
+def _default_text(field: FieldInfo) -> str:
+    value = field.get_default(call_default_factory=True)
+    if isinstance(value, bool):
+        text = "on" if value else "off"
+    elif value is None:
+        text = "none"
+    elif value == "":
+        text = "empty"
+    elif isinstance(value, list | tuple):
+        text = ", ".join(str(item) for item in value) or "none"
+    else:
+        text = str(value)
+    if len(text) > _DEFAULT_SHOWN_CHARS:
+        text = text[: _DEFAULT_SHOWN_CHARS - 1] + "…"
+    return text
+
+
+def _help_text(field: FieldInfo) -> str:
+    """The field's description and its default (unless the description says what its default means)."""
+    description = field.description or ""
+    if field.is_required():
+        description = f"{description} (required)"
+    elif "(default:" not in description:
+        description = f"{description} (default: {_default_text(field)})"
+    return description.strip().replace("%", "%%")
+
+
+def _extra(field: FieldInfo) -> dict[str, Any]:
+    return field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+
+
+# -- the flags of one model ----------------------------------------------------------------------------
+
+
+@dataclass
+class _Setting:
+    flag: Flag
+    field: FieldInfo
+    options: dict[str, Any]
+
+
+def _settings(
+    model: type[BaseModel], path: tuple[str, ...], prefix: str, skip: frozenset[str], file_only: list[str]
+) -> list[_Setting]:
+    found: list[_Setting] = []
+    for name, field in model.model_fields.items():
+        key_path = (*path, name)
+        dotted = ".".join(key_path)
+        extra = _extra(field)
+        kind = _unwrap(field.annotation)
+        if dotted in skip:
+            continue
+        if _is_model(kind) and extra.get("flag", "") is not None:
+            section_prefix = extra.get("flag_prefix", f"{prefix}{name.replace('_', '-')}.")
+            found += _settings(kind, key_path, section_prefix, skip, file_only)
+            continue
+        options = _argparse_options(field.annotation) if extra.get("flag", "") is not None else None
+        if options is None:
+            file_only.append(dotted)
+            continue
+        option = extra.get("flag") or f"--{prefix}{name.replace('_', '-')}"
+        found.append(_Setting(Flag(option, key_path, field.is_required()), field, options))
+    return found
+
+
+class ConfigFlags:
+    """The flags one config model adds to a parser, and the validated config they build with the file."""
+
+    def __init__(
+        self, model: type[BaseModel], parser: argparse.ArgumentParser, *, skip: Sequence[str] = ()
+    ) -> None:
+        self.model = model
+        self.file_only: list[str] = []
+        settings = _settings(model, (), "", frozenset(skip), self.file_only)
+        self.flags = [setting.flag for setting in settings]
+        group = parser.add_argument_group(
+            "settings", "Each flag overrides the same key of the --config file; defaults are shown."
+        )
+        for setting in settings:
+            group.add_argument(
+                setting.flag.option,
+                dest=setting.flag.dest,
+                default=argparse.SUPPRESS,
+                help=_help_text(setting.field),
+                **setting.options,
+            )
+
+    def given(self, args: argparse.Namespace) -> dict[Flag, Any]:
+        """The flags on this command line with their values (flags left out are not in ``args``)."""
+        return {flag: getattr(args, flag.dest) for flag in self.flags if hasattr(args, flag.dest)}
+
+    def load(self, config_file: str | Path | None, args: argparse.Namespace) -> BaseModel:
+        return load_settings(self.model, config_file, self.given(args), self.flags)
+
+
+# -- merging and validating ----------------------------------------------------------------------------
+
+
+def bundled_config(name: str) -> Path | None:
+    """A config shipped inside the package (``demo-tiny``, ``demo-tiny.yaml``, ``configs/demo-tiny.yaml``)."""
+    relative = name.removeprefix("configs/")
+    bundled = resources.files("distill.configs")
+    for candidate in (relative, f"{relative}.yaml"):
+        resource = bundled.joinpath(candidate)
+        if resource.is_file():
+            return Path(str(resource))
+    return None
+
+
+def config_file_path(value: str) -> Path:
+    """``--config VALUE``: the file if it exists, else the bundled config of that name."""
+    path = Path(value)
+    if path.exists():
+        return path
+    return bundled_config(value) or path  # a missing file is reported by read_yaml with its name
+
+
+def _set_key(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    for key in path[:-1]:
+        inner = data.get(key)
+        if not isinstance(inner, dict):
+            inner = data[key] = {}
+        data = inner
+    data[path[-1]] = value
+
+
+class _SomeErrors:
+    """Part of a ValidationError's errors, in the shape describe_validation_error reads."""
+
+    def __init__(self, errors: list[Any]) -> None:
+        self._errors = errors
+
+    def errors(self) -> list[Any]:
+        return self._errors
+
+
+def _required_flags(loc: tuple, flags: Sequence[Flag]) -> list[str]:
+    """The flags that would give a missing key: its own, or a missing section's required ones."""
+    return [
+        flag.option for flag in flags if flag.path[: len(loc)] == loc and (flag.required or flag.path == loc)
+    ]
+
+
+def describe_errors(
+    exc: ValidationError, source: str, lines: dict[tuple, int], given: Sequence[Flag], flags: Sequence[Flag]
+) -> str:
+    """Each problem blamed on the flag that set the value, else on the file's line, else on the key."""
+    by_given = {flag.path: flag for flag in given}
+    problems: list[str] = []
+    rest: list[Any] = []
+    for error in exc.errors():
+        loc = tuple(error["loc"])
+        blamed = next((by_given[loc[:cut]] for cut in range(len(loc), 0, -1) if loc[:cut] in by_given), None)
+        if blamed is not None:
+            problems.append(f"{blamed.option}: {error['msg']}")
+        elif error["type"] == "missing" and (needed := _required_flags(loc, flags)):
+            problems.append(
+                f"{' and '.join(needed)} required (or `{'.'.join(map(str, loc))}:` in a --config file)"
+            )
+        else:
+            rest.append(error)
+    if rest:
+        problems.append(describe_validation_error(_SomeErrors(rest), source, lines))  # type: ignore[arg-type]
+    return "\n".join(problems)
+
+
+def load_settings(
+    model: type[Model], config_file: str | Path | None, given: dict[Flag, Any], flags: Sequence[Flag] = ()
+) -> Model:
+    """The model's defaults, under the file's keys, under the flags given; errors say where each came from."""
+    data: dict[str, Any] = {}
+    lines: dict[tuple, int] = {}
+    if config_file:
+        data, lines = read_yaml(config_file)
+    for flag, value in given.items():
+        _set_key(data, flag.path, value)
+        lines.pop(flag.path, None)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        source = str(config_file) if config_file else "command line"
+        raise UserError(describe_errors(exc, source, lines, list(given), flags)) from None
+
+
+# -- subcommands ---------------------------------------------------------------------------------------
+
+
+class Command:
+    """One subcommand: its words, its config model, and the library call it hands the config to.
+
+    A subclass sets the class attributes and ``run``; ``add_arguments`` adds flags that are actions rather
+    than settings (``--force``). ``group = "bench"`` puts it under ``distill bench``.
+    """
+
+    name: ClassVar[str]
+    help: ClassVar[str]
+    description: ClassVar[str | None] = None
+    epilog: ClassVar[str | None] = None
+    config: ClassVar[type[BaseModel]]
+    group: ClassVar[str | None] = None
+    # `distill run CONFIG` also takes the file as its one positional argument.
+    positional_config: ClassVar[bool] = False
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """Flags that are not settings; none by default."""
+
+    def run(self, config: Any, args: argparse.Namespace) -> int:
+        raise NotImplementedError
+
+
+def add_command(subcommands: argparse._SubParsersAction, command: Command) -> argparse.ArgumentParser:
+    """Add ``command``'s parser: ``--config``, its own flags, then one flag per setting of its model."""
+    parser = subcommands.add_parser(
+        command.name,
+        help=command.help,
+        description=textwrap.fill(command.description or command.help, _HELP_WIDTH),
+        epilog=command.epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    if command.positional_config:
+        parser.add_argument("config_file", nargs="?", metavar="CONFIG", help="same as --config")
+    parser.add_argument(
+        "--config",
+        metavar="FILE.yaml",
+        help="settings file (or a bundled config's name, e.g. demo-tiny); flags override its keys",
+    )
+    command.add_arguments(parser)
+    flags = ConfigFlags(command.config, parser)
+
+    def handle(args: argparse.Namespace) -> int:
+        return command.run(flags.load(_config_file(parser, args), args), args)
+
+    parser.set_defaults(handler=handle)
+    _file_only_note(parser, flags)
+    return parser
+
+
+def _config_file(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Path | None:
+    positional = getattr(args, "config_file", None)
+    if positional and args.config:
+        parser.error("give the config file once: as CONFIG or as --config, not both")
+    value = positional or args.config
+    return config_file_path(value) if value else None
+
+
+def _file_only_note(parser: argparse.ArgumentParser, flags: ConfigFlags) -> None:
+    if flags.file_only:
+        note = "Set in a --config file only: " + ", ".join(flags.file_only) + "."
+        parser.epilog = f"{parser.epilog}\n{note}" if parser.epilog else note
