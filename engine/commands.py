@@ -97,6 +97,7 @@ class ExportCommand(Command):
             formats=formats,
             with_thinking=config.with_thinking,
             name=config.name,
+            review=config.review,
         )
         print(json.dumps(result, ensure_ascii=False, indent=2))
         return 0

@@ -1,7 +1,11 @@
 import subprocess
 import sys
+import typing
+
+from distill.engine.config import ExportConfig
 
 from distill.cli import build_parser
+from distill.review.decisions import EXPORT_MODES
 
 
 def test_every_subcommand_has_help():
@@ -20,10 +24,5 @@ def test_help_does_not_import_torch():
 
 
 def test_export_review_choices_are_the_review_modes():
-    import typing
-
-    from distill.engine.config import ExportConfig
-    from distill.review.decisions import EXPORT_MODES
-
     choices = typing.get_args(typing.get_args(ExportConfig.model_fields["review"].annotation)[0])
     assert set(choices) == set(EXPORT_MODES)

@@ -177,19 +177,18 @@ def test_every_distill_parser_refuses_abbreviations(capsys: pytest.CaptureFixtur
 
 
 def test_cli_reports_a_flag_error_with_exit_code_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
-    code = main(
-        [
-            "generate",
-            "--input",
-            "in.jsonl",
-            "--output-dir",
-            str(tmp_path),
-            "--model",
-            "m",
-            "--max-tokens",
-            "0",
-        ]
-    )
+    argv = [
+        "generate",
+        "--input",
+        "in.jsonl",
+        "--output-dir",
+        str(tmp_path),
+        "--model",
+        "m",
+        "--max-tokens",
+        "0",
+    ]
+    code = main([*argv, "--base-url", "http://127.0.0.1:9/v1"])
     assert code == 2
     err = capsys.readouterr().err
     assert err.startswith("distill: error: --max-tokens: ")
