@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
 import orjson
-from distill.engine.shards import list_shards
+from distill.engine.records import RecordReader
+from distill.engine.rundir import SUMMARY_NAME, is_being_written, refuse_unsafe_location
 
 from distill.errors import UserError
 from distill.review.decisions import ReviewFilter
@@ -42,6 +44,9 @@ def dataset_name(run_dir: Path) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "_", run_dir.resolve().name).strip("_") or "distill"
 
 
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
 def _row(fmt: str, record: dict[str, Any], target: str) -> dict[str, Any]:
     if fmt == "alpaca":
         return {
@@ -61,6 +66,27 @@ def _row(fmt: str, record: dict[str, Any], target: str) -> dict[str, Any]:
     }
 
 
+def run_state_warnings(run_dir: Path) -> list[str]:
+    """What a user exporting this run should know: it is still being written, or it did not finish."""
+    if is_being_written(run_dir):
+        return [
+            f"{run_dir}: a `distill generate` is still writing to this run: the export holds only the records "
+            "written so far; export again when it has finished"
+        ]
+    try:
+        summary = orjson.loads((run_dir / SUMMARY_NAME).read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return [
+            f"{run_dir}: no readable {SUMMARY_NAME}: the run may not have finished; the export holds what it wrote"
+        ]
+    if isinstance(summary, dict) and summary.get("status") != "complete":
+        return [
+            f"{run_dir}: the run ended with status {summary.get('status')!r} ({summary.get('done')} of "
+            f"{summary.get('total')} done): rerun `distill generate` to finish it, then export again"
+        ]
+    return []
+
+
 def export_dataset(
     run_dir: str | Path,
     out_dir: str | Path,
@@ -70,53 +96,61 @@ def export_dataset(
     name: str | None = None,
     review: str | None = None,
 ) -> dict[str, Any]:
-    """Write the training files and dataset_info.json; return {name, rows, files, dataset_info}."""
+    """Write the training files and dataset_info.json; return {name, rows, files, dataset_info, warnings}.
+
+    Warnings (a run still being written or not finished) are also printed on stderr.
+    """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     if not run_dir.is_dir():
         raise UserError(f"{run_dir}: --run-dir: no such directory")
     unknown = [fmt for fmt in formats if fmt not in FORMATS]
     if unknown:
         raise UserError(f"--format: unknown format {unknown[0]!r} (choose from {', '.join(FORMATS)} or both)")
-    shards = list_shards(run_dir, "accepted")
-    if not shards:
+    if name is not None and not _NAME.match(name):
+        raise UserError(
+            f"--name: {name!r} must be a plain file name (letters, digits, '_', '-', '.'; no '/' and not "
+            "starting with '.'), so every file stays inside --out-dir"
+        )
+    reader = RecordReader(run_dir, kinds=("accepted",))
+    if not reader.shards():
         raise UserError(f"{run_dir}: no accepted-*.jsonl shards: run `distill generate` into it first")
     # Human review (`distill review`): keep only what its decisions allow, edited answers in place.
     reviewed = ReviewFilter(run_dir, review) if review is not None else None
+    refuse_unsafe_location(out_dir, "--out-dir")
+    warnings = run_state_warnings(run_dir)
+    for warning in warnings:
+        print(f"distill: warning: {warning}", file=sys.stderr)
     name = name or dataset_name(run_dir)
-    field = "full_output" if with_thinking else "output"
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"{out_dir}: --out-dir: cannot create it: {exc.strerror}") from None
+    existing_info = _read_dataset_info(out_dir)
     targets = {fmt: out_dir / f"{name}_{fmt}.jsonl" for fmt in formats}
     temporaries = {fmt: path.with_name(path.name + ".tmp") for fmt, path in targets.items()}
     handles = {fmt: temporaries[fmt].open("wb") for fmt in formats}
     rows = 0
     try:
-        for shard in shards:
-            with shard.open("rb") as records:
-                for number, line in enumerate(records, start=1):
-                    if not line.strip():
-                        continue
-                    try:
-                        record = orjson.loads(line)
-                        if reviewed is not None and (record := reviewed(record)) is None:
-                            continue
-                        target = record[field]
-                    except (orjson.JSONDecodeError, KeyError) as exc:
-                        raise UserError(f"{shard}:{number}: {field}: unreadable record ({exc})") from None
-                    for fmt, handle in handles.items():
-                        handle.write(
-                            orjson.dumps(_row(fmt, record, target), option=orjson.OPT_APPEND_NEWLINE)
-                        )
-                    rows += 1
-    finally:
-        for handle in handles.values():
+        for stored in reader:
+            record = stored.model_dump()
+            if reviewed is not None and (record := reviewed(record)) is None:
+                continue
+            target = record["full_output" if with_thinking else "output"]
+            for fmt, handle in handles.items():
+                handle.write(orjson.dumps(_row(fmt, record, target), option=orjson.OPT_APPEND_NEWLINE))
+            rows += 1
+    except BaseException:
+        for fmt, handle in handles.items():
             handle.close()
+            temporaries[fmt].unlink(missing_ok=True)
+        raise
+    for handle in handles.values():
+        handle.close()
     for fmt in formats:
         os.replace(temporaries[fmt], targets[fmt])
-    info = _merge_dataset_info(
+    info = _write_dataset_info(
         out_dir,
+        existing_info,
         {
             f"{name}_{fmt}": {
                 "file_name": targets[fmt].name,
@@ -132,19 +166,33 @@ def export_dataset(
         "files": {fmt: str(path) for fmt, path in targets.items()},
         "dataset_info": str(info),
         "review": reviewed.summary() if reviewed is not None else None,
+        "warnings": warnings,
     }
 
 
-def _merge_dataset_info(out_dir: Path, entries: dict[str, Any]) -> Path:
+def _read_dataset_info(out_dir: Path) -> dict[str, Any]:
+    """The existing dataset_info.json (checked before any file is written), or {}."""
     path = out_dir / DATASET_INFO
-    existing: dict[str, Any] = {}
-    if path.exists():
-        try:
-            existing = orjson.loads(path.read_bytes())
-        except orjson.JSONDecodeError as exc:
-            raise UserError(f"{path}: existing dataset_info.json is not valid JSON ({exc})") from None
-    existing.update(entries)
+    if not path.exists():
+        return {}
+    try:
+        existing = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise UserError(
+            f"{path}: cannot read it as JSON ({exc}): fix or remove it, then export again"
+        ) from None
+    if not isinstance(existing, dict):
+        raise UserError(
+            f"{path}: holds a {type(existing).__name__}, not the mapping of dataset names LLaMA-Factory reads: "
+            "fix or remove it, then export again"
+        )
+    return existing
+
+
+def _write_dataset_info(out_dir: Path, existing: dict[str, Any], entries: dict[str, Any]) -> Path:
+    path = out_dir / DATASET_INFO
+    merged = {**existing, **entries}
     temporary = path.with_name(DATASET_INFO + ".tmp")
-    temporary.write_bytes(orjson.dumps(existing, option=orjson.OPT_INDENT_2))
+    temporary.write_bytes(orjson.dumps(merged, option=orjson.OPT_INDENT_2))
     os.replace(temporary, path)
     return path

@@ -2,7 +2,8 @@
 
 The seed's "cosine" is a character-set overlap, which calls any two Chinese texts of the same domain
 similar; here it is the cosine of character-bigram vectors. Duplicates are caught on a normalised
-output hash whose set survives resume (the ledger keeps the hash of every accepted answer).
+output hash across inputs (never between the samples of one input), and survive resume: the ledger keeps the
+hash of every accepted answer and of its row.
 """
 
 from __future__ import annotations
@@ -62,9 +63,10 @@ def output_hash(text: str) -> int:
 class QualityFilter:
     """Decides accept/reject for one parsed answer; remembers accepted answers for dedupe."""
 
-    def __init__(self, config: FilterConfig, seen_hashes: set[int] | None = None) -> None:
+    def __init__(self, config: FilterConfig, seen_answers: dict[int, int] | None = None) -> None:
         self.config = config
-        self.seen_hashes: set[int] = seen_hashes if seen_hashes is not None else set()
+        # answer hash -> hash of the row whose answer it was (0: unknown, from an old ledger)
+        self.seen_answers: dict[int, int] = seen_answers if seen_answers is not None else {}
         # One alternation over case-folded text: a single C-level scan per answer (IGNORECASE is 7x slower).
         phrases = [re.escape(_fold(phrase)) for phrase in config.refusal_phrases if phrase]
         self._refusal = re.compile("|".join(phrases)) if phrases else None
@@ -72,8 +74,12 @@ class QualityFilter:
     def is_refusal(self, text: str) -> bool:
         return self._refusal is not None and self._refusal.search(_fold(text)) is not None
 
-    def judge(self, instruction: str, answer: str) -> tuple[str | None, int | None]:
-        """(reject reason or None, output hash). An accepted answer's hash is remembered."""
+    def judge(self, instruction: str, answer: str, row: int = 0) -> tuple[str | None, int | None]:
+        """(reject reason or None, output hash). An accepted answer's hash is remembered with its row.
+
+        A duplicate is the same answer already accepted for *another* input: the samples of one input may
+        agree (for a task with one right answer they should), and agreement is not duplication.
+        """
         config = self.config
         if self.is_refusal(answer):
             return REFUSAL, None
@@ -83,9 +89,11 @@ class QualityFilter:
             return ECHO, None
         digest = output_hash(answer)
         if config.dedupe:
-            if digest in self.seen_hashes:
+            first_row = self.seen_answers.get(digest)
+            if first_row is None:
+                self.seen_answers[digest] = row
+            elif first_row != row or not row:
                 return DUPLICATE, digest
-            self.seen_hashes.add(digest)
         return None, digest
 
 

@@ -16,8 +16,10 @@ from typing import Any
 
 import orjson
 from distill.engine.config import GenerateConfig
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from distill import __version__
+from distill.config_files import describe_validation_error
 from distill.endpoint import endpoint_identity
 from distill.errors import UserError
 
@@ -59,14 +61,48 @@ def describe_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return changes
 
 
+class InputRecord(BaseModel):
+    """What run.json remembers of the validated input, so an unchanged file is not validated again."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    rows: int = Field(ge=1)
+    derived_ids: bool
+    id_field: str | None
+    input_field: str
+
+
+class _ManifestShape(BaseModel):
+    """The parts of run.json a start relies on; checked on read so a damaged file is named, not a traceback."""
+
+    model_config = ConfigDict(extra="allow")
+
+    format: int
+    fingerprint: dict[str, Any]
+    starts: list[Any]
+    input: InputRecord | None = None
+
+
 def read_manifest(run_dir: Path) -> dict[str, Any] | None:
     path = run_dir / MANIFEST_NAME
+    what_to_do = "restore it from a backup, or give a new output directory"
     try:
-        return orjson.loads(path.read_bytes())
+        data = orjson.loads(path.read_bytes())
     except FileNotFoundError:
         return None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a directory, not distill's run manifest; {what_to_do}") from None
     except orjson.JSONDecodeError as exc:
-        raise UserError(f"{path}: not valid JSON ({exc}); restore it or start a new --output-dir") from None
+        raise UserError(f"{path}: not valid JSON ({exc}); {what_to_do}") from None
+    try:
+        _ManifestShape.model_validate(data)
+    except ValidationError as exc:
+        problems = describe_validation_error(exc, str(path))
+        raise UserError(
+            f"{problems}\n{path}: not a run manifest distill wrote, or a damaged one; {what_to_do}"
+        ) from None
+    return data
 
 
 def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:

@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 from distill.engine.admission import Admission
 from distill.engine.cost import CostMeter
-from distill.engine.records import RunStats
+from distill.engine.writer import RunStats
 
 
 def _si(value: float) -> str:

@@ -1,197 +1,239 @@
-"""The dispatcher's `on_result`: one answer (or final failure) → one record on disk, synchronously.
+"""The record contract: what one line of a run directory's shards holds, and the one way to read them.
 
-Exactly-once rests on this callback doing all its I/O without awaiting: the record line, then its ledger
-entry, each a single `os.write`. When it returns, both are in the kernel, so `kill -9` at any moment loses
-at most a torn line (repaired on resume, and its request re-sent) and never writes a key twice.
+A run directory has three kinds of shard, one JSON object per line: ``accepted-NNNNN.jsonl`` holds
+`AcceptedRecord`s, ``rejected-…`` `RejectedRecord`s and ``failed-…`` `FailureRecord`s. `engine.writer`
+writes them; export, resume, the trainer's data loader and the review page read them only through
+`iter_records` / `RecordReader` / `read_last_record`, which validate every line against these models and name
+``file:line: field`` when one does not fit. docs/engine.md's field table is generated from the models
+(`field_table`), and a test keeps the two equal.
 
-Record fields (docs/engine.md): id, sample_index, instruction, thinking, output, full_output, source_model,
-generated_at, temperature, usage {prompt_tokens, completion_tokens}, latency_ms, finish_reason; rejected
-records add reject_reason (and the raw `response` when it could not be parsed); failure records hold id,
-sample_index, error_class, message, status, attempts, failed_at.
+Unknown fields are ignored on read, so a run directory written by a newer distill stays readable.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections import Counter
-from datetime import UTC, datetime
+import hashlib
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import ClassVar, Literal
 
-import orjson
-from distill.engine import filters
-from distill.engine.cost import CostMeter
-from distill.engine.filters import QualityFilter
-from distill.engine.jobs import RowWatermark
-from distill.engine.parsing import format_full_output, parse_cot
-from distill.engine.resume import FAILED, REASON_CODES, Ledger, record_key
-from distill.engine.shards import ShardSet
-from distill.engine.types import CallFailure, ChatResponse, Job
+from distill.engine.shards import KINDS, last_line, list_shards
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
-_DUMP_OPTIONS = orjson.OPT_APPEND_NEWLINE
-_WATERMARK_EVERY = 512  # results between watermark entries: cheap, and a resume rescans at most this many
+from distill.config_files import describe_validation_error
+from distill.errors import UserError
+
+Kind = Literal["accepted", "rejected", "failed"]
 
 
-class RunStats:
-    """Live counters of this session, for the progress display and the summary."""
+def record_key(row_id: str, sample_index: int) -> int:
+    """The 64-bit identity of one (id, sample_index), stable across processes: the ledger's key."""
+    digest = hashlib.blake2b(f"{row_id}#{sample_index}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
 
-    def __init__(self, total: int, finished_before: int) -> None:
-        self.total = total
-        self.finished_before = finished_before
-        self.accepted = 0
-        self.rejected: Counter[str] = Counter()
-        self.failed: Counter[str] = Counter()
-        self.started = time.perf_counter()
+
+class Usage(BaseModel):
+    """Tokens the teacher billed for this answer (from the response's ``usage``; 0 when it sent none)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    prompt_tokens: int = Field(ge=0, description="prompt tokens billed")
+    completion_tokens: int = Field(ge=0, description="completion tokens billed")
+
+
+class _Stored(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    KIND: ClassVar[Kind]
+
+    id: str = Field(description="the input row's id (or the 16-hex-digit SHA-1 of its text when it has none)")
+    sample_index: int = Field(
+        ge=0, description="which of the row's `samples_per_input` answers this is (0-based)"
+    )
+    _where: str = PrivateAttr(default="")
 
     @property
-    def finished(self) -> int:
-        """Records written by this session."""
-        return self.accepted + sum(self.rejected.values()) + sum(self.failed.values())
+    def kind(self) -> Kind:
+        return self.KIND
 
     @property
-    def done(self) -> int:
-        return self.finished_before + self.finished
+    def key(self) -> int:
+        return record_key(self.id, self.sample_index)
 
     @property
-    def elapsed_s(self) -> float:
-        return time.perf_counter() - self.started
+    def where(self) -> str:
+        """``shard:line`` this record was read from ("" for one built in memory)."""
+        return self._where
 
 
-def _utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+class AnswerRecord(_Stored):
+    """Fields every answer record has, accepted or rejected."""
+
+    instruction: str = Field(description="the student's prompt: `task`, a blank line, then the input")
+    thinking: str | None = Field(
+        description="the teacher's reasoning (null when the answer could not be parsed)"
+    )
+    output: str | None = Field(description="the final answer (null when the answer could not be parsed)")
+    full_output: str | None = Field(
+        description="the training target with reasoning: `【思考】{thinking}\\n\\n【答案】{output}`"
+    )
+    source_model: str = Field(description="the model the server says answered (else the configured one)")
+    generated_at: str = Field(description="when the answer arrived: ISO 8601 UTC, milliseconds")
+    temperature: float = Field(description="the sampling temperature sent")
+    usage: Usage = Field(description="`{prompt_tokens, completion_tokens}` billed")
+    latency_ms: float = Field(ge=0, description="request latency of the successful attempt, in ms")
+    finish_reason: str | None = Field(description="the server's `finish_reason` (`stop`, `length`, …)")
 
 
-class RecordWriter:
-    """Callable passed to `dispatch` as on_result."""
+class AcceptedRecord(AnswerRecord):
+    """An answer that passed every filter: what export and training use."""
 
-    def __init__(
-        self,
-        *,
-        shards: ShardSet,
-        ledger: Ledger,
-        quality: QualityFilter,
-        cost: CostMeter,
-        stats: RunStats,
-        watermark: RowWatermark,
-        source_model: str,
-        reject_truncated: bool,
-        stop: asyncio.Event,
-    ) -> None:
-        self.shards = shards
-        self.ledger = ledger
-        self.quality = quality
-        self.cost = cost
-        self.stats = stats
-        self.watermark = watermark
-        self.source_model = source_model
-        self.reject_truncated = reject_truncated
-        self.stop = stop
-        self.budget_reached = False
-        self.closed = False  # set when the run is abandoned: results arriving after that are not written
-        self._since_watermark = 0
-        self._watermark_written = ledger.watermark
+    KIND: ClassVar[Kind] = "accepted"
 
-    def __call__(self, job: Job, result: ChatResponse | CallFailure) -> None:
-        if self.closed:
-            return
-        row_id, sample_index = job.key
-        if isinstance(result, CallFailure):
-            self._failure(row_id, sample_index, result)
-        else:
-            self._answer(job, row_id, sample_index, result)
-        self.watermark.finished(row_id)
-        self._since_watermark += 1
-        if self._since_watermark >= _WATERMARK_EVERY:
-            self.flush_watermark()
-        if self.cost.over_budget and not self.stop.is_set():
-            self.budget_reached = True
-            self.stop.set()
+    thinking: str = Field(description="the teacher's reasoning")
+    output: str = Field(description="the final answer")
+    full_output: str = Field(
+        description="the training target with reasoning: `【思考】{thinking}\\n\\n【答案】{output}`"
+    )
 
-    def _answer(self, job: Job, row_id: str, sample_index: int, response: ChatResponse) -> None:
-        usage = response.usage
-        prompt_tokens = usage.prompt_tokens if usage else 0
-        completion_tokens = usage.completion_tokens if usage else 0
-        instruction = job.meta["instruction"]
-        parsed = parse_cot(response.text)
-        reason = output_hash = None
-        if self.reject_truncated and response.finish_reason == "length":
-            reason = filters.TRUNCATED
-        elif parsed is None:
-            # A bare refusal has no markers either; naming it a refusal is the more useful count.
-            reason = filters.REFUSAL if self.quality.is_refusal(response.text) else filters.FORMAT
-        else:
-            reason, output_hash = self.quality.judge(instruction, parsed[1])
-        thinking, output = parsed if parsed is not None else (None, None)
-        record = {
-            "id": row_id,
-            "sample_index": sample_index,
-            "instruction": instruction,
-            "thinking": thinking,
-            "output": output,
-            "full_output": format_full_output(thinking, output) if parsed is not None else None,
-            "source_model": response.model or self.source_model,
-            "generated_at": _utc_now(),
-            "temperature": job.request.temperature,
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens},
-            "latency_ms": round(response.latency_ms, 1),
-            "finish_reason": response.finish_reason,
-        }
-        if reason is None:
-            kind, code = "accepted", "a"
-        else:
-            kind, code, output_hash = "rejected", REASON_CODES[reason], None
-            record["reject_reason"] = reason
-            if parsed is None:
-                record["response"] = response.text
-        self._commit(kind, record, row_id, sample_index, code, output_hash, prompt_tokens, completion_tokens)
-        self.cost.add(prompt_tokens, completion_tokens)
-        if reason is None:
-            self.stats.accepted += 1
-        else:
-            self.stats.rejected[reason] += 1
 
-    def _failure(self, row_id: str, sample_index: int, failure: CallFailure) -> None:
-        record = {
-            "id": row_id,
-            "sample_index": sample_index,
-            "error_class": failure.error_class,
-            "message": failure.message,
-            "status": failure.status,
-            "attempts": failure.attempts,
-            "failed_at": _utc_now(),
-        }
-        self._commit("failed", record, row_id, sample_index, FAILED, None, 0, 0)
-        self.stats.failed[failure.error_class] += 1
+class RejectedRecord(AnswerRecord):
+    """An answer a filter refused, kept so that nothing paid for is thrown away unseen."""
 
-    def _commit(
-        self,
-        kind: str,
-        record: dict,
-        row_id: str,
-        sample_index: int,
-        code: str,
-        output_hash: int | None,
-        prompt_tokens: int,
-        completion_tokens: int,
-    ) -> None:
-        """Record line, then ledger entry. If the entry cannot be written, no further record may be either:
-        only the last record of a shard may lack its entry, or `reconcile` could not restore it."""
-        self.shards.write(kind, orjson.dumps(record, option=_DUMP_OPTIONS))
+    KIND: ClassVar[Kind] = "rejected"
+
+    reject_reason: str = Field(description="the filter that refused it (see Parsing and filters)")
+    response: str | None = Field(
+        default=None, description="the raw answer, only when it had no markers to split it by"
+    )
+
+
+class FailureRecord(_Stored):
+    """A request that finally failed after its retries: no answer, no tokens billed."""
+
+    KIND: ClassVar[Kind] = "failed"
+
+    error_class: str = Field(
+        description="`timeout`, `rate_limited`, `server_error`, `auth`, … (see the client)"
+    )
+    message: str = Field(description="what went wrong (never holds the API key)")
+    status: int | None = Field(description="the last HTTP status, if there was one")
+    attempts: int = Field(ge=1, description="attempts made, the first included")
+    failed_at: str = Field(description="when it was given up: ISO 8601 UTC, milliseconds")
+
+
+Record = AcceptedRecord | RejectedRecord | FailureRecord
+MODELS: dict[str, type[_Stored]] = {
+    model.KIND: model for model in (AcceptedRecord, RejectedRecord, FailureRecord)
+}
+
+
+def parse_record(kind: str, line: bytes | str, where: str) -> Record:
+    """Validate one shard line as a record of ``kind``; a line that does not fit is a UserError naming it."""
+    try:
+        record = MODELS[kind].model_validate_json(line)
+    except ValidationError as exc:
+        raise _damaged(exc, where) from None
+    record._where = where
+    return record  # type: ignore[return-value]
+
+
+def _damaged(exc: ValidationError, where: str) -> UserError:
+    return UserError(
+        f"{describe_validation_error(exc, where)}\n{where}: this record is damaged: restore the shard from a "
+        "backup, or move it out of the run directory (its records are then generated again by the next "
+        "`distill generate`)"
+    )
+
+
+def _kind_of(shard: Path) -> str:
+    return shard.name.split("-", 1)[0]
+
+
+class RecordReader:
+    """Every record of a run directory's shards, in shard order; validated line by line.
+
+    A final line without its newline is a record torn by a killed writer (the next `distill generate`
+    repairs it and sends its request again): it is skipped and counted in ``torn_lines``.
+    """
+
+    def __init__(self, run_dir: str | Path, kinds: Iterable[str] = KINDS) -> None:
+        self.run_dir = Path(run_dir)
+        self.kinds = tuple(kinds)
+        unknown = [kind for kind in self.kinds if kind not in MODELS]
+        if unknown:
+            raise ValueError(f"unknown record kind {unknown[0]!r}; kinds are {', '.join(KINDS)}")
+        self.torn_lines = 0
+
+    def shards(self) -> list[Path]:
         try:
-            self.ledger.add(
-                record_key(row_id, sample_index), code, output_hash, prompt_tokens, completion_tokens
-            )
-        except OSError as exc:
-            self.shards.broken = exc
-            raise
+            return [shard for shard in list_shards(self.run_dir) if _kind_of(shard) in self.kinds]
+        except FileNotFoundError:
+            raise UserError(f"{self.run_dir}: no such run directory") from None
 
-    def flush_watermark(self) -> None:
-        """Store the watermark if it moved (also called once at the end of the run)."""
-        self._since_watermark = 0
-        position = self.watermark.position()
-        if position != self._watermark_written:
-            try:
-                self.ledger.mark_watermark(*position)
-            except OSError as exc:
-                self.shards.broken = exc
-                raise
-            self._watermark_written = position
+    def __iter__(self) -> Iterator[Record]:
+        for shard in self.shards():
+            yield from self._read_shard(shard)
+
+    def _read_shard(self, shard: Path) -> Iterator[Record]:
+        model = MODELS[_kind_of(shard)]
+        name = str(shard)
+        with shard.open("rb", buffering=1 << 20) as lines:
+            for number, line in enumerate(lines, start=1):
+                if not line.endswith(b"\n"):
+                    self.torn_lines += 1
+                    return
+                if line.isspace():
+                    continue
+                try:
+                    record = model.model_validate_json(line)
+                except ValidationError as exc:
+                    raise _damaged(exc, f"{name}:{number}") from None
+                record._where = f"{name}:{number}"
+                yield record
+
+
+def iter_records(run_dir: str | Path, kinds: Iterable[str] = KINDS) -> Iterator[Record]:
+    """Every record of ``kinds`` in a run directory, validated (see `RecordReader`)."""
+    return iter(RecordReader(run_dir, kinds))
+
+
+def read_last_record(shard: Path) -> Record | None:
+    """The final complete record of a shard, or None for an empty one (resume's reconcile reads only this)."""
+    line = last_line(shard)
+    if not line:
+        return None
+    return parse_record(_kind_of(shard), line, f"{shard}:last line")
+
+
+def field_table() -> str:
+    """The Markdown table of every record field, as docs/engine.md shows it (a test keeps them equal)."""
+    rows = ["| field | in | type | meaning |", "|---|---|---|---|"]
+    kinds: dict[str, list[str]] = {}
+    types: dict[str, dict[str, list[str]]] = {}
+    meaning: dict[str, str] = {}
+    for model in (RejectedRecord, AcceptedRecord, FailureRecord):
+        for name, info in model.model_fields.items():
+            kinds.setdefault(name, []).append(model.KIND)
+            types.setdefault(name, {}).setdefault(_type_name(info.annotation), []).append(model.KIND)
+            meaning.setdefault(name, info.description or "")
+    for name in kinds:
+        if len(types[name]) == 1:
+            type_text = next(iter(types[name]))
+        else:
+            type_text = "; ".join(f"{' and '.join(where)}: {text}" for text, where in types[name].items())
+        rows.append(
+            f"| `{name}` | {', '.join(sorted(kinds[name], key=KINDS.index))} | {type_text} | {meaning[name]} |"
+        )
+    return "\n".join(rows)
+
+
+def _type_name(annotation: object) -> str:
+    text = (
+        str(annotation)
+        if hasattr(annotation, "__args__")
+        else getattr(annotation, "__name__", str(annotation))
+    )
+    return (
+        text.replace("typing.", "").replace("NoneType", "null").replace("None", "null").replace(" | ", " or ")
+    )

@@ -1,190 +1,206 @@
-"""The ledger `done.keys`: what a resumed run must not send again, loaded in well under a second per million.
+"""Resuming a run directory: where to start reading the input, and making the ledger agree with the shards.
 
-Parsing a million ~1 KB records on every resume would take tens of seconds and gigabytes, so each finished
-(id, sample_index) also gets one fixed 32-byte binary entry here, written right after its record in the same
-synchronous callback (little-endian):
-
-    u64 key  u64 output hash (0: none)  u32 prompt tokens  u32 completion tokens  u8 code  7 bytes zero
-
-`code` is one ASCII letter: a accepted, f failed, or the reject reason's letter (see CODES). Fixed-size
-entries let a resume read the key column with one strided memoryview slice into a set of ints, at C speed
-(~0.1 s per million), and make a torn entry obvious (size not a multiple of 32). Code "@" is a watermark
-(key: byte offset, prompt tokens: line number): every input row before that offset is finished, so a resumed run
-seeks there instead of re-reading the rows before it.
-
-Records are written first, ledger entries second, so after `kill -9` at most the final record of a shard
-lacks its entry; `reconcile` adds it from that record. A torn entry is cut off like a torn shard line.
+- `ResumePosition` is the one owner of the resume position: it decides where the input is read from (the
+  stored watermark, or the start when it must be discarded), tracks which rows still have samples in
+  flight, and stores a new watermark in the ledger every few hundred results and at the end.
+- `reconcile` gives the final record of each shard its ledger entry when a kill came between the two writes.
+- `check_shards` compares the ledger with what the shards hold (a deleted or truncated shard) and rebuilds
+  the ledger from the shards when they disagree, so what went missing is generated again.
+- `move_failures_aside` is `--retry-failed`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import struct
-import sys
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
-import orjson
 from distill.engine import filters
-from distill.engine.shards import last_line, write_all
+from distill.engine.ledger import (
+    ENTRY,
+    LEDGER_NAME,
+    RECORD_KINDS,
+    Ledger,
+    entry_is_failure_or_watermark,
+    rewrite_ledger,
+    row_hash,
+)
+from distill.engine.records import AcceptedRecord, Record, RecordReader, RejectedRecord, read_last_record
+from distill.engine.shards import list_shards
 
-LEDGER_NAME = "done.keys"
-ACCEPTED = "a"
-FAILED = "f"
-CODES = {
-    ACCEPTED: "accepted",
-    FAILED: "failed",
-    "t": filters.TRUNCATED,
-    "m": filters.FORMAT,
-    "r": filters.REFUSAL,
-    "s": filters.TOO_SHORT,
-    "e": filters.ECHO,
-    "d": filters.DUPLICATE,
-}
-REASON_CODES = {reason: code for code, reason in CODES.items()}
+WATERMARK_EVERY = 512  # results between watermark entries: cheap, and a resume rescans at most this many
 
 
-def record_key(row_id: str, sample_index: int) -> int:
-    """The 64-bit key of one (id, sample_index), stable across processes; also the request id's digest."""
-    digest = hashlib.blake2b(f"{row_id}#{sample_index}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big")
+class ResumePosition:
+    """Where the input is read from, and how far every row is finished.
+
+    The watermark is the (byte offset, line) of the first row that may still have work: every row before it
+    is finished, so a resumed run seeks there instead of re-reading and re-hashing a million finished rows.
+    """
+
+    def __init__(self, ledger: Ledger, *, discard: bool = False) -> None:
+        self._ledger = ledger
+        if discard and ledger.watermark != (0, 1):
+            # Rows behind the old watermark may have new work now (more samples, retried or lost records).
+            ledger.mark_watermark(0, 1)
+        self.start: tuple[int, int] = (0, 1) if discard else ledger.watermark
+        self._stored = self.start
+        self._pending: dict[str, list[int]] = {}  # row id -> [offset, line, samples outstanding]
+        self._order: deque[str] = deque()
+        self._read_to = self.start
+        self._since_flush = 0
+
+    def reading(self, offset: int, line: int) -> None:
+        """The producer is at this row: every row before it has been issued (or needed nothing)."""
+        self._read_to = (offset, line)
+
+    def issue(self, row_id: str, offset: int, line: int, samples: int) -> None:
+        self._pending[row_id] = [offset, line, samples]
+        self._order.append(row_id)
+
+    def finished(self, row_id: str) -> None:
+        """One result of this row is on disk; every WATERMARK_EVERY results the position is stored."""
+        entry = self._pending.get(row_id)
+        if entry is not None:
+            entry[2] -= 1
+            if entry[2] <= 0:
+                del self._pending[row_id]
+        self._since_flush += 1
+        if self._since_flush >= WATERMARK_EVERY:
+            self.flush()
+
+    def position(self) -> tuple[int, int]:
+        """(offset, line) of the first row that may still have work; every row before it is finished."""
+        order, pending = self._order, self._pending
+        while order and order[0] not in pending:
+            order.popleft()
+        if order:
+            offset, line, _ = pending[order[0]]
+            return offset, line
+        return self._read_to
+
+    def flush(self) -> None:
+        """Store the position in the ledger if it moved (raises the ledger's OSError on a failed write)."""
+        self._since_flush = 0
+        position = self.position()
+        if position != self._stored:
+            self._ledger.mark_watermark(*position)
+            self._stored = position
 
 
-def code_of(kind: str, reject_reason: str | None) -> str:
-    if kind == "accepted":
-        return ACCEPTED
-    if kind == "failed":
-        return FAILED
-    return REASON_CODES[reject_reason]
-
-
-ENTRY = struct.Struct("<QQIIB7x")
-WATERMARK = ord("@")
-
-
-class Ledger:
-    """Loads the finished keys of earlier runs and appends this run's, one os.write per entry."""
-
-    def __init__(self, run_dir: str | Path) -> None:
-        if sys.byteorder != "little":  # the strided memoryview read below assumes it
-            raise RuntimeError("the done.keys ledger reader supports little-endian machines only")
-        self.path = Path(run_dir) / LEDGER_NAME
-        self.done: set[int] = set()
-        self.accepted_hashes: set[int] = set()
-        self.codes: Counter[str] = Counter()
-        self.prompt_tokens = 0
-        self.completion_tokens = 0
-        self.watermark: tuple[int, int] = (0, 1)
-        self.torn_bytes = 0
-        # After a failed write (a full disk) nothing more is appended: a partial entry stays the last one.
-        self.broken: OSError | None = None
-        if self.path.exists():
-            self.torn_bytes = _repair_partial_entry(self.path)
-            self._load(self.path.read_bytes())
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-
-    def _load(self, data: bytes) -> None:
-        if not data:
-            return
-        words = memoryview(data).cast("Q")  # 4 words per entry
-        halves = memoryview(data).cast("I")  # 8 per entry: tokens are halves 4 and 5
-        codes = data[24 :: ENTRY.size]
-        self.done = set(words[0::4])
-        self.prompt_tokens = sum(halves[4::8])  # watermarks' line numbers are subtracted below
-        self.completion_tokens = sum(halves[5::8])
-        self.codes = Counter({chr(code): count for code, count in Counter(codes).items()})
-        marks = self.codes.pop("@", 0)
-        if marks:
-            last = codes.rfind(b"@")
-            self.watermark = (words[4 * last], halves[8 * last + 4])
-            for index in _positions(codes, b"@"):
-                self.done.discard(words[4 * index])
-                self.prompt_tokens -= halves[8 * index + 4]
-        # Only accepted entries carry a hash; every other entry (watermarks too) has 0 there.
-        self.accepted_hashes = set(words[1::4])
-        self.accepted_hashes.discard(0)
-
-    def _append(self, entry: bytes) -> None:
-        if self.broken is not None:
-            raise self.broken
-        try:
-            write_all(self._fd, entry)
-        except OSError as exc:
-            self.broken = exc
-            raise
-
-    def add(
-        self, key: int, code: str, output_hash: int | None, prompt_tokens: int, completion_tokens: int
-    ) -> None:
-        """Append one finished key. Raises DiskFullError (from write_all) when the disk is full."""
-        self._append(ENTRY.pack(key, output_hash or 0, prompt_tokens, completion_tokens, ord(code)))
-        self.codes[code] += 1
-        self.prompt_tokens += prompt_tokens
-        self.completion_tokens += completion_tokens
-
-    def mark_watermark(self, offset: int, line: int) -> None:
-        """Every row before ``offset`` is finished (or, with (0, 1), forget earlier watermarks)."""
-        self._append(ENTRY.pack(offset, 0, line, 0, WATERMARK))
-        self.watermark = (offset, line)
-
-    @property
-    def finished(self) -> int:
-        return sum(self.codes.values())
-
-    def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-
-
-def _positions(haystack: bytes, needle: bytes):
-    at = haystack.find(needle)
-    while at != -1:
-        yield at
-        at = haystack.find(needle, at + 1)
-
-
-def _repair_partial_entry(path: Path) -> int:
-    """Cut an entry torn by a full disk to a whole number of entries; its bytes go to ``<path>.torn``."""
-    size = path.stat().st_size
-    torn = size % ENTRY.size
-    if torn:
-        with path.open("r+b") as handle:
-            handle.seek(size - torn)
-            with open(f"{path}.torn", "ab") as aside:
-                aside.write(handle.read())
-            handle.truncate(size - torn)
-    return torn
+def ledger_entry_of(record: Record) -> dict:
+    """The `Ledger.add` arguments that describe one stored record."""
+    if isinstance(record, AcceptedRecord):
+        extra = {"answer_hash": filters.output_hash(record.output), "row": row_hash(record.id)}
+    elif isinstance(record, RejectedRecord):
+        extra = {"reason": record.reject_reason}
+    else:
+        extra = {}
+    usage = getattr(record, "usage", None)
+    if usage is not None:
+        extra |= {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}
+    return extra
 
 
 def reconcile(ledger: Ledger, shard_paths: Iterable[Path]) -> int:
-    """Give the final record of each shard its ledger line if the kill came between the two; count added."""
+    """Give the final record of each shard its ledger entry if the kill came between the two; count added."""
     added = 0
     for path in shard_paths:
-        line = last_line(path)
-        if not line:
+        record = read_last_record(path)
+        if record is None or record.key in ledger.done:
             continue
-        record = orjson.loads(line)
-        key = record_key(record["id"], record["sample_index"])
-        if key in ledger.done:
-            continue
-        kind = path.name.split("-", 1)[0]
-        out_hash = filters.output_hash(record["output"]) if kind == "accepted" else None
-        usage = record.get("usage") or {}
-        ledger.add(
-            key,
-            code_of(kind, record.get("reject_reason")),
-            out_hash,
-            usage.get("prompt_tokens") or 0,
-            usage.get("completion_tokens") or 0,
-        )
-        ledger.done.add(key)
-        if out_hash is not None:
-            ledger.accepted_hashes.add(out_hash)
+        _add(ledger, record)
         added += 1
     return added
+
+
+def _add(ledger: Ledger, record: Record) -> None:
+    entry = ledger_entry_of(record)
+    ledger.add(record.key, record.kind, **entry)
+    ledger.done.add(record.key)
+    if "answer_hash" in entry:
+        ledger.accepted_answers[entry["answer_hash"]] = entry["row"]
+
+
+@dataclass
+class ShardCheck:
+    """What `check_shards` found: records without a ledger entry, and entries whose record is gone."""
+
+    records_without_entry: int = 0
+    entries_without_record: int = 0
+    rebuilt: bool = False
+
+    def describe(self) -> str:
+        return (
+            f"the ledger did not match the shards: {self.entries_without_record} finished record(s) are missing "
+            f"from the shards (deleted or truncated?) and will be generated again; "
+            f"{self.records_without_entry} record(s) had no ledger entry and were added"
+        )
+
+
+def count_lines(path: Path) -> int:
+    """Newlines in the file's first st_size bytes (a shard only grows; a device reads as empty)."""
+    left = path.stat().st_size
+    lines = 0
+    with path.open("rb") as handle:
+        while left > 0:
+            chunk = handle.read(min(left, 1 << 20))
+            if not chunk:
+                break
+            lines += chunk.count(b"\n")
+            left -= len(chunk)
+    return lines
+
+
+def check_shards(run_dir: Path, ledger: Ledger) -> tuple[Ledger, ShardCheck]:
+    """Compare the ledger's record counts with the shards' line counts; rebuild the ledger if they differ.
+
+    Counting lines reads the shards once at C speed (no JSON parsing); only a mismatch pays for the full
+    rebuild, which reads every record. Returns the ledger to use (a new one after a rebuild).
+    """
+    lines: Counter[str] = Counter()
+    for shard in list_shards(run_dir):
+        lines[shard.name.split("-", 1)[0]] += count_lines(shard)
+    if all(lines[kind] == ledger.count(kind) for kind in RECORD_KINDS):
+        return ledger, ShardCheck()
+    return rebuild_ledger(run_dir, ledger)
+
+
+def rebuild_ledger(run_dir: Path, ledger: Ledger) -> tuple[Ledger, ShardCheck]:
+    """The shards are the truth: a new ledger with one entry per record line, and the tokens of entries
+    whose record is gone kept as spent (the budget still counts them). The watermark starts over."""
+    check = ShardCheck(rebuilt=True)
+    old_done = set(ledger.done)
+    path = ledger.path
+    ledger.close()
+    old_entries = path.read_bytes() if path.exists() else b""
+    temporary = path.with_name(path.name + ".rebuild")
+    temporary.unlink(missing_ok=True)
+    fresh = Ledger(run_dir, file_name=temporary.name)
+    in_shards: set[int] = set()
+    for record in RecordReader(run_dir):
+        _add(fresh, record)
+        in_shards.add(record.key)
+        if record.key not in old_done:
+            check.records_without_entry += 1
+    lost_prompt = lost_completion = 0
+    for at in range(0, len(old_entries) - ENTRY.size + 1, ENTRY.size):
+        key, _, prompt, completion, kind, _, _ = ENTRY.unpack_from(old_entries, at)
+        if kind in (ord("@"), ord("L")):
+            lost_prompt += prompt if kind == ord("L") else 0
+            lost_completion += completion if kind == ord("L") else 0
+        elif key not in in_shards:
+            check.entries_without_record += 1
+            lost_prompt += prompt
+            lost_completion += completion
+    fresh.add_lost_tokens(lost_prompt, lost_completion)
+    fresh.close()
+    with open(temporary, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+    return Ledger(run_dir), check
 
 
 RETRY_MARKER = "retry-failed.pending"
@@ -213,24 +229,11 @@ def move_failures_aside(run_dir: Path) -> int:
         while target.exists():
             target = aside / f"{path.name}.{serial}"
             serial += 1
-        with path.open("rb") as handle:
-            moved += sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+        moved += count_lines(path)
         os.replace(path, target)
     ledger = run_dir / LEDGER_NAME
     if ledger.exists():
-        _repair_partial_entry(ledger)
-        data = ledger.read_bytes()
-        size = ENTRY.size
         # Watermarks go too: the rows of the failures lie behind them.
-        kept = b"".join(
-            data[at : at + size]
-            for at in range(0, len(data), size)
-            if data[at + 24] not in (ord(FAILED), WATERMARK)
-        )
-        temporary = ledger.with_suffix(".tmp")
-        temporary.write_bytes(kept)
-        with open(temporary, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temporary, ledger)
+        rewrite_ledger(ledger, lambda entry: not entry_is_failure_or_watermark(entry))
     marker.unlink()
     return moved

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import os
-import shutil
 import signal
 import sys
 from collections.abc import Callable
@@ -28,29 +26,24 @@ from distill.engine.cost import CostMeter
 from distill.engine.dispatch import FATAL as DISPATCH_FATAL
 from distill.engine.filters import QualityFilter
 from distill.engine.inputs import InputFileInfo, validate_inputs
-from distill.engine.jobs import RowWatermark, make_jobs
+from distill.engine.jobs import make_jobs
+from distill.engine.ledger import ACCEPTED, FAILED, REJECTED, Ledger
 from distill.engine.manifest import fingerprint_of, open_manifest, read_manifest, utc_now, write_manifest
 from distill.engine.progress import ProgressReporter
 from distill.engine.prompts import load_template
-from distill.engine.records import RecordWriter, RunStats
 from distill.engine.resume import (
-    ACCEPTED,
-    CODES,
-    FAILED,
-    Ledger,
+    ResumePosition,
+    check_shards,
     move_failures_aside,
     reconcile,
     retry_failed_pending,
 )
+from distill.engine.rundir import SUMMARY_NAME, check_run_dir, lock_run_dir
 from distill.engine.session import EndpointSession, open_session
 from distill.engine.shards import DiskFullError, ShardSet, list_shards
+from distill.engine.writer import RecordWriter, RunStats
 
 from distill.endpoint import resolve_api_key
-from distill.errors import UserError
-
-SUMMARY_NAME = "summary.json"
-LOCK_NAME = ".lock"
-MIN_FREE_BYTES = 32 * 1024 * 1024
 
 COMPLETE = "complete"
 BUDGET = "budget_reached"
@@ -73,8 +66,9 @@ class PreparedRun:
     shards: ShardSet
     ledger: Ledger
     lock_fd: int
-    start: tuple[int, int]
-    repairs: dict[str, int] = field(default_factory=dict)
+    position: ResumePosition
+    repairs: dict[str, Any] = field(default_factory=dict)
+    notices: list[str] = field(default_factory=list)  # what start-up repaired, said once on stderr
 
     @property
     def total(self) -> int:
@@ -84,29 +78,6 @@ class PreparedRun:
         self.shards.close()
         self.ledger.close()
         os.close(self.lock_fd)
-
-
-def _open_run_dir(run_dir: Path) -> int:
-    """Create the directory if needed and take its lock: two writers would break exactly-once."""
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        lock_fd = os.open(run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise UserError(f"{run_dir}: output_dir: cannot create or write it: {exc.strerror}") from None
-    try:
-        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(lock_fd)
-        raise UserError(
-            f"{run_dir}: output_dir: another `distill generate` is writing to it right now"
-        ) from None
-    free = shutil.disk_usage(run_dir).free
-    if free < MIN_FREE_BYTES:
-        os.close(lock_fd)
-        raise UserError(
-            f"{run_dir}: output_dir: only {free // 1024} KiB free on its disk; free some space first"
-        )
-    return lock_fd
 
 
 def _input_info(config: GenerateConfig, manifest: dict[str, Any] | None) -> tuple[InputFileInfo, bool]:
@@ -133,24 +104,25 @@ def prepare_run(
     template = load_template(config.template)
     resolve_api_key(config.teacher)  # a missing key fails here, before the run directory is touched
     run_dir = config.output_dir
+    check_run_dir(run_dir)
     # Inputs first: a bad line must not even create the output directory.
     info, input_changed = _input_info(config, read_manifest(run_dir) if run_dir.is_dir() else None)
-    lock_fd = _open_run_dir(run_dir)
+    lock_fd = lock_run_dir(run_dir)
     shards = ledger = None
     try:
         manifest, changes = open_manifest(
             run_dir, fingerprint_of(config, template), force=force, has_records=bool(list_shards(run_dir))
         )
+        # run.json comes first, so a directory with distill files in it always says it is a distill run.
+        write_manifest(run_dir, manifest)
         moved = move_failures_aside(run_dir) if retry_failed_records or retry_failed_pending(run_dir) else 0
         shards = ShardSet(run_dir, config.shard_max_bytes)
         ledger = Ledger(run_dir)
         added = reconcile(ledger, list_shards(run_dir))
-        start = ledger.watermark
-        if changes or input_changed or moved:
-            # Rows behind the old watermark may have new work now (more samples, retried failures).
-            start = (0, 1)
-            if ledger.watermark != start:
-                ledger.mark_watermark(*start)
+        ledger, check = check_shards(run_dir, ledger)
+        # Rows behind the old watermark may have new work now (more samples, retried or lost records), so
+        # the position starts over; this is stored before run.json records the new input as validated.
+        position = ResumePosition(ledger, discard=bool(changes or input_changed or moved or check.rebuilt))
         manifest["input"] = {
             "path": info.path,
             "size": info.size,
@@ -172,16 +144,19 @@ def prepare_run(
         "torn_ledger_bytes": ledger.torn_bytes,
         "ledger_entries_restored": added,
         "failed_records_moved_aside": moved,
+        "ledger_rebuilt_from_shards": check.rebuilt,
+        "records_missing_from_shards": check.entries_without_record,
     }
-    return PreparedRun(config, run_dir, template, info, shards, ledger, lock_fd, start, repairs)
+    notices = [check.describe()] if check.rebuilt else []
+    return PreparedRun(config, run_dir, template, info, shards, ledger, lock_fd, position, repairs, notices)
 
 
 def summarise(
     run: PreparedRun, stats: RunStats, cost: CostMeter, status: str, **extra: Any
 ) -> dict[str, Any]:
-    codes = run.ledger.codes
-    rejected = {CODES[code]: count for code, count in codes.items() if code not in (ACCEPTED, FAILED)}
-    done = run.ledger.finished
+    ledger = run.ledger
+    rejected = ledger.rejected_by_reason(filters.REASONS)
+    done = ledger.finished
     return {
         "status": status,
         **extra,
@@ -190,11 +165,11 @@ def summarise(
         "done": done,
         "remaining": max(0, run.total - done),
         "records": {
-            "accepted": codes.get(ACCEPTED, 0),
-            "rejected": sum(rejected.values()),
-            "failed": codes.get(FAILED, 0),
+            "accepted": ledger.count(ACCEPTED),
+            "rejected": ledger.count(REJECTED),
+            "failed": ledger.count(FAILED),
         },
-        "rejected_by_reason": {reason: rejected.get(reason, 0) for reason in filters.REASONS},
+        "rejected_by_reason": rejected,
         "session": {
             "records": stats.finished,
             "accepted": stats.accepted,
@@ -235,14 +210,13 @@ async def _generate(
         prior_prompt_tokens=ledger.prompt_tokens,
         prior_completion_tokens=ledger.completion_tokens,
     )
-    watermark = RowWatermark(run.start)
     writer = RecordWriter(
         shards=run.shards,
         ledger=ledger,
-        quality=QualityFilter(config.filters, ledger.accepted_hashes),
+        quality=QualityFilter(config.filters, ledger.accepted_answers),
         cost=cost,
         stats=stats,
-        watermark=watermark,
+        position=run.position,
         source_model=config.teacher.model,
         reject_truncated=config.filters.reject_truncated,
         stop=stop,
@@ -251,8 +225,7 @@ async def _generate(
         config,
         run.template,
         done=ledger.done,
-        watermark=watermark,
-        start=run.start,
+        position=run.position,
         derive_ids=run.input_info.derived_ids,
     )
     reporter = ProgressReporter(
@@ -293,7 +266,7 @@ async def _generate(
         interrupts.remove()
         await reporter.stop()
         with contextlib.suppress(OSError):
-            writer.flush_watermark()
+            writer.flush_position()
     extra["errors_by_class"] = dict(session.errors)
     summary = summarise(run, stats, cost, status, **extra)
     with contextlib.suppress(OSError):
@@ -362,6 +335,8 @@ def run_generation(
     leaves a resumable run: call it again with the same config.
     """
     run = prepare_run(config, force=force, retry_failed_records=retry_failed)
+    for notice in run.notices:
+        print(f"distill: {run.run_dir}: {notice}", file=sys.stderr)
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             return runner.run(generate(run, progress=progress, progress_stream=progress_stream))

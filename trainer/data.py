@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import random
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
+from distill.engine.parsing import FULL_THINKING, format_full_output
+from distill.engine.records import RecordReader
 
 from distill.errors import UserError
 
-THINKING_MARKER = "【思考】"
-_SHARD = re.compile(r"^accepted-\d+\.jsonl$")
+THINKING_MARKER = FULL_THINKING
 _MAX_REPORTED = 5
 
 
@@ -51,17 +51,28 @@ def normalise(text: str) -> str:
 
 def _files_of(spec: str, role: str) -> list[Path]:
     path = Path(spec).expanduser()
-    if path.is_dir():
-        shards = sorted(entry for entry in path.iterdir() if _SHARD.match(entry.name))
-        if not shards:
-            raise UserError(
-                f"{path}: {role}: no accepted-*.jsonl shards in this directory "
-                "(give an engine run directory, a records JSONL or an alpaca/sharegpt export)"
-            )
-        return shards
     if not path.is_file():
         raise UserError(f"{path}: {role}: no such file or directory")
     return [path]
+
+
+def _read_run_dir(path: Path, fmt: str, role: str, data: LoadedData) -> None:
+    """An engine run directory: its accepted records, through the engine's own validated reader."""
+    reader = RecordReader(path, kinds=("accepted",))
+    shards = reader.shards()
+    if not shards:
+        raise UserError(
+            f"{path}: {role}: no accepted-*.jsonl shards in this directory "
+            "(give an engine run directory, a records JSONL or an alpaca/sharegpt export)"
+        )
+    for record in reader:
+        target = record.output if fmt == "answer" else record.full_output
+        data.examples.append(
+            Example(record.id, record.instruction, target if target.strip() else None, record.where)
+        )
+    data.torn_lines += reader.torn_lines
+    data.files += [str(shard) for shard in shards]
+    data.kinds += ["records"] * len(shards)
 
 
 def _lines(path: Path) -> Iterator[tuple[int, bytes, bool]]:
@@ -108,7 +119,7 @@ def _record_target(row: dict[str, Any], fmt: str, where: str, need_target: bool)
         return _text(row, "full_output", where, required=need_target)
     # Older records without full_output: rebuild it exactly as the engine does.
     thinking, output = _text(row, "thinking", where), _text(row, "output", where)
-    return f"{THINKING_MARKER}{thinking}\n\n【答案】{output}"
+    return format_full_output(thinking, output)
 
 
 def _sharegpt(row: dict[str, Any], where: str, need_target: bool) -> tuple[str, str | None]:
@@ -198,6 +209,9 @@ def load_examples(
     data = LoadedData(examples=[], files=[], kinds=[])
     specs = list(specs)
     for spec in specs:
+        if Path(spec).expanduser().is_dir():
+            _read_run_dir(Path(spec).expanduser(), fmt, role, data)
+            continue
         for path in _files_of(spec, role):
             _read_file(path, fmt, need_target, data)
     if not data.examples:

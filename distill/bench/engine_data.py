@@ -31,13 +31,15 @@ from distill.engine.config import FilterConfig, GenerateConfig
 from distill.engine.cost import CostMeter
 from distill.engine.filters import QualityFilter
 from distill.engine.inputs import validate_inputs
-from distill.engine.jobs import RowWatermark, make_jobs
+from distill.engine.jobs import make_jobs
+from distill.engine.ledger import ENTRY, LEDGER_NAME, Ledger, row_hash
 from distill.engine.prompts import build_instruction, load_template, render_prompt
-from distill.engine.records import RecordWriter, RunStats
-from distill.engine.resume import ENTRY, LEDGER_NAME, record_key
+from distill.engine.records import record_key
+from distill.engine.resume import ResumePosition
 from distill.engine.runner import prepare_run, run_generation
 from distill.engine.shards import ShardSet
 from distill.engine.types import ChatRequest, ChatResponse, Job, Usage
+from distill.engine.writer import RecordWriter, RunStats
 from distill.testing.fake_teacher import FakeTeacherSettings, start_in_thread
 from distill.testing.fake_teacher_answers import cot_answer
 
@@ -75,25 +77,26 @@ def bench_jobs(path: Path, count: int) -> dict:
         teacher=Endpoint(base_url="http://127.0.0.1:1", model="m"),
         task=TASK,
     )
-    jobs = make_jobs(config, load_template("zh"), done=set(), watermark=RowWatermark((0, 1)))
+    scratch = path.parent / "jobs_ledger"
+    scratch.mkdir(exist_ok=True)
+    jobs = make_jobs(config, load_template("zh"), done=set(), position=ResumePosition(Ledger(scratch)))
     cpu = time.process_time()
     produced = sum(1 for _ in zip(range(count), jobs, strict=False))
     return {"jobs": produced, "cpu_us_per_job": round((time.process_time() - cpu) / produced * 1e6, 2)}
 
 
 def _writer(run_dir: Path, quality: QualityFilter, total: int) -> RecordWriter:
-    from distill.engine.resume import Ledger
-
-    watermark = RowWatermark((0, 1))
+    ledger = Ledger(run_dir)
+    position = ResumePosition(ledger)
     for i in range(total):
-        watermark.issue(f"r{i}", i, i + 1, 1)
+        position.issue(f"r{i}", i, i + 1, 1)
     return RecordWriter(
         shards=ShardSet(run_dir, 1 << 30),
-        ledger=Ledger(run_dir),
+        ledger=ledger,
         quality=quality,
         cost=CostMeter(None),
         stats=RunStats(total, 0),
-        watermark=watermark,
+        position=position,
         source_model="m",
         reject_truncated=True,
         stop=asyncio.Event(),
@@ -113,7 +116,7 @@ def bench_on_result(workdir: Path, count: int) -> dict:
         )
 
     class NoFilter(QualityFilter):
-        def judge(self, instruction: str, answer: str) -> tuple[None, None]:
+        def judge(self, instruction: str, answer: str, row: int = 0) -> tuple[None, None]:
             return None, None
 
     figures = {}
@@ -161,8 +164,10 @@ def _fill_run(config: GenerateConfig, finished: int) -> None:
             offset += len(rows.readline())
             record["id"] = f"r{i}"
             shard.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
-            ledger.write(ENTRY.pack(record_key(f"r{i}", 0), (i + 1) * 7919, 120, 150, ord("a")))
-        ledger.write(ENTRY.pack(offset, 0, finished + 1, 0, ord("@")))
+            ledger.write(
+                ENTRY.pack(record_key(f"r{i}", 0), (i + 1) * 7919, 120, 150, ord("A"), 0, row_hash(f"r{i}"))
+            )
+        ledger.write(ENTRY.pack(offset, 0, finished + 1, 0, ord("@"), 0, 0))
 
 
 def bench_resume(workdir: Path, finished: int) -> dict:

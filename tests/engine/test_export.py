@@ -8,31 +8,27 @@ import pytest
 from distill.engine.export import export_dataset
 
 from distill.errors import UserError
+from tests.engine.run_dirs import accepted, lines
 
 
 def make_run(tmp_path):
     run_dir = tmp_path / "contracts run"
     run_dir.mkdir()
     records = [
-        {
-            "id": f"c{i}",
-            "sample_index": 0,
-            "instruction": f"抽取合同要素\n\n合同{i}",
-            "thinking": "先看甲乙方",
-            "output": f"甲方A,乙方B,金额{i}",
-            "full_output": f"【思考】先看甲乙方\n\n【答案】甲方A,乙方B,金额{i}",
-        }
+        accepted(
+            f"c{i}",
+            instruction=f"抽取合同要素\n\n合同{i}",
+            thinking="先看甲乙方",
+            output=f"甲方A,乙方B,金额{i}",
+        )
         for i in range(5)
     ]
-    (run_dir / "accepted-00000.jsonl").write_text(
-        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records[:3])
-    )
-    (run_dir / "accepted-00001.jsonl").write_text(
-        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records[3:])
-    )
+    (run_dir / "accepted-00000.jsonl").write_text(lines(*records[:3]))
+    (run_dir / "accepted-00001.jsonl").write_text(lines(*records[3:]))
     (run_dir / "rejected-00000.jsonl").write_text(
-        json.dumps({**records[0], "id": "bad", "reject_reason": "format"}) + "\n"
+        lines({**records[0], "id": "bad", "reject_reason": "format"})
     )
+    (run_dir / "summary.json").write_text(json.dumps({"status": "complete", "done": 6, "total": 6}))
     return run_dir
 
 

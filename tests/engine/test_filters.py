@@ -55,9 +55,24 @@ def test_exact_duplicates_after_normalisation():
     quality = QualityFilter(FilterConfig())
     first = quality.judge("t", LONG_EN)
     assert first[0] is None and first[1] == output_hash(LONG_EN)
-    assert quality.judge("t", "  " + LONG_EN.upper().replace(" ", "\n ") + " ")[0] == filters.DUPLICATE
-    assert QualityFilter(FilterConfig(dedupe=False), {first[1]}).judge("t", LONG_EN)[0] is None
+    assert quality.judge("t", "  " + LONG_EN.upper().replace(" ", "\n ") + " ", row=7)[0] == filters.DUPLICATE
+    assert QualityFilter(FilterConfig(dedupe=False), {first[1]: 3}).judge("t", LONG_EN, row=4)[0] is None
 
 
 def test_seen_hashes_carry_over_from_a_ledger():
-    assert QualityFilter(FilterConfig(), {output_hash(LONG_ZH)}).judge("t", LONG_ZH)[0] == filters.DUPLICATE
+    assert (
+        QualityFilter(FilterConfig(), {output_hash(LONG_ZH): 1}).judge("t", LONG_ZH, 2)[0]
+        == filters.DUPLICATE
+    )
+    # An entry of an old ledger (row unknown) still dedupes.
+    assert (
+        QualityFilter(FilterConfig(), {output_hash(LONG_ZH): 0}).judge("t", LONG_ZH, 2)[0]
+        == filters.DUPLICATE
+    )
+
+
+def test_dedupe_is_across_inputs_never_across_the_samples_of_one_input():
+    """For a task with one right answer, N samples of one input agree: every one of them is kept."""
+    quality = QualityFilter(FilterConfig())
+    assert [quality.judge("t", LONG_ZH, row=5)[0] for _ in range(4)] == [None] * 4
+    assert quality.judge("t", LONG_ZH, row=6)[0] == filters.DUPLICATE

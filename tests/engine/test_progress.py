@@ -9,7 +9,7 @@ from collections import Counter
 from distill.engine.admission import Admission
 from distill.engine.cost import CostMeter
 from distill.engine.progress import ProgressReporter, figures, render_lines
-from distill.engine.records import RunStats
+from distill.engine.writer import RunStats
 
 from distill.endpoint import Price
 

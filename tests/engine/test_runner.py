@@ -203,7 +203,7 @@ def test_appended_rows_are_picked_up_and_the_watermark_skips_finished_ones(tmp_p
     config = make_config(tmp_path, teacher.base_url, rows=1200, concurrency=32)
     assert run_generation(config, progress=False)["status"] == "complete"
     run = prepare_run(config)
-    assert run.start[0] > 0  # a resume seeks past the finished rows instead of re-reading them
+    assert run.position.start[0] > 0  # a resume seeks past the finished rows instead of re-reading them
     run.close()
     write_inputs(config.input, 5, start=1200)
     sent = teacher.stats()["total"]

@@ -1,0 +1,194 @@
+"""The dispatcher's `on_result`: one answer (or final failure) → one record on disk, synchronously.
+
+Exactly-once rests on this callback doing all its I/O without awaiting: the record line, then its ledger
+entry, each a single `os.write`. When it returns, both are in the kernel, so `kill -9` at any moment loses
+at most a torn line (repaired on resume, and its request re-sent) and never writes a key twice.
+
+The lines written here are the record contract of `engine.records` (a test validates them against it); they
+are built as plain dicts and dumped with orjson because this runs once per answer on the hot path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from datetime import UTC, datetime
+
+import orjson
+from distill.engine import filters
+from distill.engine.cost import CostMeter
+from distill.engine.filters import QualityFilter
+from distill.engine.ledger import ACCEPTED, FAILED, REJECTED, Ledger, clamp_u32, row_hash
+from distill.engine.parsing import format_full_output, parse_cot
+from distill.engine.records import record_key
+from distill.engine.resume import ResumePosition
+from distill.engine.shards import ShardSet
+from distill.engine.types import CallFailure, ChatResponse, Job
+
+_DUMP_OPTIONS = orjson.OPT_APPEND_NEWLINE
+
+
+class RunStats:
+    """Live counters of this session, for the progress display and the summary."""
+
+    def __init__(self, total: int, finished_before: int) -> None:
+        self.total = total
+        self.finished_before = finished_before
+        self.accepted = 0
+        self.rejected: Counter[str] = Counter()
+        self.failed: Counter[str] = Counter()
+        self.started = time.perf_counter()
+
+    @property
+    def finished(self) -> int:
+        """Records written by this session."""
+        return self.accepted + sum(self.rejected.values()) + sum(self.failed.values())
+
+    @property
+    def done(self) -> int:
+        return self.finished_before + self.finished
+
+    @property
+    def elapsed_s(self) -> float:
+        return time.perf_counter() - self.started
+
+
+def _utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class RecordWriter:
+    """Callable passed to `dispatch` as on_result."""
+
+    def __init__(
+        self,
+        *,
+        shards: ShardSet,
+        ledger: Ledger,
+        quality: QualityFilter,
+        cost: CostMeter,
+        stats: RunStats,
+        position: ResumePosition,
+        source_model: str,
+        reject_truncated: bool,
+        stop: asyncio.Event,
+    ) -> None:
+        self.shards = shards
+        self.ledger = ledger
+        self.quality = quality
+        self.cost = cost
+        self.stats = stats
+        self.position = position
+        self.source_model = source_model
+        self.reject_truncated = reject_truncated
+        self.stop = stop
+        self.budget_reached = False
+        self.closed = False  # set when the run is abandoned: results arriving after that are not written
+
+    def __call__(self, job: Job, result: ChatResponse | CallFailure) -> None:
+        if self.closed:
+            return
+        row_id, sample_index = job.key
+        if isinstance(result, CallFailure):
+            self._failure(row_id, sample_index, result)
+        else:
+            self._answer(job, row_id, sample_index, result)
+        try:
+            self.position.finished(row_id)
+        except OSError as exc:
+            self.shards.broken = exc
+            raise
+        if self.cost.over_budget and not self.stop.is_set():
+            self.budget_reached = True
+            self.stop.set()
+
+    def _answer(self, job: Job, row_id: str, sample_index: int, response: ChatResponse) -> None:
+        usage = response.usage
+        # Clamped here too, so the record always fits its contract (usage counts are never negative).
+        prompt_tokens = clamp_u32(usage.prompt_tokens) if usage else 0
+        completion_tokens = clamp_u32(usage.completion_tokens) if usage else 0
+        instruction = job.meta["instruction"]
+        parsed = parse_cot(response.text)
+        row = row_hash(row_id)
+        reason = answer_hash = None
+        if self.reject_truncated and response.finish_reason == "length":
+            reason = filters.TRUNCATED
+        elif parsed is None:
+            # A bare refusal has no markers either; naming it a refusal is the more useful count.
+            reason = filters.REFUSAL if self.quality.is_refusal(response.text) else filters.FORMAT
+        else:
+            reason, answer_hash = self.quality.judge(instruction, parsed[1], row)
+        thinking, output = parsed if parsed is not None else (None, None)
+        record = {
+            "id": row_id,
+            "sample_index": sample_index,
+            "instruction": instruction,
+            "thinking": thinking,
+            "output": output,
+            "full_output": format_full_output(thinking, output) if parsed is not None else None,
+            "source_model": response.model or self.source_model,
+            "generated_at": _utc_now(),
+            "temperature": job.request.temperature,
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens},
+            "latency_ms": round(max(response.latency_ms, 0.0), 1),
+            "finish_reason": response.finish_reason,
+        }
+        if reason is None:
+            self._commit(
+                ACCEPTED,
+                record,
+                row_id,
+                sample_index,
+                answer_hash=answer_hash or 0,
+                row=row,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+            )
+            self.stats.accepted += 1
+        else:
+            record["reject_reason"] = reason
+            if parsed is None:
+                record["response"] = response.text
+            self._commit(
+                REJECTED,
+                record,
+                row_id,
+                sample_index,
+                reason=reason,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+            )
+            self.stats.rejected[reason] += 1
+        self.cost.add(prompt_tokens, completion_tokens)
+
+    def _failure(self, row_id: str, sample_index: int, failure: CallFailure) -> None:
+        record = {
+            "id": row_id,
+            "sample_index": sample_index,
+            "error_class": failure.error_class,
+            "message": failure.message,
+            "status": failure.status,
+            "attempts": max(failure.attempts, 1),
+            "failed_at": _utc_now(),
+        }
+        self._commit(FAILED, record, row_id, sample_index)
+        self.stats.failed[failure.error_class] += 1
+
+    def _commit(self, kind: str, record: dict, row_id: str, sample_index: int, **entry: object) -> None:
+        """Record line, then ledger entry. If the entry cannot be written, no further record may be either:
+        only the last record of a shard may lack its entry, or `reconcile` could not restore it."""
+        self.shards.write(kind, orjson.dumps(record, option=_DUMP_OPTIONS))
+        try:
+            self.ledger.add(record_key(row_id, sample_index), kind, **entry)  # type: ignore[arg-type]
+        except OSError as exc:
+            self.shards.broken = exc
+            raise
+
+    def flush_position(self) -> None:
+        """Store the resume position (called once at the end of the run)."""
+        try:
+            self.position.flush()
+        except OSError as exc:
+            self.shards.broken = exc
+            raise
