@@ -12,6 +12,7 @@ from distill.engine.config import GenerateConfig
 from distill.engine.export import export_dataset
 from distill.engine.runner import prepare_run
 
+from distill.endpoint import Endpoint
 from distill.errors import UserError
 from tests.engine.run_dirs import accepted, lines
 
@@ -19,7 +20,9 @@ from tests.engine.run_dirs import accepted, lines
 def config_for(tmp_path: Path, output_dir: Path) -> GenerateConfig:
     inputs = tmp_path / "in.jsonl"
     inputs.write_text('{"id": "a", "input": "合同"}\n')
-    return GenerateConfig(input=inputs, output_dir=output_dir, model="m", base_url="http://127.0.0.1:9/v1")
+    return GenerateConfig(
+        input=inputs, output_dir=output_dir, teacher=Endpoint(base_url="http://127.0.0.1:9/v1", model="m")
+    )
 
 
 @pytest.mark.parametrize("stray", ["summary.json", "done.keys", "notes.txt"])
