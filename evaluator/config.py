@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
+from distill.evaluator.vllm_server import parallelism_problem
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from distill.config_files import load_config
@@ -65,6 +66,22 @@ class GenerationConfig(BaseModel):
     # process may use. One thread is far faster than two when other work shares the cores (spin-waiting).
     cpu_threads: int | None = Field(default=None, ge=1)
     timeout_s: float = Field(default=3600.0, gt=0)
+    # Several GPUs (the vllm package; the CPU build refuses both above 1): tensor parallelism splits each engine's
+    # model over that many GPUs; data parallelism runs that many engines, each on its own share of the prompts
+    # (offline) or of the requests (`vllm serve`). One evaluation uses their product in GPUs.
+    tensor_parallel_size: int = Field(default=1, ge=1, le=64)
+    data_parallel_size: int = Field(default=1, ge=1, le=64)
+
+    @model_validator(mode="after")
+    def _parallelism_fits(self) -> GenerationConfig:
+        if self.tensor_parallel_size == 1 and self.data_parallel_size == 1:
+            return self
+        if self.backend == "transformers":
+            raise ValueError("tensor_parallel_size and data_parallel_size apply to the vLLM backend only")
+        problem = parallelism_problem(self.tensor_parallel_size, self.data_parallel_size)
+        if problem:
+            raise ValueError(problem)
+        return self
 
 
 class LatencyConfig(BaseModel):

@@ -30,6 +30,7 @@ from distill.evaluator.serving import place_students, use_merged
 from distill.evaluator.students import Student, render_prompt_ids
 from distill.evaluator.vllm_server import (
     cpu_kv_cache_mib,
+    gpu_groups,
     max_lora_rank,
     single_process_executor,
     vllm_environment,
@@ -61,14 +62,25 @@ class _Pending:
 
 
 @dataclass
-class _Group:
-    """The missing outputs of the students one engine serves (one model directory): one generation process."""
+class _Shard:
+    """The share of a group's outputs one vLLM process generates (all of them unless data-parallel)."""
 
-    model_dir: Path
-    pending: list[_Pending] = field(default_factory=list)
+    pending: list[_Pending]
+    name: str  # file names of its job, output and log
     process: subprocess.Popen | None = None
     job_path: Path | None = None
     out_path: Path | None = None
+    log_path: Path | None = None
+
+
+@dataclass
+class _Group:
+    """The missing outputs of the students one engine serves (one model directory): one generation process, or
+    ``data_parallel_size`` of them, each on its own GPUs with every ``data_parallel_size``-th prompt."""
+
+    model_dir: Path
+    pending: list[_Pending] = field(default_factory=list)
+    shards: list[_Shard] = field(default_factory=list)
     started: float = 0.0
 
 
@@ -159,83 +171,112 @@ class StudentGenerator:
                     "path": str(pending.lora_dir.resolve()),
                     "rank": pending.student.rank,
                 }
-        job = {
+        settings = {
             "model_dir": str(group.model_dir),
             "dtype": self.config.dtype,
             "max_model_len": self.config.max_model_len,
             "kv_cache_mib": cpu_kv_cache_mib(self.config.kv_cache_mib),
             "single_process": single_process_executor(),
+            "tensor_parallel_size": self.config.tensor_parallel_size,
             "max_lora_rank": max_lora_rank([spec["rank"] for spec in adapters.values()])
             if adapters
             else None,
             "adapters": adapters,
-            "requests": [
-                {
-                    "adapter": p.student.name if p.lora_dir else None,
-                    "prompt_token_ids": p.prompt_ids,
-                    "max_tokens": p.max_tokens,
-                }
-                for p in group.pending
-            ],
         }
-        self.work_dir.mkdir(parents=True, exist_ok=True)
-        group.job_path = self.work_dir / f"vllm-job-{number}.json"
-        group.out_path = self.work_dir / f"vllm-out-{number}.json"
-        group.out_path.unlink(missing_ok=True)
-        group.job_path.write_text(json.dumps(job), encoding="utf-8")
-        log = open(self.work_dir / f"vllm-offline-{number}.log", "ab")  # noqa: SIM115 - the child owns it
-        group.started = time.perf_counter()
-        group.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "distill.evaluator.student_vllm",
-                str(group.job_path),
-                str(group.out_path),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            env={**os.environ, **vllm_environment(self.config.cpu_threads)},
+        engines = self.config.data_parallel_size
+        devices = (
+            gpu_groups(self.config.tensor_parallel_size, engines, os.environ.get("CUDA_VISIBLE_DEVICES"))
+            if engines > 1
+            else [None]
         )
-        log.close()
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        group.started = time.perf_counter()
+        group.shards = []
+        for rank, visible in enumerate(devices):
+            shard = _Shard(
+                group.pending[rank::engines], f"{number}" if engines == 1 else f"{number}-dp{rank}"
+            )
+            if not shard.pending:
+                continue
+            job = {
+                **settings,
+                "requests": [
+                    {
+                        "adapter": p.student.name if p.lora_dir else None,
+                        "prompt_token_ids": p.prompt_ids,
+                        "max_tokens": p.max_tokens,
+                    }
+                    for p in shard.pending
+                ],
+            }
+            shard.job_path = self.work_dir / f"vllm-job-{shard.name}.json"
+            shard.out_path = self.work_dir / f"vllm-out-{shard.name}.json"
+            shard.log_path = self.work_dir / f"vllm-offline-{shard.name}.log"
+            shard.out_path.unlink(missing_ok=True)
+            shard.job_path.write_text(json.dumps(job), encoding="utf-8")
+            env = {**os.environ, **vllm_environment(self.config.cpu_threads)}
+            if visible is not None:
+                env["CUDA_VISIBLE_DEVICES"] = visible
+            log = open(shard.log_path, "ab")  # noqa: SIM115 - the child owns it
+            shard.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "distill.evaluator.student_vllm",
+                    str(shard.job_path),
+                    str(shard.out_path),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env=env,
+            )
+            log.close()
+            group.shards.append(shard)
 
-    def _collect(self, group: _Group, number: int) -> None:
-        assert group.process is not None and group.out_path is not None
-        try:
-            code = group.process.wait(
-                timeout=max(1.0, self.config.timeout_s - (time.perf_counter() - group.started))
-            )
-        except subprocess.TimeoutExpired:
-            self._kill(group)
-            raise UserError(
-                f"student generation with vLLM took longer than generation.timeout_s={self.config.timeout_s:g} s; "
-                f"see {self.work_dir}/vllm-offline-{number}.log"
-            ) from None
+    def _collect(self, group: _Group) -> None:
+        """Wait for every shard of ``group``; engines run side by side, so the slowest one sets the times."""
+        load_s = generate_s = 0.0
+        for shard in group.shards:
+            assert shard.process is not None and shard.out_path is not None
+            try:
+                code = shard.process.wait(
+                    timeout=max(1.0, self.config.timeout_s - (time.perf_counter() - group.started))
+                )
+            except subprocess.TimeoutExpired:
+                self._kill(group)
+                raise UserError(
+                    f"student generation with vLLM took longer than generation.timeout_s={self.config.timeout_s:g} s; "
+                    f"see {shard.log_path}"
+                ) from None
+            if code != 0 or not shard.out_path.exists():
+                tail = "\n".join(shard.log_path.read_text(errors="replace").splitlines()[-15:])
+                raise UserError(
+                    f"student generation with vLLM failed (exit code {code}); last lines of {shard.log_path}:\n{tail}"
+                )
+            result = json.loads(shard.out_path.read_text(encoding="utf-8"))
+            load_s = max(load_s, result["timings"]["import_s"] + result["timings"]["load_s"])
+            generate_s = max(generate_s, result["timings"]["generate_s"])
+            self._store(shard.pending, result["outputs"])
         self.timings["wall_s"] += time.perf_counter() - group.started
-        if code != 0 or not group.out_path.exists():
-            log = self.work_dir / f"vllm-offline-{number}.log"
-            tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
-            raise UserError(
-                f"student generation with vLLM failed (exit code {code}); last lines of {log}:\n{tail}"
-            )
-        result = json.loads(group.out_path.read_text(encoding="utf-8"))
-        self.timings["load_s"] += result["timings"]["import_s"] + result["timings"]["load_s"]
-        self.timings["generate_s"] += result["timings"]["generate_s"]
-        self._store(group.pending, result["outputs"])
+        self.timings["load_s"] += load_s
+        self.timings["generate_s"] += generate_s
 
     def _kill(self, group: _Group) -> None:
-        if group.process is not None and group.process.poll() is None:
+        for shard in group.shards:
+            process = shard.process
+            if process is None or process.poll() is not None:
+                continue
             try:
-                os.killpg(group.process.pid, signal.SIGTERM)
-                group.process.wait(timeout=15)
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait(timeout=15)
             except (ProcessLookupError, subprocess.TimeoutExpired):
                 try:
-                    os.killpg(group.process.pid, signal.SIGKILL)
+                    os.killpg(process.pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-                group.process.wait()
+                process.wait()
 
     # -- transformers: in this process, one model at a time ------------------------------------------------
 
@@ -295,9 +336,9 @@ class StudentGenerator:
                 if self.backend == "transformers":
                     self._run_transformers(group)
                     continue
-                if group.process is None:
+                if not group.shards:
                     self._launch(group, number)
-                self._collect(group, number)
+                self._collect(group)
         finally:
             self.close()
         return self.results

@@ -168,6 +168,8 @@ class LatencyStage:
                 max_model_len=self.config.generation.max_model_len,
                 kv_cache_mib=self.config.generation.kv_cache_mib,
                 cpu_threads=self.config.generation.cpu_threads,
+                tensor_parallel_size=self.config.generation.tensor_parallel_size,
+                data_parallel_size=self.config.generation.data_parallel_size,
                 log_path=self.config.output_dir / "logs" / f"vllm-serve-{model_dir.name}.log",
                 timeout_s=self.latency.server_start_timeout_s,
             ) as base_url:

