@@ -17,6 +17,7 @@ from distill.evaluator import commands as evaluator_commands
 from distill.options import add_command
 from distill.pipeline import commands as pipeline_commands
 from distill.review import commands as review_commands
+from distill.testing import commands as testing_commands
 from distill.trainer import commands as trainer_commands
 
 COMMAND_MODULES = (
@@ -25,6 +26,7 @@ COMMAND_MODULES = (
     evaluator_commands,
     pipeline_commands,
     review_commands,
+    testing_commands,
 )
 
 

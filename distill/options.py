@@ -6,9 +6,11 @@ A subcommand names its config model; this module turns the model's fields (name,
 
 - A field ``max_tokens`` is ``--max-tokens``; a field of a nested model is ``--section.field-name``
   (``--filters.min-output-chars``). A nested model declared with ``json_schema_extra={"flag_prefix": ""}``
-  gives its fields flags without the section (``GenerateConfig.teacher`` → ``--base-url``; a prefix such as
-  ``"judge-"`` gives ``--judge-base-url``). Any field can name its own flag with
-  ``json_schema_extra={"flag": "--latency"}``, or have none with ``{"flag": None}``.
+  gives its fields flags without the section's name (``GenerateConfig.teacher`` → ``--base-url``; a prefix
+  such as ``"judge-"`` gives ``--judge-base-url``). A field can name its own flag with
+  ``json_schema_extra={"flag": "latency"}`` (``--latency``), or have none with ``{"flag": None}``. Both are
+  relative to the enclosing section: the same model nested as ``evaluate`` in another gets
+  ``--evaluate.latency``.
 - ``bool`` → ``--x`` / ``--no-x``; ``Literal`` → its choices; a list of scalars → a repeatable flag that
   replaces the list; ``X | None`` → ``X``; a union with ``str`` → the text, parsed by the model. Dicts and
   lists of models have no flag: they are set in the file, and ``--help`` names them.
@@ -172,14 +174,14 @@ def _settings(
         if dotted in skip:
             continue
         if _is_model(kind) and extra.get("flag", "") is not None:
-            section_prefix = extra.get("flag_prefix", f"{prefix}{name.replace('_', '-')}.")
+            section_prefix = prefix + extra.get("flag_prefix", f"{name.replace('_', '-')}.")
             found += _settings(kind, key_path, section_prefix, skip, file_only)
             continue
         options = _argparse_options(field.annotation) if extra.get("flag", "") is not None else None
         if options is None:
             file_only.append(dotted)
             continue
-        option = extra.get("flag") or f"--{prefix}{name.replace('_', '-')}"
+        option = f"--{prefix}{extra.get('flag') or name.replace('_', '-')}"
         found.append(_Setting(Flag(option, key_path, field.is_required()), field, options))
     return found
 
@@ -333,6 +335,8 @@ def add_command(subcommands: argparse._SubParsersAction, command: Command) -> ar
     """Add ``command``'s parser: ``--config``, its own flags, then one flag per setting of its model."""
     parser = subcommands.add_parser(
         command.name,
+        usage=f"%(prog)s [-h]{' [CONFIG]' if command.positional_config else ''} [--config FILE.yaml] "
+        "[options] [--setting VALUE ...]",
         help=command.help,
         description=textwrap.fill(command.description or command.help, _HELP_WIDTH),
         epilog=command.epilog,

@@ -107,9 +107,7 @@ COMMANDS = (GenerateCommand(), ExportCommand())
 
 
 def register(commands: argparse._SubParsersAction, benchmarks: argparse._SubParsersAction) -> None:
-    """The test server and the engine benchmark, until they are declared as commands too."""
+    """The engine benchmark, until it is declared as a command too."""
     from distill.bench import engine as bench
-    from distill.testing import fake_teacher
 
-    fake_teacher.register_cli(commands)
     bench.register_cli(benchmarks)

@@ -52,7 +52,9 @@ class StudentConfig(BaseModel):
 class GenerationConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    backend: Literal["auto", "vllm", "transformers"] = "auto"
+    backend: Literal["auto", "vllm", "transformers"] = Field(
+        default="auto", description="student generation backend", json_schema_extra={"flag": "backend"}
+    )
     # How vLLM applies an adapter: LoRA requests on the base model, or a merged copy of base + adapter.
     # auto: merged on the CPU build (its LoRA ops are very slow there), LoRA requests on a GPU.
     lora: Literal["auto", "lora_request", "merged"] = "auto"
@@ -87,7 +89,11 @@ class GenerationConfig(BaseModel):
 class LatencyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    enabled: bool = True
+    enabled: bool = Field(
+        default=True,
+        description="run the latency/throughput load test",
+        json_schema_extra={"flag": "latency"},
+    )
     concurrency: int = Field(default=4, ge=1, le=10_000)
     requests: int = Field(default=16, ge=1)
     warmup: int = Field(default=1, ge=0, description="unmeasured requests first (connection, caches)")
@@ -152,8 +158,8 @@ class RoiConfig(BaseModel):
 class EvalConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    eval_set: Path
-    output_dir: Path
+    eval_set: Path = Field(description="JSONL with id, input and reference per line")
+    output_dir: Path = Field(description="where report.md, report.json, plots and caches go")
     task: str = Field(default="", description="the task description the teacher and student were given")
     id_field: str = "id"
     input_field: str = "input"
@@ -166,7 +172,7 @@ class EvalConfig(BaseModel):
     latency: LatencyConfig = Field(default_factory=LatencyConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     roi: RoiConfig = Field(default_factory=RoiConfig)
-    plots: bool = True
+    plots: bool = Field(default=True, description="draw the PNG plots")
 
     @model_validator(mode="after")
     def _distinct_students(self) -> EvalConfig:

@@ -6,73 +6,102 @@ Field names follow LLaMA-Factory's where the seed uses them (``lora_rank``, ``lo
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 from distill.trainer.student import DEFAULT_STUDENT
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from distill.config_files import load_config
-
-SHIPPED_CONFIG = resources.files("distill.configs").joinpath("train_lora.yaml")
-
 
 class TrainConfig(BaseModel):
+    """Every `distill train` setting; the defaults are the seed's and live only here (`--help` shows them)."""
+
     model_config = ConfigDict(extra="forbid")
 
-    # What to train on: engine run directories (accepted-*.jsonl), record JSONL, alpaca or sharegpt exports.
-    data: list[str] = Field(min_length=1)
-    # An independent evaluation set (never split from `data`); refused if it shares ids with training.
-    eval_file: str | None = None
-    output_dir: str = "runs/train"
-    base_model: str = DEFAULT_STUDENT
-    # answer: the target is the record's `output`; thinking: `full_output` (【思考】…【答案】…).
-    format: Literal["answer", "thinking"] = "answer"
+    data: list[str] = Field(
+        min_length=1,
+        description="what to train on: run directory, records JSONL or alpaca/sharegpt export (repeatable)",
+    )
+    eval_file: str | None = Field(
+        default=None,
+        description="an independent eval set, never split from the data (refused if it shares ids with it)",
+    )
+    output_dir: str = Field(default="runs/train", description="where the adapter, checkpoints and logs go")
+    base_model: str = Field(
+        default=DEFAULT_STUDENT, description="student: alias, HF model directory or .gguf"
+    )
+    format: Literal["answer", "thinking"] = Field(
+        default="answer",
+        description="answer: learn the record's output; thinking: its full_output (【思考】…【答案】…)",
+    )
 
-    lora_rank: int = Field(32, ge=1)
-    lora_alpha: float = Field(64, gt=0)
-    lora_dropout: float = Field(0.0, ge=0, lt=1)
-    # "all" = every linear layer except the output head (LLaMA-Factory's `lora_target: all`), or module names.
-    lora_target: list[str] | Literal["all"] = "all"
+    lora_rank: int = Field(32, ge=1, description="LoRA rank")
+    lora_alpha: float = Field(64, gt=0, description="LoRA alpha")
+    lora_dropout: float = Field(0.0, ge=0, lt=1, description="LoRA dropout")
+    lora_target: list[str] | Literal["all"] = Field(
+        default="all",
+        description="all: every linear layer but the output head (LLaMA-Factory's `lora_target: all`), or "
+        "comma-separated module names",
+    )
 
-    learning_rate: float = Field(5e-5, gt=0)
-    epochs: float = Field(2, gt=0)
-    per_device_batch_size: int = Field(2, ge=1)
-    gradient_accumulation_steps: int = Field(8, ge=1)
-    weight_decay: float = Field(0.1, ge=0)
-    lr_scheduler: Literal["cosine", "linear", "constant"] = "cosine"
-    warmup_ratio: float = Field(0.0, ge=0, lt=1)
-    max_grad_norm: float = Field(1.0, ge=0)
-    # Stop after this many optimizer steps (the schedule still spans all epochs); None = train every epoch.
-    max_steps: int | None = Field(None, ge=1)
+    learning_rate: float = Field(
+        5e-5, gt=0, description="peak learning rate (below plain SFT's 2e-4: don't overfit the teacher)"
+    )
+    epochs: float = Field(2, gt=0, description="epochs over the training data")
+    per_device_batch_size: int = Field(2, ge=1, description="samples per micro-batch per process")
+    gradient_accumulation_steps: int = Field(8, ge=1, description="micro-batches per optimizer step")
+    weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay")
+    lr_scheduler: Literal["cosine", "linear", "constant"] = Field(
+        "cosine", description="learning-rate schedule"
+    )
+    warmup_ratio: float = Field(0.0, ge=0, lt=1, description="share of the steps spent warming up")
+    max_grad_norm: float = Field(1.0, ge=0, description="gradient clipping norm")
+    max_steps: int | None = Field(
+        None,
+        ge=1,
+        description="stop after this many optimizer steps; the schedule still spans every epoch "
+        "(default: train every epoch)",
+    )
 
-    val_size: float = Field(0.05, ge=0, lt=1)
-    eval_steps: int = Field(100, ge=1)
-    max_length: int = Field(1024, ge=8)
-    overlong: Literal["truncate", "drop"] = "truncate"
-    # Padding-free packing: each micro-batch concatenates samples up to `token_budget` tokens.
-    packing: bool = True
-    token_budget: int = Field(2048, ge=8)
+    val_size: float = Field(0.05, ge=0, lt=1, description="share of ids held out for the validation loss")
+    eval_steps: int = Field(100, ge=1, description="validation loss every N steps")
+    max_length: int = Field(1024, ge=8, description="longest sample in tokens")
+    overlong: Literal["truncate", "drop"] = Field(
+        "truncate", description="what happens to a sample over max_length (both are counted)"
+    )
+    packing: bool = Field(
+        True, description="padding-free packing: samples concatenated up to token_budget per micro-batch"
+    )
+    token_budget: int = Field(
+        2048, ge=8, description="tokens per packed micro-batch (2048: the seed's batch 2 × max_length 1024)"
+    )
 
-    seed: int = 42
-    save_steps: int = Field(100, ge=1)
-    save_total_limit: int = Field(2, ge=1)
-    resume: bool = False
-    merge: bool = False
-    # fp32: exact. bf16: base weights stored in bf16 (half the memory). bf16-mixed: fp32 weights, matmuls under
-    # bf16 autocast (fast where the chip has bf16 units: this CPU's avx512_bf16, any recent GPU).
-    dtype: Literal["fp32", "bf16", "bf16-mixed"] = "fp32"
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    logging_steps: int = Field(1, ge=1)
+    seed: int = Field(42, description="seed for the split, the order and LoRA's initialisation")
+    save_steps: int = Field(100, ge=1, description="checkpoint every N steps")
+    save_total_limit: int = Field(2, ge=1, description="checkpoints kept")
+    resume: bool = Field(False, description="continue from the newest checkpoint")
+    merge: bool = Field(False, description="also write the base + adapter merged weights")
+    dtype: Literal["fp32", "bf16", "bf16-mixed"] = Field(
+        "fp32",
+        description="fp32: exact; bf16: base weights in bf16 (half the memory); bf16-mixed: fp32 weights, "
+        "bf16 autocast matmuls, fp32 head (fast where the chip has bf16 units)",
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where to train")
+    logging_steps: int = Field(1, ge=1, description="log every N steps")
 
-    # Multi-process: a DeepSpeed JSON config and how many processes per node (torchrun launches them).
-    deepspeed: str | None = None
-    nproc: int = Field(1, ge=1)
-    nnodes: int = Field(1, ge=1)
-    node_rank: int = Field(0, ge=0)
-    master_addr: str = "127.0.0.1"
-    master_port: int | None = Field(None, ge=1, le=65535)
+    deepspeed: str | None = Field(
+        None, description="DeepSpeed JSON config (configs/ds_zero2.json, configs/ds_zero3.json)"
+    )
+    nproc: int = Field(1, ge=1, description="processes on this node, launched by torchrun (needs deepspeed)")
+    nnodes: int = Field(1, ge=1, description="nodes in the job")
+    node_rank: int = Field(0, ge=0, description="this node's rank")
+    master_addr: str = Field("127.0.0.1", description="address of node 0")
+    master_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="port on node 0 (default: a free port on one node, 29500 on several)",
+    )
 
     @field_validator("data", mode="before")
     @classmethod
@@ -103,10 +132,3 @@ class TrainConfig(BaseModel):
     @property
     def output_path(self) -> Path:
         return Path(self.output_dir)
-
-
-def load_train_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """The shipped defaults (configs/train_lora.yaml) when no file is given, with flags on top."""
-    if path is None and SHIPPED_CONFIG.is_file():
-        path = SHIPPED_CONFIG
-    return load_config(TrainConfig, path, overrides)

@@ -13,16 +13,16 @@ In-process: ``start_in_thread(settings) -> (base_url, stop)``. As a process: ``d
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from aiohttp import web
 
+from distill.engine.client import ensure_open_files
 from distill.testing.fake_teacher_answers import Responder
 from distill.testing.fake_teacher_server import FakeTeacherSettings, build_app
 
@@ -30,7 +30,7 @@ __all__ = [
     "DESCRIPTION",
     "FakeTeacherSettings",
     "build_app",
-    "register_cli",
+    "serve",
     "start_in_thread",
     "start_server",
 ]
@@ -95,52 +95,22 @@ def start_in_thread(
     return state["url"], stop
 
 
-# -- command line ---------------------------------------------------------------------------------------
+# -- as a process ---------------------------------------------------------------------------------------
 
 
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def register_cli(commands: argparse._SubParsersAction) -> None:
-    """Add ``distill serve-fake-teacher``."""
-    parser = commands.add_parser(
-        "serve-fake-teacher",
-        help="local OpenAI-compatible test/benchmark server (not a teacher)",
-        description=DESCRIPTION,
-        epilog="example: distill serve-fake-teacher --port 8000 --latency-ms 50 --rpm 600 --error-500-rate 0.05",
-    )
-    parser.add_argument("--config", help="YAML file with any of the settings below (flags override it)")
-    for name, field in FakeTeacherSettings.model_fields.items():
-        annotation = field.annotation
-        kind: Any = str
-        if annotation in (int, int | None):
-            kind = int
-        elif annotation in (float, float | None):
-            kind = float
-        parser.add_argument(
-            _flag(name),
-            dest=name,
-            type=kind,
-            default=None,
-            help=f"{field.description or ''} (default: {field.default})".strip(),
-        )
-    parser.set_defaults(handler=_serve_command)
-
-
-def _serve_command(args: argparse.Namespace) -> int:
-    from distill.config_files import load_config
-    from distill.engine.client import ensure_open_files
-
-    overrides = {name: getattr(args, name) for name in FakeTeacherSettings.model_fields}
-    settings = load_config(FakeTeacherSettings, args.config, overrides)
+def serve(settings: FakeTeacherSettings) -> None:
+    """``distill serve-fake-teacher``: serve until SIGINT or SIGTERM; the first line printed is its URL."""
     ensure_open_files(65536)  # one descriptor per client connection: benchmarks hold 10,000 at once
+    run_on_uvloop(_serve_forever(settings))
+
+
+def run_on_uvloop(main: Coroutine[Any, Any, None]) -> None:
+    """``asyncio.run`` on uvloop where it is installed (a test server should not be the bottleneck)."""
     with contextlib.suppress(ImportError):
         import uvloop
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    asyncio.run(_serve_forever(settings))
-    return 0
+    asyncio.run(main)
 
 
 async def _serve_forever(settings: FakeTeacherSettings) -> None:

@@ -12,20 +12,19 @@ and an answer to grade gets a field-agreement score 0–10 instead of a contract
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import contextlib
 import os
 import re
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import orjson
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
 
 from distill.pipeline.contract_task import EN_MARKERS, reference_reply
 from distill.pipeline.contracts import Contract, load_truth
-from distill.testing.fake_teacher import FakeTeacherSettings, build_app, serve_until_signalled
+from distill.testing.fake_teacher import FakeTeacherSettings, build_app, run_on_uvloop, serve_until_signalled
 from distill.testing.fake_teacher_answers import prompt_text, seeded
 from distill.testing.fake_teacher_faults import error_body
 from distill.testing.reference_judge import judge_reply
@@ -108,50 +107,30 @@ def reference_settings(
     )
 
 
-def register_cli(commands: argparse._SubParsersAction) -> None:
-    """Add ``distill serve-reference-teacher``."""
-    parser = commands.add_parser(
-        "serve-reference-teacher",
-        help="local OpenAI-compatible reference teacher (and field-agreement judge) for the bundled contract task",
-        description=DESCRIPTION,
-        epilog="example: distill serve-reference-teacher --truth runs/demo/data/truth.jsonl --port 0",
+class ReferenceTeacherSettings(BaseModel):
+    """``distill serve-reference-teacher``: which contracts it knows and how fast it answers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    truth: list[Path] = Field(
+        min_length=1, description="truth.jsonl written by `distill make-contracts` (repeatable)"
     )
-    parser.add_argument(
-        "--truth",
-        required=True,
-        action="append",
-        help="truth.jsonl written by `distill make-contracts` (repeatable)",
-    )
-    parser.add_argument("--port", type=int, default=0, help="0 picks a free port (default)")
-    parser.add_argument(
-        "--latency-ms", type=float, default=400.0, help="mean time to first token (default 400)"
-    )
-    parser.add_argument(
-        "--latency-spread-ms", type=float, default=150.0, help="lognormal spread (default 150)"
-    )
-    parser.add_argument(
-        "--stream-ms-per-token",
-        type=float,
-        default=8.0,
-        help="time per output token when streaming (default 8)",
-    )
-    parser.set_defaults(handler=_serve_command)
+    port: int = Field(default=0, ge=0, le=65535, description="0 picks a free port")
+    latency_ms: float = Field(default=400.0, ge=0, description="mean time to the first token")
+    latency_spread_ms: float = Field(default=150.0, ge=0, description="lognormal spread of the latency")
+    stream_ms_per_token: float = Field(default=8.0, ge=0, description="time per output token when streaming")
 
 
-def _serve_command(args: argparse.Namespace) -> int:
-    contracts = [contract for path in args.truth for contract in load_truth(path)]
-    settings = reference_settings(
-        port=args.port,
-        latency_ms=args.latency_ms,
-        latency_spread_ms=args.latency_spread_ms,
-        stream_ms_per_token=args.stream_ms_per_token,
+def serve(settings: ReferenceTeacherSettings) -> None:
+    """Serve until SIGINT or SIGTERM; the first line printed is its URL."""
+    contracts = [contract for path in settings.truth for contract in load_truth(path)]
+    server = reference_settings(
+        port=settings.port,
+        latency_ms=settings.latency_ms,
+        latency_spread_ms=settings.latency_spread_ms,
+        stream_ms_per_token=settings.stream_ms_per_token,
     )
-    with contextlib.suppress(ImportError):
-        import uvloop
-
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    asyncio.run(_serve_forever(settings, ReferenceTeacher(contracts)))
-    return 0
+    run_on_uvloop(_serve_forever(server, ReferenceTeacher(contracts)))
 
 
 @web.middleware

@@ -35,7 +35,7 @@ class Settings(BaseModel):
     teacher: Endpoint = Field(json_schema_extra={"flag_prefix": ""})
     judge: Endpoint | None = Field(default=None, json_schema_extra={"flag_prefix": "judge-"})
     filters: Filters = Field(default_factory=Filters)
-    latency: bool = Field(default=True, json_schema_extra={"flag": "--timing"})
+    latency: bool = Field(default=True, json_schema_extra={"flag": "timing"})
     prices: dict[str, float] = Field(default_factory=dict)
     secret: str = Field(default="", json_schema_extra={"flag": None})
 
@@ -212,3 +212,22 @@ def test_colliding_flags_fail_when_the_parser_is_built():
 
     with pytest.raises(argparse.ArgumentError, match="--model"):
         ConfigFlags(Twice, argparse.ArgumentParser())
+
+
+def test_declared_flag_names_are_relative_to_their_section():
+    class Run(BaseModel):
+        generate: Settings
+
+    parser = argparse.ArgumentParser()
+    flags = ConfigFlags(Run, parser)
+    options = {flag.option for flag in flags.flags}
+    assert {
+        "--generate.base-url",
+        "--generate.judge-model",
+        "--generate.timing",
+        "--generate.max-tokens",
+    } <= options
+    assert "--generate.filters.min-chars" in options
+    args = parser.parse_args(["--generate.output-dir", "o", "--generate.model", "m", "--generate.no-timing"])
+    run = flags.load(None, args)
+    assert run.generate.latency is False and run.generate.teacher.model == "m"

@@ -7,7 +7,6 @@ one run in the module-scoped fixture. The same outputs are checked against trans
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import time
@@ -15,8 +14,8 @@ import urllib.request
 
 import pytest
 import yaml
-from distill.evaluator import commands
 
+from distill.cli import main
 from distill.testing.fake_teacher import FakeTeacherSettings, start_in_thread
 from distill.testing.fake_teacher_answers import prompt_text
 
@@ -64,11 +63,8 @@ def responder(rows: list[dict]):
 
 
 def distill_eval(*argv: str) -> int:
-    """`distill eval ARGV` through this package's own parser (the CLI builds the same one among the others')."""
-    parser = argparse.ArgumentParser(prog="distill")
-    commands.register(parser.add_subparsers(dest="command"), argparse.ArgumentParser().add_subparsers())
-    args = parser.parse_args(["eval", *argv])
-    return args.handler(args)
+    """`distill eval ARGV` in this process (the fake teacher runs in a thread of it)."""
+    return main(["eval", *argv])
 
 
 def chat_calls(base_url: str) -> int:

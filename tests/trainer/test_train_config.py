@@ -1,15 +1,16 @@
-"""TrainConfig: the seed's values by default, file:line errors, flags over the file."""
+"""TrainConfig: the seed's values by default (declared only there), file:line errors, flags over the file."""
 
 from __future__ import annotations
 
 import pytest
-from distill.trainer.config import SHIPPED_CONFIG, TrainConfig, load_train_config
+from distill.trainer.config import TrainConfig
 
+from distill.config_files import load_config
 from distill.errors import UserError
 
 
-def test_shipped_yaml_is_the_seed_configuration():
-    config = load_train_config(None, {"data": ["runs/x"]})
+def test_defaults_are_the_seed_configuration():
+    config = TrainConfig(data=["runs/x"])
     seed = dict(
         lora_rank=32,
         lora_alpha=64,
@@ -23,15 +24,13 @@ def test_shipped_yaml_is_the_seed_configuration():
         eval_steps=100,
     )
     assert {key: getattr(config, key) for key in seed} == seed
-    assert config.model_dump(exclude={"data"}) == TrainConfig(data=["x"]).model_dump(exclude={"data"})
-    assert SHIPPED_CONFIG.is_file()
 
 
 def test_errors_name_the_file_line_and_key(tmp_path):
     path = tmp_path / "train.yaml"
     path.write_text("data: runs/x\nlora_rank: 0\nlearning_rate: 5e-5\nbogus: 1\n")
     with pytest.raises(UserError) as caught:
-        load_train_config(path)
+        load_config(TrainConfig, path)
     message = str(caught.value)
     assert f"{path}:2: lora_rank:" in message and f"{path}:4: bogus: unknown key" in message
 
@@ -39,7 +38,7 @@ def test_errors_name_the_file_line_and_key(tmp_path):
 def test_flags_override_the_file_and_lists_are_accepted(tmp_path):
     path = tmp_path / "train.yaml"
     path.write_text("data: runs/x\nlora_target: q_proj, v_proj\nepochs: 1\n")
-    config = load_train_config(path, {"epochs": 3.0, "data": None})
+    config = load_config(TrainConfig, path, {"epochs": 3.0, "data": None})
     assert config.epochs == 3 and config.data == ["runs/x"] and config.lora_target == ["q_proj", "v_proj"]
     with pytest.raises(UserError, match="token_budget .* must be at least max_length"):
-        load_train_config(path, {"token_budget": 100, "max_length": 200})
+        load_config(TrainConfig, path, {"token_budget": 100, "max_length": 200})
