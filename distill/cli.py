@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from distill import __version__
+from distill.bench import commands as bench_commands
 from distill.engine import commands as engine_commands
 from distill.errors import exit_status
 from distill.evaluator import commands as evaluator_commands
@@ -27,6 +28,7 @@ COMMAND_MODULES = (
     pipeline_commands,
     review_commands,
     testing_commands,
+    bench_commands,
 )
 
 

@@ -274,8 +274,11 @@ def describe_errors(
     for error in exc.errors():
         loc = tuple(error["loc"])
         blamed = next((by_given[loc[:cut]] for cut in range(len(loc), 0, -1) if loc[:cut] in by_given), None)
+        message = error["msg"].removeprefix("Value error, ")
         if blamed is not None:
-            problems.append(f"{blamed.option}: {error['msg']}")
+            problems.append(f"{blamed.option}: {message}")
+        elif not loc and not lines:
+            problems.append(message)  # a rule across settings, all given as flags or defaults
         elif error["type"] == "missing" and (needed := _required_flags(loc, flags)):
             problems.append(
                 f"{' and '.join(needed)} required (or `{'.'.join(map(str, loc))}:` in a --config file)"
@@ -338,7 +341,7 @@ def add_command(subcommands: argparse._SubParsersAction, command: Command) -> ar
         usage=f"%(prog)s [-h]{' [CONFIG]' if command.positional_config else ''} [--config FILE.yaml] "
         "[options] [--setting VALUE ...]",
         help=command.help,
-        description=textwrap.fill(command.description or command.help, _HELP_WIDTH),
+        description=_paragraph(command.description or command.help),
         epilog=command.epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,
@@ -359,6 +362,11 @@ def add_command(subcommands: argparse._SubParsersAction, command: Command) -> ar
     parser.set_defaults(handler=handle)
     _file_only_note(parser, flags)
     return parser
+
+
+def _paragraph(text: str) -> str:
+    """One line of prose is wrapped; text that has its own lines (a module's docstring) is kept as written."""
+    return text.strip() if "\n" in text.strip() else textwrap.fill(text, _HELP_WIDTH)
 
 
 def _config_file(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Path | None:

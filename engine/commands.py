@@ -104,10 +104,3 @@ class ExportCommand(Command):
 
 
 COMMANDS = (GenerateCommand(), ExportCommand())
-
-
-def register(commands: argparse._SubParsersAction, benchmarks: argparse._SubParsersAction) -> None:
-    """The engine benchmark, until it is declared as a command too."""
-    from distill.bench import engine as bench
-
-    bench.register_cli(benchmarks)

@@ -41,10 +41,3 @@ class TrainCommand(Command):
 
 
 COMMANDS = (TrainCommand(),)
-
-
-def register(commands: argparse._SubParsersAction, benchmarks: argparse._SubParsersAction) -> None:
-    """The trainer benchmark, until it is declared as a command too."""
-    from distill.bench import train as bench
-
-    bench.register_cli(benchmarks)

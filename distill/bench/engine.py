@@ -1,6 +1,6 @@
-"""``distill bench engine``: the engine's targets (issue 2), measured side by side in one run.
+"""``distill bench engine``: the engine's targets, measured side by side in one run.
 
-The fake teacher runs in its own process and each measured side in another (see ``engine.bench_workers``),
+The fake teacher runs in its own process and each measured side in another (see ``distill.bench.engine_workers``),
 so a side's CPU time (from ``wait4``) is its whole process and nothing else. Sections:
 
 - throughput: 5,000 prompts, 50 ms latency, 256 in flight — CPU per request of the full ``distill generate``
@@ -16,7 +16,6 @@ so a side's CPU time (from ``wait4``) is its whole process and nothing else. Sec
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import sys
@@ -26,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import orjson
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from distill.bench.engine_harness import Report, Sizes
 from distill.bench.engine_sections import SECTION_RUNNERS
@@ -67,41 +67,50 @@ def run_bench(sections: list[str], sizes: Sizes, workdir: Path, log: Callable[[s
     return report
 
 
-def _bench_command(args: argparse.Namespace) -> int:
-    sizes = Sizes.smoke() if args.smoke else Sizes.quick() if args.quick else Sizes()
-    sizes.curator_python = args.curator_python
-    mode = "smoke" if args.smoke else "quick" if args.quick else "full"
-    sections = args.only or list(SECTIONS)
+class EngineBenchConfig(BaseModel):
+    """``distill bench engine``'s settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    quick: bool = Field(default=False, description="smaller sizes (about 3 minutes)")
+    smoke: bool = Field(default=False, description="tiny sizes, for tests: checks it runs, not the targets")
+    only: list[str] | None = Field(
+        default=None,
+        description=f"run only this section (repeatable): {', '.join(SECTIONS)} (default: every section)",
+    )
+    out: Path | None = Field(default=None, description="also write the report (markdown) to this file")
+    curator_python: str | None = Field(
+        default=None,
+        description="an interpreter that has bespokelabs-curator (e.g. a throwaway venv's bin/python), for the "
+        "curator comparison (default: this one, skipped when it lacks curator)",
+    )
+
+    @field_validator("only")
+    @classmethod
+    def _known_sections(cls, value: list[str] | None) -> list[str] | None:
+        unknown = sorted(set(value or ()) - set(SECTIONS))
+        if unknown:
+            raise ValueError(f"unknown section {unknown[0]!r}; choose from {', '.join(SECTIONS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_size(self) -> EngineBenchConfig:
+        if self.quick and self.smoke:
+            raise ValueError("quick and smoke are two sizes: choose one")
+        return self
+
+
+def bench_engine(config: EngineBenchConfig) -> int:
+    """Run the chosen sections, print the report (and write it to ``config.out``); 1 if a target was missed."""
+    sizes = Sizes.smoke() if config.smoke else Sizes.quick() if config.quick else Sizes()
+    sizes.curator_python = config.curator_python
+    mode = "smoke" if config.smoke else "quick" if config.quick else "full"
+    sections = config.only or list(SECTIONS)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="distill-bench-") as tmp:
         report = run_bench(sections, sizes, Path(tmp), lambda text: print(text, file=sys.stderr, flush=True))
     text = render(report, mode, time.perf_counter() - started)
     print(text)
-    if args.out:
-        Path(args.out).write_text(text, encoding="utf-8")
+    if config.out:
+        config.out.write_text(text, encoding="utf-8")
     return 0 if all(row.passed is not False for row in report.rows) else 1
-
-
-def register_cli(benchmarks: argparse._SubParsersAction) -> None:
-    """Add ``distill bench engine``."""
-    parser = benchmarks.add_parser(
-        "engine",
-        help="the generation engine's targets: CPU per request vs a bare loop, RPM, 10k in flight, 1M rows",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    size = parser.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="smaller sizes (about 3 minutes)")
-    size.add_argument(
-        "--smoke", action="store_true", help="tiny sizes, for tests: checks it runs, not the targets"
-    )
-    parser.add_argument(
-        "--only", action="append", choices=SECTIONS, help="run only this section (repeatable)"
-    )
-    parser.add_argument("--out", help="also write the report (markdown) to this file")
-    parser.add_argument(
-        "--curator-python",
-        help="an interpreter that has bespokelabs-curator (e.g. a throwaway venv's bin/python), for the "
-        "curator comparison; default: ours, skipped when it lacks curator",
-    )
-    parser.set_defaults(handler=_bench_command)

@@ -11,7 +11,6 @@ Variants: ``hf1-fp32`` (the baseline: transformers, fp32, one prompt at a time),
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -20,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from distill.errors import UserError
 from distill.evaluator.vllm_server import single_process_executor, vllm_environment
@@ -205,16 +206,42 @@ def format_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(args: argparse.Namespace) -> int:
+class EvalBenchConfig(BaseModel):
+    """``distill bench eval``'s settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompts: int = Field(default=32, ge=1, description="number of prompts")
+    new_tokens: int = Field(default=64, ge=1, description="tokens generated per prompt")
+    baseline_prompts: int | None = Field(
+        default=None, ge=1, description="prompts for the slow one-at-a-time baseline (default: all)"
+    )
+    variants: str = Field(
+        default="hf1-fp32,hf-batch-bf16,vllm-bf16,vllm-fp32",
+        description=f"comma-separated, from: {', '.join(VARIANTS)}",
+    )
+    model: str = Field(default="smollm2-135m-instruct", description="student model (alias or dir)")
+    threads: int | None = Field(
+        default=None, ge=1, description="CPU threads for every variant (default: all cores)"
+    )
+    json_path: Path | None = Field(
+        default=None,
+        description="also write the figures to this JSON file",
+        json_schema_extra={"flag": "json"},
+    )
+
+
+def bench_eval(config: EvalBenchConfig) -> int:
+    """Run the variants and print the table (and write the JSON)."""
     report = run_benchmark(
-        args.model,
-        args.prompts,
-        args.new_tokens,
-        [v.strip() for v in args.variants.split(",") if v.strip()],
-        baseline_prompts=args.baseline_prompts,
-        threads=args.threads,
+        config.model,
+        config.prompts,
+        config.new_tokens,
+        [v.strip() for v in config.variants.split(",") if v.strip()],
+        baseline_prompts=config.baseline_prompts,
+        threads=config.threads,
     )
     print(format_table(report))
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=1), encoding="utf-8")
+    if config.json_path:
+        config.json_path.write_text(json.dumps(report, indent=1), encoding="utf-8")
     return 0

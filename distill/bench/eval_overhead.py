@@ -8,11 +8,12 @@ the run, whose rest is generation, HTTP and server start-up. Run it twice to see
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from distill.evaluator.config import EvalConfig
 from distill.evaluator.run import run_evaluation
@@ -60,7 +61,26 @@ def _responder(rows: list[dict[str, Any]]):
     return answer
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+class EvalOverheadBenchConfig(BaseModel):
+    """``distill bench eval-overhead``'s settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: int = Field(default=60, ge=1, description="eval items (60: the demo's size)")
+    new_tokens: int = Field(default=96, ge=1, description="student max new tokens")
+    api_latency_ms: float = Field(default=400.0, ge=0, description="fake API latency")
+    backend: Literal["vllm", "transformers"] = Field(default="vllm", description="student generation backend")
+    model: str = Field(default="smollm2-135m-instruct", description="student model (alias or dir)")
+    threads: int | None = Field(
+        default=None, ge=1, description="CPU threads for the student (default: all cores)"
+    )
+    latency: bool = Field(default=True, description="include the latency stage (starts vllm serve)")
+    work_dir: Path | None = Field(
+        default=None, description="where the eval set and report go (default: a new temp dir)"
+    )
+
+
+def run(args: EvalOverheadBenchConfig) -> dict[str, Any]:
     rows = synthetic_items(args.items)
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="distill-bench-eval-overhead-"))
     work.mkdir(parents=True, exist_ok=True)

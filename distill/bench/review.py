@@ -8,7 +8,6 @@ change, a record, a decision (synced to disk). The same steps on a 100-record ru
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import random
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from pydantic import BaseModel, ConfigDict, Field
 
 _WORDS = (
     "甲方",
@@ -275,28 +275,21 @@ def run_bench(records: int, baseline_records: int, repeats: int, work_dir: str |
         return results
 
 
-def register_cli(benchmarks: argparse._SubParsersAction) -> None:
-    parser = benchmarks.add_parser(
-        "review",
-        help="review page: first page and filter changes on a large run",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+class ReviewBenchConfig(BaseModel):
+    """``distill bench review``'s settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    records: int = Field(default=100_000, ge=1, description="records of the large run")
+    baseline_records: int = Field(default=100, ge=1, description="records of the small run timed beside it")
+    repeats: int = Field(default=5, ge=1, description="times each step is timed")
+    work_dir: Path | None = Field(
+        default=None, description="where the synthetic runs are written (default: the system temp dir)"
     )
-    parser.add_argument("--records", type=int, default=100_000)
-    parser.add_argument("--baseline-records", type=int, default=100)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument(
-        "--work-dir", help="where the synthetic runs are written (default: the system temp dir)"
-    )
-    parser.set_defaults(handler=_bench)
 
 
-def _bench(args: argparse.Namespace) -> int:
-    print(
-        json.dumps(
-            run_bench(args.records, args.baseline_records, args.repeats, args.work_dir),
-            ensure_ascii=False,
-            indent=2,
-        )
-    )
+def bench_review(config: ReviewBenchConfig) -> int:
+    """Time the page on both runs and print the figures as JSON."""
+    report = run_bench(config.records, config.baseline_records, config.repeats, config.work_dir)
+    print(json.dumps(report, ensure_ascii=False, indent=2))
     return 0

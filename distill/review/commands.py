@@ -25,8 +25,6 @@ and synced to disk before the page shows it as saved; the run's shards are never
 
 
 def register(commands: argparse._SubParsersAction, benchmarks: argparse._SubParsersAction) -> None:
-    from distill.bench import review as review_bench
-
     parser = commands.add_parser(
         "review",
         help="review a run's records (or student vs teacher answers) in a local web page",
@@ -63,7 +61,6 @@ def register(commands: argparse._SubParsersAction, benchmarks: argparse._SubPars
         help="mark the review finished (what `distill run` with review: required waits for) and exit",
     )
     parser.set_defaults(handler=_review)
-    review_bench.register_cli(benchmarks)
 
 
 def _is_loopback(host: str) -> bool:

@@ -1,0 +1,73 @@
+"""`distill bench …`: each benchmark's flags come from its settings model; the harness loads inside ``run``."""
+
+from __future__ import annotations
+
+import argparse
+
+from distill.bench import engine, eval, eval_overhead, review, train
+from distill.bench.engine import EngineBenchConfig
+from distill.bench.eval import EvalBenchConfig
+from distill.bench.eval_overhead import EvalOverheadBenchConfig
+from distill.bench.review import ReviewBenchConfig
+from distill.bench.train import TrainBenchConfig
+from distill.options import Command
+
+
+class EngineBench(Command):
+    group = "bench"
+    name = "engine"
+    help = "the generation engine's targets: CPU per request vs a bare loop, RPM, 10k in flight, 1M rows"
+    description = engine.__doc__
+    config = EngineBenchConfig
+
+    def run(self, config: EngineBenchConfig, args: argparse.Namespace) -> int:
+        return engine.bench_engine(config)
+
+
+class TrainBench(Command):
+    group = "bench"
+    name = "train"
+    help = "trainer throughput vs a plain HF Trainer with padded batches (same data, same run)"
+    description = train.__doc__
+    epilog = train.EPILOG
+    config = TrainBenchConfig
+
+    def run(self, config: TrainBenchConfig, args: argparse.Namespace) -> int:
+        return train.bench_train(config)
+
+
+class EvalBench(Command):
+    group = "bench"
+    name = "eval"
+    help = "batched student generation (vLLM, transformers) vs one-prompt-at-a-time transformers"
+    description = eval.__doc__
+    config = EvalBenchConfig
+
+    def run(self, config: EvalBenchConfig, args: argparse.Namespace) -> int:
+        return eval.bench_eval(config)
+
+
+class EvalOverheadBench(Command):
+    group = "bench"
+    name = "eval-overhead"
+    help = "one distill eval against local fake endpoints: the evaluator's own time vs generation and HTTP"
+    description = eval_overhead.__doc__
+    config = EvalOverheadBenchConfig
+
+    def run(self, config: EvalOverheadBenchConfig, args: argparse.Namespace) -> int:
+        eval_overhead.run(config)
+        return 0
+
+
+class ReviewBench(Command):
+    group = "bench"
+    name = "review"
+    help = "review page: first page and filter changes on a large run"
+    description = review.__doc__
+    config = ReviewBenchConfig
+
+    def run(self, config: ReviewBenchConfig, args: argparse.Namespace) -> int:
+        return review.bench_review(config)
+
+
+COMMANDS = (EngineBench(), TrainBench(), EvalBench(), EvalOverheadBench(), ReviewBench())
