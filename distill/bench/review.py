@@ -105,7 +105,7 @@ def write_synthetic_run(run_dir: Path, records: int, *, seed: int = 7) -> Path:
                 continue
             answer = json.dumps(
                 {
-                    "甲方": rng.choice(_NAMES),
+                    "甲方": "Zephyr Analytics GmbH" if n % 1000 == 999 else rng.choice(_NAMES),
                     "乙方": rng.choice(_NAMES),
                     "金额": f"{rng.randint(1, 999)}万元",
                     "日期": f"2024年{rng.randint(1, 12)}月{rng.randint(1, 28)}日",
@@ -197,63 +197,74 @@ QUERIES = {
     "length 80–120": "/api/records?min_len=80&max_len=120&limit=50",
     "sort by agreement": "/api/records?sort=agreement&limit=50",
     "sort by length, page 500": "/api/records?sort=-length&offset=25000&limit=50",
-    "search 3+ chars (有限公司)": "/api/records?q=%E6%9C%89%E9%99%90%E5%85%AC%E5%8F%B8&limit=50",
-    "search 2 chars (违约)": "/api/records?q=%E8%BF%9D%E7%BA%A6&limit=50",
-    "search + status + sort": "/api/records?q=Acme&status=accepted&sort=length&limit=50",
+    "search, rare 3+ chars (Zephyr Analytics)": "/api/records?q=Zephyr%20Analytics&limit=50",
+    "search, common 4 chars (有限公司)": "/api/records?q=%E6%9C%89%E9%99%90%E5%85%AC%E5%8F%B8&limit=50",
+    "search, 2 chars (违约)": "/api/records?q=%E8%BF%9D%E7%BA%A6&limit=50",
+    "then a filter change (违约 + accepted + by length)": "/api/records?q=%E8%BF%9D%E7%BA%A6&status=accepted&sort=length&limit=50",
     "progress counts": "/api/progress",
 }
 
 
+def _ms(seconds: float) -> float:
+    return round(1000 * seconds, 1)
+
+
+def _timed(call: Any) -> float:
+    started = time.perf_counter()
+    call()
+    return time.perf_counter() - started
+
+
 def measure(run_dir: Path, repeats: int) -> dict[str, Any]:
+    """Open as `distill review` does (index in the background), then time each request: the first time
+    (cold: a search text not seen before) and the median of ``repeats`` more."""
     from distill.review.config import ReviewConfig
     from distill.review.session import RunReview
 
     figures: dict[str, Any] = {}
     started = time.perf_counter()
     session = RunReview(run_dir, ReviewConfig(), "bench")
-    figures["open (index build or refresh) s"] = round(time.perf_counter() - started, 3)
-    started = time.perf_counter()
-    session.index.wait_for_fulltext()
-    figures["full-text index ready after s"] = round(time.perf_counter() - started, 3)
     server = _Server(session)
     try:
+        first = server.get("/api/records?offset=0&limit=50")
+        figures["start to first page served s"] = round(time.perf_counter() - started, 3)
+        figures["records on that first page's list"] = first["total"]
+        while session.index.indexing()["pending_bytes"]:
+            time.sleep(0.05)
+        figures["every record listed after s"] = round(time.perf_counter() - started, 3)
+        session.index.wait_until_current()
+        figures["trigram search index complete after s"] = round(time.perf_counter() - started, 3)
         for name, path in QUERIES.items():
-            times = []
-            for _ in range(repeats):
-                started = time.perf_counter()
-                server.get(path)
-                times.append(time.perf_counter() - started)
-            figures[f"{name} ms"] = {
-                "median": round(1000 * statistics.median(times), 1),
-                "max": round(1000 * max(times), 1),
-            }
-        first = server.get("/api/records?status=accepted&limit=1")["rows"][0]["row"]
-        times = []
-        for _ in range(repeats):
-            started = time.perf_counter()
-            server.get(f"/api/records/{first}")
-            times.append(time.perf_counter() - started)
-        figures["open a record ms"] = {
-            "median": round(1000 * statistics.median(times), 1),
-            "max": round(1000 * max(times), 1),
-        }
+            cold = _timed(lambda path=path: server.get(path))
+            warm = [_timed(lambda path=path: server.get(path)) for _ in range(repeats)]
+            figures[f"{name} ms"] = {"first": _ms(cold), "again, median": _ms(statistics.median(warm))}
+        row = server.get("/api/records?status=accepted&limit=1")["rows"][0]["row"]
+        figures["open a record ms"] = _ms(
+            statistics.median([_timed(lambda: server.get(f"/api/records/{row}")) for _ in range(repeats)])
+        )
         rows = server.get(f"/api/records?status=accepted&limit={repeats}")["rows"]
-        times = []
-        for row in rows:
-            started = time.perf_counter()
-            server.post(f"/api/records/{row['row']}/decision", {"decision": "approve"})
-            times.append(time.perf_counter() - started)
-        figures["decision saved (fsync) ms"] = {
-            "median": round(1000 * statistics.median(times), 1),
-            "max": round(1000 * max(times), 1),
-        }
+        figures["decision saved (fsync) ms"] = _ms(
+            statistics.median(
+                [
+                    _timed(
+                        lambda r=r: server.post(f"/api/records/{r['row']}/decision", {"decision": "approve"})
+                    )
+                    for r in rows
+                ]
+            )
+        )
     finally:
         server.close()
         session.close()
     started = time.perf_counter()
     session = RunReview(run_dir, ReviewConfig(), "bench")
-    figures["reopen (nothing new) s"] = round(time.perf_counter() - started, 3)
-    session.close()
+    server = _Server(session)
+    try:
+        server.get("/api/records?offset=0&limit=50")
+        figures["reopen: start to first page served s"] = round(time.perf_counter() - started, 3)
+    finally:
+        server.close()
+        session.close()
     return figures
 
 

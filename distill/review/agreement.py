@@ -8,56 +8,61 @@ character bigrams (the engine's echo measure). A record's agreement is its mean 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 from distill.engine.filters import bigram_cosine, normalise
 
 
-def _as_object(text: str) -> dict[str, Any] | None:
+def _form(text: str) -> dict[str, str] | str:
+    """What is compared: a JSON object's normalised field values, else the normalised text."""
     stripped = text.strip()
-    if not stripped.startswith("{"):
-        return None
-    try:
-        value = json.loads(stripped)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def _canonical(value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
+    if stripped.startswith("{"):
+        try:
+            value = orjson.loads(stripped)
+        except orjson.JSONDecodeError:
+            value = None
+        if isinstance(value, dict):
+            return {
+                key: normalise(
+                    field
+                    if isinstance(field, str)
+                    else orjson.dumps(field, option=orjson.OPT_SORT_KEYS).decode()
+                )
+                for key, field in value.items()
+            }
     return normalise(text)
 
 
-def similarity(a: str, b: str) -> float:
-    """0–1: how far two answers to the same input say the same thing."""
-    object_a, object_b = _as_object(a), _as_object(b)
-    if object_a is not None and object_b is not None:
-        keys = set(object_a) | set(object_b)
+def _similarity(a: str, b: str, form_a: dict[str, str] | str, form_b: dict[str, str] | str) -> float:
+    if isinstance(form_a, dict) and isinstance(form_b, dict):
+        keys = form_a.keys() | form_b.keys()
         if not keys:
             return 1.0
-        same = sum(
-            1
-            for key in keys
-            if key in object_a and key in object_b and _canonical(object_a[key]) == _canonical(object_b[key])
+        return sum(1 for key in keys if key in form_a and key in form_b and form_a[key] == form_b[key]) / len(
+            keys
         )
-        return same / len(keys)
-    if normalise(a) == normalise(b):
+    if isinstance(form_a, str) and form_a == form_b:
         return 1.0
     return bigram_cosine(a, b)
 
 
+def similarity(a: str, b: str) -> float:
+    """0–1: how far two answers to the same input say the same thing."""
+    return _similarity(a, b, _form(a), _form(b))
+
+
 def agreements(answers: Sequence[str]) -> list[float | None]:
     """Each answer's mean similarity to the others; None when there is no other."""
-    if len(answers) < 2:
-        return [None] * len(answers)
-    pair: dict[tuple[int, int], float] = {}
-    for i in range(len(answers)):
-        for j in range(i + 1, len(answers)):
-            pair[i, j] = similarity(answers[i], answers[j])
-    return [
-        sum(pair[min(i, j), max(i, j)] for j in range(len(answers)) if j != i) / (len(answers) - 1)
-        for i in range(len(answers))
-    ]
+    count = len(answers)
+    if count < 2:
+        return [None] * count
+    forms: list[Any] = [_form(answer) for answer in answers]
+    totals = [0.0] * count
+    for i in range(count):
+        for j in range(i + 1, count):
+            value = _similarity(answers[i], answers[j], forms[i], forms[j])
+            totals[i] += value
+            totals[j] += value
+    return [total / (count - 1) for total in totals]

@@ -102,7 +102,7 @@ def _review(args: argparse.Namespace) -> int:
             raise UserError("--finish is for a run's review, not --eval")
         session = EvalReview(args.eval_dir, reviewer)
     else:
-        session = RunReview(args.run_dir, config, reviewer)
+        session = RunReview(args.run_dir, config, reviewer, live=not (args.report or args.finish))
         if config.judge is not None and not args.no_judge and not args.finish:
             score_run(session.run_dir, config.judge, say=_say)
             entries = threshold_entries(
@@ -112,7 +112,7 @@ def _review(args: argparse.Namespace) -> int:
                 f"judge {config.judge.model}",
             )
             session.append_judge(entries)
-            session.refresh_if_stale(force=True)
+            session.reload_scores()
             if entries:
                 _say(f"judge: {len(entries)} low_score decisions logged (threshold {config.judge.threshold})")
     try:

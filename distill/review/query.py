@@ -87,7 +87,7 @@ def _like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
-def where_clause(query: ListQuery, fts_upto: int) -> tuple[str, list[Any]]:
+def where_clause(query: ListQuery) -> tuple[str, list[Any]]:
     clauses: list[str] = []
     params: list[Any] = []
     if query.status:
@@ -119,20 +119,8 @@ def where_clause(query: ListQuery, fts_upto: int) -> tuple[str, list[Any]]:
         if high is not None:
             clauses.append(f"rec.{column} <= ?")
             params.append(high)
-    text = query.q.strip()
-    if text:
-        pattern = _like_pattern(text)
-        if len(text) >= MIN_INDEXED_QUERY and not any(c in text for c in "%_\\"):
-            # The trigram index's LIKE takes no ESCAPE clause, hence the plain pattern and the guard above.
-            clauses.append(
-                "((rec.rowid <= ? AND rec.rowid IN (SELECT rowid FROM s.fts WHERE s.fts.text LIKE ?))"
-                " OR (rec.rowid > ? AND rec.rowid IN (SELECT rowid FROM s.body WHERE s.body.rowid > ?"
-                " AND s.body.text LIKE ? ESCAPE '\\')))"
-            )
-            params += [fts_upto, f"%{text}%", fts_upto, fts_upto, pattern]
-        else:
-            clauses.append("rec.rowid IN (SELECT rowid FROM s.body WHERE s.body.text LIKE ? ESCAPE '\\')")
-            params.append(pattern)
+    if query.q.strip():
+        clauses.append("rec.rowid IN (SELECT rowid FROM temp.hits)")  # filled by `Search.prepare`
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
@@ -156,9 +144,58 @@ _LIST_KEYS = (
 )
 
 
-def list_page(index: RunIndex, query: ListQuery) -> dict[str, Any]:
+class Search:
+    """The rowids whose input or answer contains the search text, kept in a temporary table.
+
+    Filled once per search text (and topped up with rows indexed since), so changing any other filter, the
+    sort or the page reuses it. A text of three or more characters asks the trigram index first; a text so
+    common that it matches more than ``FTS_CAP`` rows is cheaper to find by one scan, as is a shorter text.
+    """
+
+    FTS_CAP = 5_000
+
+    def __init__(self, index: RunIndex) -> None:
+        self.db = index.db
+        self.index = index
+        self.db.execute("CREATE TEMP TABLE IF NOT EXISTS hits (rowid INTEGER PRIMARY KEY)")
+        self.text: str | None = None
+        self.generation: str | None = None
+        self.upto = 0
+
+    def prepare(self, text: str) -> None:
+        generation = self.index.generation()
+        if text != self.text or generation != self.generation:
+            self.db.execute("DELETE FROM temp.hits")
+            self.text, self.generation, self.upto = text, generation, 0
+        last = self.db.execute("SELECT max(rowid) FROM s.body").fetchone()[0] or 0
+        if last <= self.upto:
+            return
+        pattern = _like_pattern(text)
+        start = self.upto
+        if len(text) >= MIN_INDEXED_QUERY and not any(c in text for c in "%_\\"):
+            covered = min(self.index.fts_upto, last)
+            if covered > start:
+                # The trigram index's LIKE takes no ESCAPE clause, hence the plain pattern and the guard above.
+                found = self.db.execute(
+                    "SELECT rowid FROM s.fts WHERE text LIKE ? AND rowid > ? AND rowid <= ? LIMIT ?",
+                    (f"%{text}%", start, covered, self.FTS_CAP + 1),
+                ).fetchall()
+                if len(found) <= self.FTS_CAP:
+                    self.db.executemany("INSERT INTO temp.hits (rowid) VALUES (?)", found)
+                    start = covered
+        self.db.execute(
+            "INSERT INTO temp.hits (rowid) SELECT rowid FROM s.body WHERE rowid > ? AND rowid <= ?"
+            " AND text LIKE ? ESCAPE '\\'",
+            (start, last, pattern),
+        )
+        self.upto = last
+
+
+def list_page(index: RunIndex, query: ListQuery, search: Search) -> dict[str, Any]:
     """One page of rows and the number of rows the filters match."""
-    where, params = where_clause(query, index.fts_upto)
+    if query.q.strip():
+        search.prepare(query.q.strip())
+    where, params = where_clause(query)
     total = index.db.execute(f"SELECT count(*) FROM rec{where}", params).fetchone()[0]
     rows = index.db.execute(
         f"SELECT {_LIST_COLUMNS} FROM rec{where} ORDER BY {SORTS[query.sort]} LIMIT ? OFFSET ?",
@@ -170,17 +207,6 @@ def list_page(index: RunIndex, query: ListQuery) -> dict[str, Any]:
         "limit": query.limit,
         "rows": [dict(zip(_LIST_KEYS, row, strict=True)) for row in rows],
     }
-
-
-def neighbour(index: RunIndex, query: ListQuery, position: int) -> int | None:
-    """The rowid at ``position`` in the filtered, sorted list (next/previous across page ends)."""
-    if position < 0:
-        return None
-    where, params = where_clause(query, index.fts_upto)
-    row = index.db.execute(
-        f"SELECT rec.rowid FROM rec{where} ORDER BY {SORTS[query.sort]} LIMIT 1 OFFSET ?", [*params, position]
-    ).fetchone()
-    return row[0] if row else None
 
 
 def progress(index: RunIndex) -> dict[str, Any]:

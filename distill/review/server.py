@@ -189,11 +189,6 @@ def _run_routes(app: web.Application, session: Any, api: Callable) -> None:
     async def record(request: web.Request) -> Any:
         return session.record(_int(request.match_info["row"], "row"))
 
-    async def at(request: web.Request) -> Any:
-        params = dict(request.query)
-        position = _int(params.pop("position", "0"), "position")
-        return {"row": session.neighbour(params, position)}
-
     async def progress(request: web.Request) -> Any:
         return session.progress()
 
@@ -206,7 +201,6 @@ def _run_routes(app: web.Application, session: Any, api: Callable) -> None:
 
     app.router.add_get("/api/records", api(records))
     app.router.add_get("/api/records/{row}", api(record))
-    app.router.add_get("/api/at", api(at))
     app.router.add_get("/api/progress", api(progress))
     app.router.add_post("/api/records/{row}/decision", api(decide))
     app.router.add_post("/api/finish", api(finish))

@@ -6,7 +6,6 @@ between the two leaves the index one entry behind, and the next refresh replays 
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -29,16 +28,19 @@ from distill.review.decisions import (
 from distill.review.edits import check_edit, is_json_value
 from distill.review.index import RunIndex
 from distill.review.log import AppendLog
-from distill.review.query import ListQuery, list_page, neighbour, progress
+from distill.review.query import ListQuery, Search, list_page, progress
 from distill.review.verdicts import filter_verdicts
 
-REFRESH_EVERY_S = 2.0  # a run that is still generating shows its new records within this long
 MAX_REASON_CHARS = 500
 MAX_EDIT_CHARS = 200_000
 
 
 class RunReview:
-    def __init__(self, run_dir: str | Path, config: ReviewConfig, reviewer: str) -> None:
+    """``live``: index in the background while the page is served; otherwise read everything now (reports)."""
+
+    def __init__(
+        self, run_dir: str | Path, config: ReviewConfig, reviewer: str, *, live: bool = True
+    ) -> None:
         self.run_dir = Path(run_dir)
         if not self.run_dir.is_dir():
             raise UserError(f"{self.run_dir}: RUN_DIR: no such directory")
@@ -53,32 +55,26 @@ class RunReview:
         self.log = AppendLog(decisions_path(self.run_dir), what="review decisions")
         try:
             self.index = RunIndex(self.run_dir)
-            self.index.refresh()
             self.scores: dict[tuple[str, int], score_file.Score] = {}
-            self._scores_mtime: float | None = None
-            self._load_scores()
+            self.reload_scores()
+            if live:
+                self.index.replay_log()
+                self.index.start()
+            else:
+                self.index.refresh()
+            self.search = Search(self.index)
         except BaseException:
             self.log.close()
             raise
-        self._refreshed = time.monotonic()
 
     def close(self) -> None:
         self.index.close()
         self.log.close()
 
-    def _load_scores(self) -> None:
-        mtime = score_file.mtime(self.run_dir)
-        if mtime != self._scores_mtime:
-            self.scores = score_file.read(self.run_dir)
-            self.index.load_scores({key: entry.score for key, entry in self.scores.items()})
-            self._scores_mtime = mtime
-
-    def refresh_if_stale(self, *, force: bool = False) -> None:
-        """Pick up new shard lines, log entries and scores (at most every REFRESH_EVERY_S unless forced)."""
-        if force or time.monotonic() - self._refreshed >= REFRESH_EVERY_S:
-            self.index.refresh()
-            self._load_scores()
-            self._refreshed = time.monotonic()
+    def reload_scores(self) -> None:
+        """Read the judge's scores file (after a scoring pass)."""
+        self.scores = score_file.read(self.run_dir)
+        self.index.load_scores({key: entry.score for key, entry in self.scores.items()})
 
     # -- reading ---------------------------------------------------------------------------------------
 
@@ -90,19 +86,14 @@ class RunReview:
             "reviewer": self.reviewer,
             "guideline": self.guideline,
             "judge": {"model": judge.model, "threshold": judge.threshold} if judge else None,
-            "finished_at": self.index._meta("finished_at") or None,
+            "finished_at": self.index.finished_at(),
         }
 
     def page(self, params: dict[str, str]) -> dict[str, Any]:
-        self.refresh_if_stale()
-        return list_page(self.index, ListQuery.parse(params))
+        return list_page(self.index, ListQuery.parse(params), self.search)
 
     def progress(self) -> dict[str, Any]:
-        self.refresh_if_stale()
-        return progress(self.index)
-
-    def neighbour(self, params: dict[str, str], position: int) -> int | None:
-        return neighbour(self.index, ListQuery.parse(params), position)
+        return {**progress(self.index), "indexing": self.index.indexing()}
 
     def _row(self, rowid: int) -> tuple:
         row = self.index.db.execute(
@@ -318,7 +309,6 @@ class RunReview:
 
     def report(self) -> dict[str, Any]:
         """Counts, and how people's decisions compare with the judge's scores (when there are any)."""
-        self.refresh_if_stale()
         counts = progress(self.index)["counts"]
         people = self.index.db.execute(
             "SELECT count(*) FROM rec WHERE status = 'accepted' AND decided_by = 'person'"
@@ -326,7 +316,7 @@ class RunReview:
         report: dict[str, Any] = {
             "counts": counts,
             "decided_by_people": people,
-            "finished_at": self.index._meta("finished_at") or None,
+            "finished_at": self.index.finished_at(),
             "judge": None,
         }
         judge = self.config.judge

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from distill.review.decisions import APPROVE, REJECT, decisions_path, make_entry
 from distill.review.index import RunIndex
 from distill.review.log import AppendLog
-from distill.review.query import ListQuery, QueryError, list_page, progress
+from distill.review.query import ListQuery, QueryError, Search, list_page, progress
 
 from .helpers import contract_answer, failure, record, small_run, write_shard
 
@@ -17,13 +19,12 @@ def index(tmp_path):
     small_run(tmp_path)
     opened = RunIndex(tmp_path)
     opened.refresh()
-    assert opened.wait_for_fulltext(30)
     yield opened
     opened.close()
 
 
 def _ids(index, **params):
-    page = list_page(index, ListQuery.parse({k: str(v) for k, v in params.items()}))
+    page = list_page(index, ListQuery.parse({k: str(v) for k, v in params.items()}), Search(index))
     return [(row["id"], row["sample_index"]) for row in page["rows"]], page["total"]
 
 
@@ -49,7 +50,7 @@ def test_agreement_of_samples_and_its_sort(index, tmp_path):
     index.refresh()
     rows, _ = _ids(index, status="accepted", sort="agreement", limit=2)
     assert set(rows) == {("c7", 0), ("c7", 1)}  # they share no field: agreement 0, sorted first
-    page = list_page(index, ListQuery.parse({"status": "accepted", "max_agreement": "0.1"}))
+    page = list_page(index, ListQuery.parse({"status": "accepted", "max_agreement": "0.1"}), Search(index))
     assert page["total"] == 2 and page["rows"][0]["agreement"] == 0.0
 
 
@@ -68,19 +69,29 @@ def test_search_finds_substrings_of_input_and_answer(index, text, expected):
     assert _ids(index, q=text)[1] == expected
 
 
-def test_trigram_index_and_scan_agree(index, tmp_path):
+def test_the_background_indexer_fills_the_trigram_index_and_searches_agree_before_and_after(tmp_path):
+    small_run(tmp_path)
     write_shard(
-        tmp_path,
-        "accepted",
-        [record("e1", 0, "The Party A is ACME Trading, amount 100% paid in full, 50_000.")],
-        index=1,
+        tmp_path, "accepted", [record("e1", 0, "The Party A is ACME Trading, 100% paid, 50_000.")], index=1
     )
-    index.refresh()  # the new row is past the trigram index until its thread catches up: scanned meanwhile
-    for text in ("acme trading", "ACME", "100%", "50_0", "Ac"):
-        assert _ids(index, q=text) == ([("e1", 0)], 1), text
-    assert index.wait_for_fulltext(30)
-    for text in ("acme trading", "ACME", "100%", "50_0", "Ac"):
-        assert _ids(index, q=text) == ([("e1", 0)], 1), text
+    index = RunIndex(tmp_path)
+    try:
+        index.refresh()  # rows, but no trigram index yet: every search scans
+        assert index.fts_upto == 0
+        texts = ("acme trading", "ACME", "100%", "50_0", "Ac", "杭州青松软件有限公司")
+        scanned = [_ids(index, q=text) for text in texts]
+        assert scanned[0] == ([("e1", 0)], 1) and scanned[-1][1] == 6
+        index.start()
+        assert index.wait_until_current(30)
+        assert index.fts_upto == 15
+        assert [_ids(index, q=text) for text in texts] == scanned
+        # A record written while the page is open shows up within the indexer's poll.
+        write_shard(tmp_path, "accepted", [record("e2", 0, "ACME Trading again, and nothing else.")], index=1)
+        time.sleep(0.1)
+        assert index.wait_until_current(30)
+        assert _ids(index, q="acme trading")[1] == 2
+    finally:
+        index.close()
 
 
 def test_new_lines_are_read_incrementally_and_a_line_being_written_waits(index, tmp_path):

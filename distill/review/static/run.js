@@ -6,6 +6,8 @@ const FILTERS = ["q", "status", "reason", "decision", "min_len", "max_len", "min
 let current = null;      // the record shown
 let busy = false;        // a decision is being saved: no second one until the server answers
 let list = null;
+let wasIndexing = false;
+let progressTimer = null;
 
 function filterParams() {
   const params = new URLSearchParams();
@@ -124,6 +126,20 @@ async function refreshProgress() {
       h("span", { className: "muted" }, ` of ${c.accepted.toLocaleString()} accepted (${share}% approved; the seed kept 600 of 3,000, 20%)`
         + ` · filters rejected ${c.filter_rejected.toLocaleString()} · failed ${c.failed.toLocaleString()}`),
     ].filter(Boolean));
+    const indexing = p.indexing;
+    const behind = indexing.pending_bytes > 0 || indexing.fulltext_behind > 0;
+    if (indexing.error) $("progress").append(h("span", { className: "count d-reject" }, "indexing failed: " + indexing.error));
+    else if (behind) {
+      $("progress").append(h("span", { className: "muted", id: "indexing" }, indexing.pending_bytes > 0
+        ? ` · indexing, ${(indexing.pending_bytes / 1e6).toFixed(0)} MB to read: the list grows as it goes`
+        : " · building the search index (searches scan meanwhile)"));
+      wasIndexing = true;
+      clearTimeout(progressTimer);
+      progressTimer = setTimeout(refreshProgress, 2000);
+    } else if (wasIndexing) {
+      wasIndexing = false;
+      if (!busy && $("edit-form").hidden && $("reject-form").hidden) list.load(list.offset, Math.max(0, list.selected));
+    }
     const select = $("f-reason");
     const chosen = select.value;
     select.replaceChildren(...[h("option", { value: "" }, "any"),
