@@ -302,8 +302,7 @@ class RunReview:
 
     def append_judge(self, entries: list[dict[str, Any]]) -> None:
         """The judge stage's low_score decisions, logged and mirrored like a person's."""
-        for entry in entries:
-            seq = self.log.append(entry)
+        for entry, seq in zip(entries, self.log.append_many(entries), strict=True):
             key, logged = decision_of(entry, seq, str(self.log.path))
             self.index.apply_logged(key, logged)
 

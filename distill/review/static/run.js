@@ -66,11 +66,10 @@ function showRecord(record) {
     h("p", { className: "muted" }, `status ${record.status}${record.reason ? " (" + record.reason + ")" : ""} · `
       + `model ${record.source_model || "–"} · agreement ${fmt(record.agreement)} · judge score ${fmt(record.score, 1)}`
       + (record.score_problem ? ` (${record.score_problem})` : "")));
-  const parts = [section("Input", h("pre", { className: "text" }, record.instruction || ""))];
+  const parts = [section("Input", h("pre", { className: "text input" }, record.instruction || ""))];
   if (record.status === "failed") {
     parts.push(section("Failure", h("pre", { className: "text" }, `${record.error_class}: ${record.message} (${record.attempts} attempts)`)));
   } else {
-    if (record.thinking) parts.push(section("Thinking", h("pre", { className: "text thinking" }, record.thinking)));
     if (decided && decided.edited) {
       parts.push(section("Answer (edited)", answerView(decided.output, looksJson(decided.output))));
       parts.push(h("details", {}, h("summary", {}, "original answer"), answerView(record.output, record.answer_is_json)));
@@ -80,6 +79,8 @@ function showRecord(record) {
     }
     parts.push(section("Filter verdicts", h("ul", { className: "verdicts" }, record.verdicts.map((v) =>
       h("li", { className: v.passed ? "pass" : "fail" }, h("b", {}, (v.passed ? "✓ " : "✗ ") + v.check), " ", v.detail)))));
+    const thinking = decided && decided.edited ? decided.thinking : record.thinking;
+    if (thinking) parts.push(section("Thinking", h("pre", { className: "text thinking" }, thinking)));
   }
   if (record.siblings.length) {
     parts.push(section(`Other samples of this input (${record.siblings.length})`, h("div", { className: "siblings" },
