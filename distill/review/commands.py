@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
-import ipaddress
 import json
 import secrets
 import sys
@@ -63,15 +62,6 @@ def register(commands: argparse._SubParsersAction, benchmarks: argparse._SubPars
     parser.set_defaults(handler=_review)
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _say(message: str) -> None:
     """Progress and notes go to stderr: stdout carries only the page's URL or the JSON asked for."""
     print(f"distill review: {message}", file=sys.stderr, flush=True)
@@ -82,13 +72,14 @@ def _print_url(message: str) -> None:
 
 
 def _review(args: argparse.Namespace) -> int:
+    from distill.endpoint import is_loopback
     from distill.errors import UserError
     from distill.review.config import load_review_config
     from distill.review.decisions import load_state
     from distill.review.judging import score_run, threshold_entries
     from distill.review.pairs import EvalReview
     from distill.review.scores import read as read_scores
-    from distill.review.server import serve
+    from distill.review.server import page_url, serve
     from distill.review.session import RunReview
 
     if (args.run_dir is None) == (args.eval_dir is None):
@@ -122,7 +113,7 @@ def _review(args: argparse.Namespace) -> int:
         if args.finish:
             print(json.dumps(session.finish(), ensure_ascii=False))
             return 0
-        token = None if _is_loopback(args.host) else secrets.token_urlsafe(24)
+        token = None if is_loopback(page_url(args.host, args.port, None)) else secrets.token_urlsafe(24)
         try:
             asyncio.run(serve(session, host=args.host, port=args.port, token=token, say=_print_url))
         except KeyboardInterrupt:

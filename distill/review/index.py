@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
 from distill.engine.filters import output_hash
+from distill.engine.records import FailureRecord, Record, RejectedRecord, parse_record
 from distill.engine.shards import list_shards
 
 from distill.review.agreement import agreements
@@ -38,7 +38,7 @@ from distill.review.decisions import CLEAR, REVIEW_DIR, Decision, ReviewState, d
 from distill.review.edits import signed_hash
 from distill.review.log import read_entries
 
-INDEX_VERSION = "2"
+INDEX_VERSION = "3"
 INDEX_NAME = "index.sqlite3"
 SEARCH_NAME = "search.sqlite3"
 FIRST_CHUNK = 500  # records read before the page is served
@@ -48,7 +48,7 @@ POLL_S = 2.0  # how often the indexer looks for new shard lines (a run still gen
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
-CREATE TABLE IF NOT EXISTS shard (name TEXT PRIMARY KEY, inode INTEGER, done INTEGER);
+CREATE TABLE IF NOT EXISTS shard (name TEXT PRIMARY KEY, inode INTEGER, done INTEGER, lines INTEGER);
 CREATE TABLE IF NOT EXISTS rec (
     rowid INTEGER PRIMARY KEY, id TEXT NOT NULL, sample_index INTEGER NOT NULL, status TEXT NOT NULL,
     reason TEXT, shard TEXT NOT NULL, offset INTEGER NOT NULL, nbytes INTEGER NOT NULL,
@@ -137,15 +137,15 @@ def iter_new_lines(path: Path, start: int) -> Iterator[tuple[int, bytes]]:
             offset += len(line)
 
 
-def _row_of(kind: str, record: dict[str, Any]) -> tuple[str | None, str | None, str]:
+def _row_of(record: Record) -> tuple[str | None, str | None, str]:
     """(reason, answer, searchable text) of one record."""
-    if kind == "failed":
-        return str(record.get("error_class") or "failed"), None, str(record.get("message") or "")
-    answer = record.get("output")
-    if answer is None:
-        answer = record.get("response")  # a reply the parser could not split is shown whole
-    reason = record.get("reject_reason") if kind == "rejected" else None
-    return reason, answer, f"{record.get('instruction') or ''}\n{answer or ''}"
+    if isinstance(record, FailureRecord):
+        return record.error_class, None, record.message
+    answer = record.output
+    if answer is None and isinstance(record, RejectedRecord):
+        answer = record.response  # a reply the parser could not split is shown whole
+    reason = record.reject_reason if isinstance(record, RejectedRecord) else None
+    return reason, answer, f"{record.instruction}\n{answer or ''}"
 
 
 class _Reader:
@@ -184,35 +184,49 @@ class _Reader:
             self._clear()
             stats.rebuilt = True
         with _Transaction(self.db) as db:
-            done = dict(db.execute("SELECT name, done FROM shard").fetchall())
-            if all(p.stat().st_size <= done.get(p.name, 0) for p in shards):
+            done = {
+                name: (end, lines) for name, end, lines in db.execute("SELECT name, done, lines FROM shard")
+            }
+            if all(p.stat().st_size <= done.get(p.name, (0, 0))[0] for p in shards):
                 return stats
             first_new = (db.execute("SELECT max(rowid) FROM rec").fetchone()[0] or 0) + 1
             rowid, touched = first_new, set()
             for path in shards:
                 if rowid - first_new >= budget:
                     break
-                start = done.get(path.name, 0)
+                start, number = done.get(path.name, (0, 0))
                 inode = path.stat().st_ino
+                kind = path.name.split("-", 1)[0]
                 rows, bodies, end = [], [], start
                 for offset, line in iter_new_lines(path, start):
                     end = offset + len(line)
-                    if not line.strip():
+                    number += 1
+                    if line.isspace():
                         continue
-                    try:
-                        record = orjson.loads(line)
-                        row_id, sample_index = str(record["id"]), int(record["sample_index"])
-                    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-                        continue  # the engine never writes such a line; a hand-edited shard shows without it
-                    kind = path.name.split("-", 1)[0]
-                    reason, answer, text = _row_of(kind, record)
+                    # The records contract validates the line; a damaged one stops indexing, naming file:line.
+                    record = parse_record(kind, line, f"{path}:{number}")
+                    reason, answer, text = _row_of(record)
                     accepted = kind == "accepted" and answer is not None
-                    rows.append((rowid, row_id, sample_index, kind, reason, path.name, offset, len(line), answer,
-                                 len(answer) if answer is not None else None,
-                                 signed_hash(output_hash(answer)) if accepted else None))  # fmt: skip
+                    digest = signed_hash(output_hash(answer)) if accepted else None
+                    length = len(answer) if answer is not None else None
+                    rows.append(
+                        (
+                            rowid,
+                            record.id,
+                            record.sample_index,
+                            kind,
+                            reason,
+                            path.name,
+                            offset,
+                            len(line),
+                            answer,
+                            length,
+                            digest,
+                        )
+                    )
                     bodies.append((rowid, text))
                     if accepted:
-                        touched.add(row_id)
+                        touched.add(record.id)
                     rowid += 1
                     if rowid - first_new >= budget:
                         break
@@ -225,8 +239,8 @@ class _Reader:
                 )
                 db.executemany("INSERT INTO s.body (rowid, text) VALUES (?, ?)", bodies)
                 db.execute(
-                    "INSERT OR REPLACE INTO shard (name, inode, done) VALUES (?, ?, ?)",
-                    (path.name, inode, end),
+                    "INSERT OR REPLACE INTO shard (name, inode, done, lines) VALUES (?, ?, ?, ?)",
+                    (path.name, inode, end, number),
                 )
             if rowid > first_new:
                 self._agreement(touched)
@@ -372,8 +386,11 @@ class RunIndex:
             with contextlib.suppress(FileNotFoundError):
                 pending += max(0, path.stat().st_size - done.get(path.name, 0))
         last = self.db.execute("SELECT max(rowid) FROM s.body").fetchone()[0] or 0
-        return {"pending_bytes": pending, "fulltext_behind": max(0, last - self.fts_upto),
-                "error": str(self.error) if self.error else None}  # fmt: skip
+        return {
+            "pending_bytes": pending,
+            "fulltext_behind": max(0, last - self.fts_upto),
+            "error": str(self.error) if self.error else None,
+        }
 
     def wait_until_current(self, timeout: float = 600.0) -> bool:
         """Block until every shard line is indexed and in the trigram index (tests and benchmarks)."""
@@ -433,18 +450,35 @@ class RunIndex:
         self.db.execute(
             "INSERT OR REPLACE INTO decision (seq, id, sample_index, decision, reason, reviewer, at, by, thinking,"
             " output) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (decision.seq, row_id, sample_index, decision.decision, decision.reason, decision.reviewer,
-             decision.at, decision.by, decision.thinking, decision.output),
-        )  # fmt: skip
+            (
+                decision.seq,
+                row_id,
+                sample_index,
+                decision.decision,
+                decision.reason,
+                decision.reviewer,
+                decision.at,
+                decision.by,
+                decision.thinking,
+                decision.output,
+            ),
+        )
         latest = None if decision.decision == CLEAR else decision.decision
         edited = decision.edited and latest is not None
         self.db.execute(
             "UPDATE rec SET decision = ?, decided_by = ?, decided_seq = ?, edited = ?,"
             " hash = coalesce(?, CASE WHEN answer IS NULL THEN NULL ELSE hash END)"
             " WHERE id = ? AND sample_index = ? AND status = 'accepted'",
-            (latest, decision.by if latest else None, decision.seq, int(edited),
-             signed_hash(output_hash(decision.output)) if edited else None, row_id, sample_index),
-        )  # fmt: skip
+            (
+                latest,
+                decision.by if latest else None,
+                decision.seq,
+                int(edited),
+                signed_hash(output_hash(decision.output)) if edited else None,
+                row_id,
+                sample_index,
+            ),
+        )
         if not edited:  # back to the original answer's hash (an earlier edit may have replaced it)
             row = self.db.execute(
                 "SELECT answer FROM rec WHERE id = ? AND sample_index = ? AND status = 'accepted'", key
@@ -486,8 +520,11 @@ class RunIndex:
     # -- reading records -----------------------------------------------------------------------------
 
     def read_record(self, shard: str, offset: int, nbytes: int) -> dict[str, Any]:
+        """The record whose line starts at ``offset``, validated by the records contract, as a dict."""
         fd = os.open(self.run_dir / shard, os.O_RDONLY)
         try:
-            return orjson.loads(os.pread(fd, nbytes, offset))
+            line = os.pread(fd, nbytes, offset)
         finally:
             os.close(fd)
+        where = f"{self.run_dir / shard} (byte {offset})"
+        return parse_record(shard.split("-", 1)[0], line, where).model_dump()

@@ -12,11 +12,11 @@ overruled it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import orjson
-from distill.engine.shards import list_shards
+from distill.engine.records import iter_records
 from distill.engine.types import ChatRequest
 from distill.evaluator.calls import CallCache, run_calls_sync
 from distill.evaluator.judge import parse_score
@@ -39,14 +39,6 @@ JUDGE_TEMPLATE = "问题:{question}\n待评估答案:{answer}\n只输出0到10�
 CACHE_NAME = "judge-cache.jsonl"
 
 
-def accepted_records(run_dir) -> Iterator[dict[str, Any]]:
-    for shard in list_shards(run_dir, "accepted"):
-        with shard.open("rb") as lines:
-            for line in lines:
-                if line.endswith(b"\n") and line.strip():
-                    yield orjson.loads(line)
-
-
 def _request_key(row_id: str, sample_index: int) -> str:
     return orjson.dumps([row_id, sample_index]).decode()
 
@@ -54,11 +46,9 @@ def _request_key(row_id: str, sample_index: int) -> str:
 def score_run(run_dir, judge: ReviewJudgeConfig, *, say: Callable[[str], None]) -> dict[str, Any]:
     """Score every accepted record (cached); write scores.jsonl; return counts."""
     requests: dict[str, ChatRequest] = {}
-    for record in accepted_records(run_dir):
-        row_id, sample_index = str(record["id"]), int(record["sample_index"])
-        prompt = JUDGE_TEMPLATE.format(
-            question=record.get("instruction") or "", answer=record.get("output") or ""
-        )
+    for record in iter_records(run_dir, ("accepted",)):
+        row_id, sample_index = record.id, record.sample_index
+        prompt = JUDGE_TEMPLATE.format(question=record.instruction, answer=record.output)
         requests[_request_key(row_id, sample_index)] = ChatRequest(
             messages=[{"role": "user", "content": prompt}],
             model=judge.model,

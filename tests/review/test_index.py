@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import time
 
+import orjson
 import pytest
 
+from distill.errors import UserError
 from distill.review.decisions import APPROVE, REJECT, decisions_path, make_entry
 from distill.review.index import RunIndex
 from distill.review.log import AppendLog
@@ -95,16 +97,24 @@ def test_the_background_indexer_fills_the_trigram_index_and_searches_agree_befor
 
 
 def test_new_lines_are_read_incrementally_and_a_line_being_written_waits(index, tmp_path):
+    line = orjson.dumps(record("c50", 0, contract_answer("甲", "乙", "half done"))) + b"\n"
     shard = tmp_path / "accepted-00000.jsonl"
     with shard.open("ab") as handle:
-        handle.write(b'{"id": "c50", "sample_index": 0, "instruction": "x", "thinking": "t", "output": "half')
+        handle.write(line[:40])  # the engine is in the middle of writing it
     stats = index.refresh()
     assert stats.new_records == 0 and not stats.rebuilt
     with shard.open("ab") as handle:
-        handle.write(b' done"}\n')
+        handle.write(line[40:])
     stats = index.refresh()
     assert stats.new_records == 1 and not stats.rebuilt
     assert _ids(index, q="half done") == ([("c50", 0)], 1)
+
+
+def test_a_damaged_line_is_named_by_file_and_line(index, tmp_path):
+    with (tmp_path / "accepted-00000.jsonl").open("ab") as handle:
+        handle.write(b'{"id": "c51", "sample_index": 0}\n')
+    with pytest.raises(UserError, match=r"accepted-00000\.jsonl:13: instruction"):
+        index.refresh()
 
 
 def test_a_shard_moved_away_means_a_rebuild(index, tmp_path):
