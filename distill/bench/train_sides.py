@@ -28,7 +28,7 @@ from distill.bench.train_data import load_samples
 from distill.trainer.tokenize import Sample
 
 SHAPES = {
-    # Qwen2-0.5B's shape, as /work/shared/bench/stock_lora_anchor.py builds it.
+    # Qwen2-0.5B's shape, as the stock HF Trainer + PEFT baseline builds it.
     "qwen2-0.5b": dict(
         kind="qwen2",
         hidden_size=896,
