@@ -24,6 +24,10 @@ DUPLICATE = "duplicate"
 REASONS = (TRUNCATED, FORMAT, REFUSAL, TOO_SHORT, ECHO, DUPLICATE)
 
 _SPACES = re.compile(r"\s+")
+# A refusal phrase that starts within this many characters of the answer makes it a refusal ("好的,很抱歉…",
+# "Unfortunately, I cannot…"); anywhere in an answer this short, too.
+REFUSAL_OPENING_CHARS = 24
+REFUSAL_SHORT_CHARS = 40
 
 
 def _grams(text: str) -> set[int]:
@@ -70,9 +74,23 @@ class QualityFilter:
         # One alternation over case-folded text: a single C-level scan per answer (IGNORECASE is 7x slower).
         phrases = [re.escape(_fold(phrase)) for phrase in config.refusal_phrases if phrase]
         self._refusal = re.compile("|".join(phrases)) if phrases else None
+        alternation = "|".join(phrases)
+        self._opening = (
+            re.compile(f"(?s).{{0,{REFUSAL_OPENING_CHARS}}}?(?:{alternation})") if phrases else None
+        )
 
     def is_refusal(self, text: str) -> bool:
-        return self._refusal is not None and self._refusal.search(_fold(text)) is not None
+        """A refusal *is* a refusal: it opens with a refusal phrase, or it is short and holds one.
+
+        A phrase deep inside a long answer ("…合同约定乙方无法回答的问题由甲方解释…") is content, not a refusal.
+        Measured on a labelled set in the tests (tests/engine/data/refusals.jsonl).
+        """
+        if self._refusal is None:
+            return False
+        folded = _fold(text.strip())
+        if self._opening.match(folded) is not None:
+            return True
+        return len(folded) <= REFUSAL_SHORT_CHARS and self._refusal.search(folded) is not None
 
     def judge(self, instruction: str, answer: str, row: int = 0) -> tuple[str | None, int | None]:
         """(reject reason or None, output hash). An accepted answer's hash is remembered with its row.

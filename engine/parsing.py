@@ -13,8 +13,8 @@ import re
 FULL_THINKING = "【思考】"
 FULL_ANSWER = "【答案】"
 
-# Exact Chinese markers first (the default template), then the English template's, matched leniently
-# because English-speaking teachers vary case and spacing, then the dataset's own short markers.
+# The teacher templates' markers (Chinese, then English, matched leniently because English-speaking teachers
+# vary case and spacing), then the dataset's own short markers.
 _COT_PATTERNS = (
     (re.compile(re.escape("【思考过程】")), re.compile(re.escape("【最终答案】"))),
     (
@@ -23,29 +23,51 @@ _COT_PATTERNS = (
     ),
     (re.compile(re.escape(FULL_THINKING)), re.compile(re.escape(FULL_ANSWER))),
 )
+# What may precede a marker on its line and still leave it "at the start of a line": markdown decoration.
+_LINE_LEAD = " \t*#>_"
+
+
+def _starts_line(text: str, at: int) -> bool:
+    before = text.rfind("\n", 0, at)
+    return not text[before + 1 : at].strip(_LINE_LEAD)
+
+
+def _own_answer_marker(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
+    """The teacher's own answer marker: the last one that starts a line, else the last one at all.
+
+    A teacher often quotes its input, and an input may hold any marker; the teacher's own marker comes
+    after everything it quoted in its reasoning, on a line of its own.
+    """
+    last = last_at_line_start = None
+    for match in pattern.finditer(text):
+        last = match
+        if _starts_line(text, match.start()):
+            last_at_line_start = match
+    return last_at_line_start or last
 
 
 def parse_cot(text: str) -> tuple[str, str] | None:
     """(thinking, answer), both stripped, or None when the text lacks a start or an answer marker.
 
-    The thinking runs from the first start marker to the first answer marker after it; the answer is
-    everything after that. Text before the start marker (a preamble) is dropped, as in the seed.
+    The answer starts after the teacher's own answer marker (`_own_answer_marker`; of all marker styles,
+    the one found last wins), the thinking runs from the first start marker before it. Text before the start
+    marker (a preamble) is dropped, as in the seed.
     """
-    # Fast path for the default template's markers: two str.find calls, no regex.
-    start = text.find("【思考过程】")
-    if start != -1:
-        answer = text.find("【最终答案】", start + 6)
-        if answer != -1:
-            return text[start + 6 : answer].strip(), text[answer + 6 :].strip()
+    best: tuple[int, int, int] | None = None  # (answer marker start, its end, thinking start)
     for start_pattern, answer_pattern in _COT_PATTERNS:
-        start = start_pattern.search(text)
-        if start is None:
+        if best is not None and answer_pattern.search(text, best[1]) is None:
+            continue  # this style has no marker after the best one found so far
+        answer = _own_answer_marker(answer_pattern, text)
+        if answer is None or (best is not None and answer.start() <= best[0]):
             continue
-        answer = answer_pattern.search(text, start.end())
-        if answer is None:
-            continue
-        return text[start.end() : answer.start()].strip(), text[answer.end() :].strip()
-    return None
+        start = start_pattern.search(text, 0, answer.start())
+        if start is not None:
+            best = (answer.start(), answer.end(), start.end())
+    if best is None:
+        return None
+    answer_at, answer_end, thinking_at = best
+    # A bold marker (**【最终答案】**) leaves its asterisks on either side.
+    return text[thinking_at:answer_at].rstrip().rstrip("*").strip(), text[answer_end:].lstrip("*").strip()
 
 
 def format_full_output(thinking: str, answer: str) -> str:
@@ -58,9 +80,10 @@ def split_full_output(full: str) -> tuple[str, str] | None:
 
     A missing 【思考】 part is allowed (thinking is then ""), since a student may skip straight to the answer.
     """
-    answer_at = full.find(FULL_ANSWER)
-    if answer_at == -1:
+    answer = _own_answer_marker(_COT_PATTERNS[2][1], full)
+    if answer is None:
         return None
+    answer_at = answer.start()
     head = full[:answer_at]
     thinking_at = head.find(FULL_THINKING)
     thinking = head[thinking_at + len(FULL_THINKING) :] if thinking_at != -1 else ""
@@ -69,8 +92,5 @@ def split_full_output(full: str) -> tuple[str, str] | None:
 
 def answer_of(text: str) -> str:
     """The final answer in a student's or teacher's reply: after the answer marker if any, else all of it."""
-    split = split_full_output(text)
-    if split is not None:
-        return split[1]
-    parsed = parse_cot(text)
+    parsed = parse_cot(text) or split_full_output(text)
     return parsed[1] if parsed is not None else text.strip()

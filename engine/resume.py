@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import os
+import zlib
 from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -27,7 +28,14 @@ from distill.engine.ledger import (
     rewrite_ledger,
     row_hash,
 )
-from distill.engine.records import AcceptedRecord, Record, RecordReader, RejectedRecord, read_last_record
+from distill.engine.records import (
+    AcceptedRecord,
+    Record,
+    RecordReader,
+    RejectedRecord,
+    read_last_record,
+    record_key,
+)
 from distill.engine.shards import list_shards
 
 WATERMARK_EVERY = 512  # results between watermark entries: cheap, and a resume rescans at most this many
@@ -237,3 +245,52 @@ def move_failures_aside(run_dir: Path) -> int:
         rewrite_ledger(ledger, lambda entry: not entry_is_failure_or_watermark(entry))
     marker.unlink()
     return moved
+
+
+@dataclass
+class InputDrift:
+    """How the input differs from what the run's records were made from (found when the input changed)."""
+
+    edited: list[tuple[int, str, int]]  # (line, row id, records made from its old text)
+    orphaned: int  # records whose (row, sample) is no longer in the input
+
+    def refusal(self, path: Path, input_field: str) -> str:
+        line, row_id, count = self.edited[0]
+        more = f" ({len(self.edited)} rows in all)" if len(self.edited) > 1 else ""
+        return (
+            f"{path}:{line}: {input_field}: row {row_id!r} changed since its record(s) were generated "
+            f"({count} record(s) hold the old text){more}: restore the row, give the changed row a new id, or use "
+            "a new output directory; --force keeps the old records as they are"
+        )
+
+
+def scan_input_drift(
+    run_dir: Path, ledger: Ledger, rows: Iterable[tuple[str, str, int]], samples: int
+) -> InputDrift:
+    """Compare ``rows`` ((id, instruction, line) of the current input) with the records on disk.
+
+    Reads every answer record once (only when the input file or the settings changed since the last start).
+    """
+    stored: dict[int, tuple[int, int]] = {}  # key -> (instruction hash, record count)
+    for record in RecordReader(run_dir, kinds=("accepted", "rejected")):
+        digest = zlib.crc32(record.instruction.encode())
+        previous = stored.get(record.key)
+        stored[record.key] = (digest, previous[1] + 1 if previous else 1)
+    edited: list[tuple[int, str, int]] = []
+    in_input = 0
+    done = ledger.done
+    for row_id, instruction, line in rows:
+        digest = None
+        changed = 0
+        for sample in range(samples):
+            key = record_key(row_id, sample)
+            if key not in done:
+                continue
+            in_input += 1
+            entry = stored.get(key)
+            if entry is not None:
+                digest = digest if digest is not None else zlib.crc32(instruction.encode())
+                changed += entry[1] if entry[0] != digest else 0
+        if changed:
+            edited.append((line, row_id, changed))
+    return InputDrift(edited, max(0, ledger.finished - in_input))

@@ -14,7 +14,7 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -25,18 +25,19 @@ from distill.engine.config import GenerateConfig
 from distill.engine.cost import CostMeter
 from distill.engine.dispatch import FATAL as DISPATCH_FATAL
 from distill.engine.filters import QualityFilter
-from distill.engine.inputs import InputFileInfo, validate_inputs
+from distill.engine.inputs import InputFileInfo, iter_inputs, validate_inputs
 from distill.engine.jobs import make_jobs
 from distill.engine.ledger import ACCEPTED, FAILED, REJECTED, Ledger
 from distill.engine.manifest import fingerprint_of, open_manifest, read_manifest, utc_now, write_manifest
 from distill.engine.progress import ProgressReporter
-from distill.engine.prompts import load_template
+from distill.engine.prompts import build_instruction, load_template
 from distill.engine.resume import (
     ResumePosition,
     check_shards,
     move_failures_aside,
     reconcile,
     retry_failed_pending,
+    scan_input_drift,
 )
 from distill.engine.rundir import SUMMARY_NAME, check_run_dir, lock_run_dir
 from distill.engine.session import EndpointSession, open_session
@@ -44,6 +45,7 @@ from distill.engine.shards import DiskFullError, ShardSet, list_shards
 from distill.engine.writer import RecordWriter, RunStats
 
 from distill.endpoint import resolve_api_key
+from distill.errors import UserError
 
 COMPLETE = "complete"
 BUDGET = "budget_reached"
@@ -69,6 +71,12 @@ class PreparedRun:
     position: ResumePosition
     repairs: dict[str, Any] = field(default_factory=dict)
     notices: list[str] = field(default_factory=list)  # what start-up repaired, said once on stderr
+    # Records whose rows left the input (it shrank, or samples_per_input did): kept, but not "done".
+    orphaned: int = 0
+
+    @property
+    def done_before(self) -> int:
+        return max(0, self.ledger.finished - self.orphaned)
 
     @property
     def total(self) -> int:
@@ -120,6 +128,17 @@ def prepare_run(
         ledger = Ledger(run_dir)
         added = reconcile(ledger, list_shards(run_dir))
         ledger, check = check_shards(run_dir, ledger)
+        orphaned = manifest.get("records_of_removed_rows", 0)
+        notices = [check.describe()] if check.rebuilt else []
+        if (changes or input_changed or check.rebuilt) and ledger.finished:
+            drift = scan_input_drift(run_dir, ledger, _instructions(config, info), config.samples_per_input)
+            if drift.edited and not force:
+                raise UserError(drift.refusal(config.input, config.input_field))
+            if drift.edited:
+                notices.append(
+                    f"{len(drift.edited)} edited input row(s) keep their records made from the old text"
+                )
+            orphaned = manifest["records_of_removed_rows"] = drift.orphaned
         # Rows behind the old watermark may have new work now (more samples, retried or lost records), so
         # the position starts over; this is stored before run.json records the new input as validated.
         position = ResumePosition(ledger, discard=bool(changes or input_changed or moved or check.rebuilt))
@@ -147,8 +166,14 @@ def prepare_run(
         "ledger_rebuilt_from_shards": check.rebuilt,
         "records_missing_from_shards": check.entries_without_record,
     }
-    notices = [check.describe()] if check.rebuilt else []
-    return PreparedRun(config, run_dir, template, info, shards, ledger, lock_fd, position, repairs, notices)
+    return PreparedRun(
+        config, run_dir, template, info, shards, ledger, lock_fd, position, repairs, notices, orphaned
+    )
+
+
+def _instructions(config: GenerateConfig, info: InputFileInfo) -> Iterator[tuple[str, str, int]]:
+    for row in iter_inputs(config.input, config.id_field, config.input_field, derive_ids=info.derived_ids):
+        yield row.id, build_instruction(config.task, row.text), row.line
 
 
 def summarise(
@@ -156,7 +181,7 @@ def summarise(
 ) -> dict[str, Any]:
     ledger = run.ledger
     rejected = ledger.rejected_by_reason(filters.REASONS)
-    done = ledger.finished
+    done = max(0, ledger.finished - run.orphaned)
     return {
         "status": status,
         **extra,
@@ -164,6 +189,7 @@ def summarise(
         "total": run.total,
         "done": done,
         "remaining": max(0, run.total - done),
+        "records_of_rows_no_longer_in_the_input": run.orphaned,
         "records": {
             "accepted": ledger.count(ACCEPTED),
             "rejected": ledger.count(REJECTED),
@@ -203,7 +229,7 @@ async def _generate(
 ) -> dict[str, Any]:
     config, ledger = run.config, run.ledger
     stop = asyncio.Event()
-    stats = RunStats(run.total, ledger.finished)
+    stats = RunStats(run.total, run.done_before)
     cost = CostMeter(
         config.teacher.price,
         config.budget,
@@ -234,7 +260,7 @@ async def _generate(
     interrupts = _InterruptHandler(stop, writer)
     status, extra = COMPLETE, {}
     try:
-        if ledger.finished < run.total:
+        if run.done_before < run.total:
             await session.check("teacher")
         if cost.over_budget:
             stop.set()

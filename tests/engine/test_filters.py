@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from distill.engine import filters
 from distill.engine.config import FilterConfig
@@ -76,3 +79,29 @@ def test_dedupe_is_across_inputs_never_across_the_samples_of_one_input():
     quality = QualityFilter(FilterConfig())
     assert [quality.judge("t", LONG_ZH, row=5)[0] for _ in range(4)] == [None] * 4
     assert quality.judge("t", LONG_ZH, row=6)[0] == filters.DUPLICATE
+
+
+REFUSAL_SET = Path(__file__).parent / "data" / "refusals.jsonl"
+
+
+def _scores(is_refusal) -> tuple[float, float]:
+    labelled = [json.loads(line) for line in REFUSAL_SET.read_text(encoding="utf-8").splitlines()]
+    said = [(is_refusal(item["text"]), item["refusal"]) for item in labelled]
+    true_positives = sum(guess and truth for guess, truth in said)
+    precision = true_positives / max(1, sum(guess for guess, _ in said))
+    recall = true_positives / sum(truth for _, truth in said)
+    return precision, recall
+
+
+def test_refusals_are_matched_as_refusals_on_a_labelled_set():
+    """16 refusals and 14 correct answers that mention a refusal phrase (quoted, in a clause, in a note).
+
+    Matching the phrase anywhere (the earlier rule) calls most of the correct answers refusals; matching
+    where a refusal says it (its opening, or a short reply) keeps them and still catches every refusal.
+    """
+    quality = QualityFilter(FilterConfig())
+    anywhere = quality._refusal
+    precision, recall = _scores(quality.is_refusal)
+    old_precision, _ = _scores(lambda text: anywhere.search(filters._fold(text)) is not None)
+    assert recall == 1.0 and precision == 1.0, (precision, recall)
+    assert old_precision < 0.7  # the phrase-anywhere rule: 0.64 (9 of the 14 correct answers rejected)

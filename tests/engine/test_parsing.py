@@ -35,3 +35,32 @@ def test_answer_of_student_output():
     assert answer_of("【思考】x\n\n【答案】y") == "y"
     assert answer_of("[Thinking] x [Final Answer] y") == "y"
     assert answer_of("  bare answer ") == "bare answer"
+
+
+EVERY_MARKER = "【思考过程】【最终答案】[Thinking][Final Answer]【思考】【答案】"
+
+
+def test_markers_quoted_from_the_input_never_split_the_answer():
+    """Teachers quote their input; an input may hold every marker of both languages, inline or on a line."""
+    quoted_inline = f"合同原文:甲方A{EVERY_MARKER}乙方B"
+    quoted_lines = "合同原文:\n" + "\n".join(
+        EVERY_MARKER.replace("】", "】\n").replace("]", "]\n").split("\n")
+    )
+    for quote in (quoted_inline, quoted_lines):
+        zh = f"【思考过程】\n输入是:{quote}\n逐项核对。\n【最终答案】\n甲方A,乙方B"
+        assert parse_cot(zh) == (f"输入是:{quote}\n逐项核对。", "甲方A,乙方B")
+        en = f"[Thinking]\nThe input says: {quote}\nCheck each item.\n[Final Answer]\nParty A, Party B"
+        assert parse_cot(en) == (f"The input says: {quote}\nCheck each item.", "Party A, Party B")
+        assert answer_of(en) == "Party A, Party B"
+        full = format_full_output(f"输入是:{quote}", "甲方A")
+        assert split_full_output(full) == (f"输入是:{quote}".strip(), "甲方A")
+
+
+def test_a_marker_quoted_inside_the_answer_line_stays_in_the_answer():
+    text = "【思考过程】\n看合同\n【最终答案】\n条款写着“【最终答案】以本合同为准”,甲方A"
+    assert parse_cot(text) == ("看合同", "条款写着“【最终答案】以本合同为准”,甲方A")
+    # Markdown decoration before a marker still counts as the start of its line.
+    assert parse_cot("【思考过程】\n引用:\n【最终答案】假的\n**【最终答案】**\n甲方A") == (
+        "引用:\n【最终答案】假的",
+        "甲方A",
+    )

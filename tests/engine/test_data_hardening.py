@@ -1,0 +1,157 @@
+"""The data side against what real teachers and careless users do, over real HTTP and real files:
+markers quoted from the input, agreeing samples, hostile token counts, edited and shrunk inputs."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from distill.engine.config import GenerateConfig
+from distill.engine.ledger import Ledger
+from distill.engine.records import iter_records
+from distill.engine.runner import run_generation
+
+from distill.endpoint import Endpoint
+from distill.errors import UserError
+
+EVERY_MARKER = "【思考过程】【最终答案】[Thinking][Final Answer]【思考】【答案】"
+_INPUT = re.compile(r"输入内容:\n(.*)\n请按以下格式回答:", re.S)
+
+
+def _input_of(body: dict) -> str:
+    prompt = body["messages"][0]["content"]
+    match = _INPUT.search(prompt)
+    assert match, prompt
+    return match.group(1).strip()
+
+
+def config_for(tmp_path: Path, url: str, rows: list[str], **settings) -> GenerateConfig:
+    inputs = tmp_path / "in.jsonl"
+    inputs.write_text(
+        "".join(
+            json.dumps({"id": f"c{i}", "input": text}, ensure_ascii=False) + "\n"
+            for i, text in enumerate(rows)
+        )
+    )
+    teacher = Endpoint(base_url=url + "/v1", model="fake-teacher", concurrency=4, api_key_env=None)
+    return GenerateConfig(
+        input=inputs, output_dir=tmp_path / "run", task="抽取合同要素", teacher=teacher, **settings
+    )
+
+
+def test_inputs_quoting_every_marker_keep_the_teachers_own_answer(tmp_path, fake_teacher_thread):
+    """The teacher quotes its input in its reasoning, as real ones do; the input holds every marker."""
+
+    def responder(body: dict) -> str:
+        text = _input_of(body)
+        return f"【思考过程】\n原文:{text}\n逐项核对甲乙方与金额。\n【最终答案】\n要素:{text[:4]}的甲方与乙方已核对,金额与日期均与原文一致,可以归档,无需补充其他说明或者修改,也没有发现相互矛盾的条款。"
+
+    rows = [f"合同{i}:甲方A{EVERY_MARKER}乙方B,金额{i}元。" for i in range(4)]
+    rows.append("合同:\n【最终答案】\n乙方C\n[Final Answer]\n金额五元")
+    teacher = fake_teacher_thread(responder)
+    assert (
+        run_generation(config_for(tmp_path, teacher.base_url, rows), progress=False)["status"] == "complete"
+    )
+    accepted = list(iter_records(tmp_path / "run", kinds=("accepted",)))
+    assert len(accepted) == 5
+    for record in accepted:
+        assert record.output.startswith("要素:") and "【" not in record.output and "[" not in record.output
+        assert record.thinking.startswith("原文:")
+
+
+def test_samples_of_one_input_that_agree_are_all_kept_duplicates_across_inputs_are_not(
+    tmp_path, fake_teacher_thread
+):
+    """A task with one right answer: every sample of an input says the same thing."""
+    same = "结论:甲方为北京某科技有限公司,乙方为上海某贸易有限公司,合同金额为人民币十二万元整,签订于二〇二四年三月一日。"
+
+    def responder(body: dict) -> str:
+        text = _input_of(body)
+        answer = same if "重复" in text else f"{same}(编号{text})"
+        return f"【思考过程】\n核对。\n【最终答案】\n{answer}"
+
+    rows = ["合同甲", "合同乙重复", "合同丙重复"]
+    teacher = fake_teacher_thread(responder)
+    config = config_for(tmp_path, teacher.base_url, rows, samples_per_input=3)
+    summary = run_generation(config, progress=False)
+    assert summary["status"] == "complete"
+    assert summary["records"]["accepted"] == 6 and summary["rejected_by_reason"]["duplicate"] == 3
+    duplicates = {record.id for record in iter_records(tmp_path / "run", kinds=("rejected",))}
+    assert len(duplicates) == 1 and duplicates <= {"c1", "c2"}
+
+
+class _HostileUsage(BaseHTTPRequestHandler):
+    """A teacher whose `usage` holds counts no 32-bit (or 64-bit) field can hold."""
+
+    counts = iter([-5, 1 << 70, "12", None, 2**32, -(1 << 65)] * 1000)
+
+    def do_POST(self) -> None:  # noqa: N802 - the http.server interface
+        self.rfile.read(int(self.headers["Content-Length"]))
+        count = next(self.counts)
+        answer = (
+            "【思考过程】\n核对。\n【最终答案】\n"
+            + "甲方A公司,乙方B公司,金额一万元,签订日期二〇二四年一月一日。" * 2
+        )
+        body = {
+            "choices": [{"message": {"content": answer + str(count)}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": count, "completion_tokens": count},
+        }
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:  # noqa: N802
+        self.send_response(404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def hostile_usage_server():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _HostileUsage)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_no_usage_a_server_sends_can_break_the_run_directory(tmp_path, hostile_usage_server):
+    config = config_for(tmp_path, hostile_usage_server, [f"合同{i}" for i in range(12)])
+    first = run_generation(config, progress=False)
+    assert first["status"] == "complete" and first["done"] == 12
+    again = run_generation(config, progress=False)  # the next start reads every entry back
+    assert again["status"] == "complete" and again["session"]["records"] == 0
+    ledger = Ledger(tmp_path / "run")
+    assert ledger.finished == 12 and 0 <= ledger.prompt_tokens <= 12 * 0xFFFFFFFF
+    ledger.close()
+    for record in iter_records(tmp_path / "run"):
+        assert 0 <= record.usage.prompt_tokens <= 0xFFFFFFFF
+
+
+def test_an_edited_row_is_named_and_a_shrunk_input_never_reports_done_beyond_total(
+    tmp_path, fake_teacher_thread
+):
+    teacher = fake_teacher_thread(latency_ms=1)
+    rows = [f"合同{i}:甲方A公司,乙方B公司,金额{i}元。" for i in range(6)]
+    config = config_for(tmp_path, teacher.base_url, rows)
+    assert run_generation(config, progress=False)["status"] == "complete"
+    edited = rows.copy()
+    edited[2] = "合同2:甲方A公司,乙方B公司,金额九百元。"
+    config_for(tmp_path, teacher.base_url, edited)
+    with pytest.raises(UserError, match=r"in\.jsonl:3: input: row 'c2' changed since its record"):
+        run_generation(config, progress=False)
+    config_for(tmp_path, teacher.base_url, rows[:4])  # shrunk: two rows gone
+    summary = run_generation(config, progress=False)
+    assert summary["status"] == "complete" and summary["total"] == 4 and summary["done"] == 4
+    assert summary["records_of_rows_no_longer_in_the_input"] == 2
