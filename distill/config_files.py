@@ -7,7 +7,8 @@ turns a ``ValidationError`` into ``file:line: key: message`` so every subcommand
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypeVar
+from types import UnionType
+from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -31,27 +32,116 @@ def _key_lines(node: yaml.Node, path: tuple = ()) -> dict[tuple, int]:
     return lines
 
 
+# A config is a page of settings: anything bigger, or any document that expands past this many nodes through
+# anchors and aliases (an "alias bomb" grows exponentially), is refused before it is built in memory.
+MAX_CONFIG_BYTES = 1024 * 1024
+MAX_CONFIG_NODES = 100_000
+
+
+def _check_nodes(root: yaml.Node, path: Path) -> None:
+    """Count the nodes as aliases expand them (up to the limit) and refuse a key written twice in a mapping."""
+    seen = 0
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        seen += 1
+        if seen > MAX_CONFIG_NODES:
+            raise UserError(
+                f"{path}:{node.start_mark.line + 1}: the document expands to more than {MAX_CONFIG_NODES:,} "
+                "values through anchors and aliases; a config never needs that many (an alias bomb?)"
+            )
+        if isinstance(node, yaml.MappingNode):
+            first_line: dict[str, int] = {}
+            for key_node, value_node in node.value:
+                if isinstance(key_node, yaml.ScalarNode) and key_node.value != "<<":
+                    line = key_node.start_mark.line + 1
+                    if key_node.value in first_line:
+                        raise UserError(
+                            f"{path}:{line}: {key_node.value}: written twice in one mapping (first on line "
+                            f"{first_line[key_node.value]}); keep one"
+                        )
+                    first_line[key_node.value] = line
+                stack += (key_node, value_node)
+        elif isinstance(node, yaml.SequenceNode):
+            stack += node.value
+
+
 def read_yaml(path: str | Path) -> tuple[dict[str, Any], dict[tuple, int]]:
-    """Return the mapping in ``path`` and the line of every key in it."""
+    """Return the mapping in ``path`` and the line of every key in it.
+
+    Refused, naming the file and line: a file over 1 MiB, a document that expands past 100,000 values through
+    aliases, and a key written twice in one mapping (YAML would silently keep the last).
+    """
     path = Path(path)
     try:
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise UserError(
+                f"{path}: config file is {size:,} bytes; a config is at most {MAX_CONFIG_BYTES:,}"
+            )
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UserError(f"{path}: config file not found") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: config file is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except OSError as exc:
         raise UserError(f"{path}: cannot read config: {exc.strerror}") from None
+    loader = yaml.SafeLoader(text)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = loader.get_single_node()
+        if node is None:
+            return {}, {}
+        _check_nodes(node, path)
+        data = loader.construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         raise UserError(f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    finally:
+        loader.dispose()
     if data is None:
         return {}, {}
     if not isinstance(data, dict):
         raise UserError(f"{path}:1: a config must be a mapping of keys to values, got {type(data).__name__}")
     return data, _key_lines(node)
+
+
+def _leaf_types(annotation: Any) -> set[Any]:
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _leaf_types(get_args(annotation)[0])
+    if origin in (Union, UnionType):
+        return set().union(*(_leaf_types(arg) for arg in get_args(annotation)))
+    return {annotation}
+
+
+def refuse_booleans_for_numbers(
+    model: type[BaseModel], data: dict[str, Any], source: str, lines: dict[tuple, int], path: tuple = ()
+) -> None:
+    """YAML reads true/yes/on as booleans and pydantic would take them as 1: refuse a boolean for a number."""
+    for name, field in model.model_fields.items():
+        key = field.alias or name
+        if not isinstance(data, dict) or key not in data:
+            continue
+        value, types, where = data[key], _leaf_types(field.annotation), (*path, key)
+        if isinstance(value, bool) and bool not in types and types & {int, float}:
+            line = lines.get(where)
+            raise UserError(
+                f"{source}:{line}: {'.'.join(map(str, where))}: needs a number, got {str(value).lower()} "
+                "(YAML reads true/false/yes/no/on/off as booleans)"
+                if line
+                else f"{source}: {'.'.join(map(str, where))}: needs a number, got {str(value).lower()}"
+            )
+        for inner in types:
+            if isinstance(inner, type) and issubclass(inner, BaseModel) and isinstance(value, dict):
+                refuse_booleans_for_numbers(inner, value, source, lines, where)
+            elif get_origin(inner) is dict and isinstance(value, dict):
+                args = get_args(inner)
+                item = args[1] if len(args) == 2 else None
+                if isinstance(item, type) and issubclass(item, BaseModel):
+                    for item_key, item_value in value.items():
+                        if isinstance(item_value, dict):
+                            refuse_booleans_for_numbers(item, item_value, source, lines, (*where, item_key))
 
 
 def describe_validation_error(
@@ -87,6 +177,7 @@ def load_config(
     if path:
         data, lines = read_yaml(path)
     _apply_overrides(data, overrides or {}, lines, ())
+    refuse_booleans_for_numbers(model, data, source, lines)
     try:
         return model.model_validate(data)
     except ValidationError as exc:

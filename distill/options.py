@@ -35,7 +35,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
-from distill.config_files import describe_validation_error, read_yaml
+from distill.config_files import describe_validation_error, read_yaml, refuse_booleans_for_numbers
 from distill.errors import UserError
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -301,6 +301,7 @@ def load_settings(
     for flag, value in given.items():
         _set_key(data, flag.path, value)
         lines.pop(flag.path, None)
+    refuse_booleans_for_numbers(model, data, str(config_file), lines)
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -53,3 +53,54 @@ def test_invalid_yaml_and_missing_file(tmp_path):
 def test_top_level_must_be_a_mapping(tmp_path):
     with pytest.raises(UserError, match=r":1: a config must be a mapping"):
         load_config(Example, write(tmp_path, "- a\n- b\n"))
+
+
+def test_a_key_written_twice_is_refused_naming_both_lines(tmp_path):
+    path = write(tmp_path, "model: a\nlimits:\n  rpm: 10\n  rpm: 20\n")
+    with pytest.raises(UserError, match=rf"^{path}:4: rpm: written twice in one mapping \(first on line 3\)"):
+        load_config(Example, path)
+
+
+def test_an_alias_bomb_is_refused_before_it_is_built(tmp_path):
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]  # 10**9 values
+    path = write(tmp_path, "\n".join(lines) + "\nmodel: m\n")
+    with pytest.raises(UserError, match=rf"{path}:\d+: the document expands to more than 100,000 values"):
+        load_config(Example, path)
+    small = write(tmp_path, "base: &b {rpm: 5}\n")  # a few aliases are fine
+    with pytest.raises(UserError, match="base: unknown key"):
+        load_config(Example, small)
+
+
+def test_a_huge_or_binary_config_is_refused(tmp_path):
+    path = write(tmp_path, "model: m\n" + "#" * (1 << 20))
+    with pytest.raises(UserError, match="config file is 1,048,585 bytes; a config is at most 1,048,576"):
+        load_config(Example, path)
+    path.write_bytes(b"model: \xff\xfe\n")
+    with pytest.raises(UserError, match="config file is not UTF-8 text"):
+        load_config(Example, path)
+
+
+class Numbers(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    max_tokens: int = 5
+    budget: float | None = None
+    stream: bool = False
+    limits: Limits = Limits()
+    prices: dict[str, Limits] = {}
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("max_tokens: true\n", ":1: max_tokens: needs a number, got true"),
+        ("budget: yes\n", ":1: budget: needs a number, got true"),
+        ("limits:\n  rpm: on\n", ":2: limits.rpm: needs a number, got true"),
+        ("prices:\n  gpt:\n    rpm: false\n", ":3: prices.gpt.rpm: needs a number, got false"),
+    ],
+)
+def test_a_boolean_where_a_number_belongs_is_refused(tmp_path, text, where):
+    path = write(tmp_path, text)
+    with pytest.raises(UserError, match=rf"^{path}{where}"):
+        load_config(Numbers, path)
+    assert load_config(Numbers, write(tmp_path, "stream: true\nmax_tokens: 7\n")).max_tokens == 7
