@@ -33,6 +33,7 @@ HeadersObserver = Callable[[Mapping[str, str]], None]
 
 _COMPLETIONS_PATH = "/chat/completions"
 _SSE_DATA = b"data:"
+_TOKENS_LIMIT = 2**31
 _SSE_DONE = b"[DONE]"
 
 
@@ -115,14 +116,7 @@ class OpenAIChatClient:
 
     async def complete(self, request: ChatRequest, *, stream: bool = False) -> ChatResponse:
         """Send ``request`` once. Raises :class:`CallError` on any failure, classified."""
-        body: dict[str, Any] = {
-            "model": request.model,
-            "messages": request.messages,
-            "temperature": request.temperature,
-            "max_tokens": request.max_tokens,
-        }
-        if request.extra_body:
-            body.update(request.extra_body)
+        body = request_body(request)
         if stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
@@ -153,23 +147,16 @@ class OpenAIChatClient:
     def _parse_body(self, raw: bytes, started: float) -> ChatResponse:
         try:
             data = orjson.loads(raw)
-            choice = data["choices"][0]
-            text = choice["message"].get("content") or ""
-            finish_reason = choice.get("finish_reason")
-        except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError):
-            preview = raw[:80].decode("utf-8", "replace")
-            raise self._error(
-                BAD_RESPONSE, f"not a chat completion ({len(raw)} bytes): {preview!r}"
-            ) from None
-        if finish_reason == "content_filter":
-            raise self._error(CONTENT_FILTER, "the provider's content filter stopped the answer", status=200)
-        return ChatResponse(
-            text=text,
-            finish_reason=finish_reason,
-            usage=_usage(data.get("usage")),
-            latency_ms=(time.perf_counter() - started) * 1000.0,
-            model=data.get("model"),
-        )
+        except orjson.JSONDecodeError:
+            data = None
+        try:
+            return parse_completion(data, (time.perf_counter() - started) * 1000.0)
+        except CallError as error:
+            if error.error_class == BAD_RESPONSE:
+                preview = raw[:80].decode("utf-8", "replace")
+                error.message = f"not a chat completion ({len(raw)} bytes): {preview!r}"
+            error.message = self._scrub(error.message)
+            raise
 
     async def _read_stream(self, response: aiohttp.ClientResponse, started: float) -> ChatResponse:
         """Server-sent events: content deltas, then (with include_usage) a last chunk holding ``usage``."""
@@ -243,13 +230,56 @@ class OpenAIChatClient:
             raise self._error(BAD_RESPONSE, f"{self.base_url}/models: not a model list") from None
 
 
+def request_body(request: ChatRequest) -> dict[str, Any]:
+    """The JSON body of a ``/v1/chat/completions`` call (online, or one line of a batch input file)."""
+    body: dict[str, Any] = {
+        "model": request.model,
+        "messages": request.messages,
+        "temperature": request.temperature,
+        "max_tokens": request.max_tokens,
+    }
+    if request.extra_body:
+        body.update(request.extra_body)
+    return body
+
+
+def parse_completion(data: Any, latency_ms: float) -> ChatResponse:
+    """A decoded ``chat.completion`` object (an online answer's body, or a batch output line's) → ChatResponse.
+
+    Raises CallError: ``bad_response`` when it is not a completion, ``content_filter`` when the provider's
+    filter stopped the answer.
+    """
+    try:
+        choice = data["choices"][0]
+        text = choice["message"].get("content") or ""
+        finish_reason = choice.get("finish_reason")
+        if not isinstance(text, str):
+            raise TypeError("content is not text")
+    except (KeyError, IndexError, TypeError, AttributeError):
+        raise CallError(BAD_RESPONSE, "not a chat completion") from None
+    if finish_reason == "content_filter":
+        raise CallError(CONTENT_FILTER, "the provider's content filter stopped the answer", status=200)
+    model = data.get("model")
+    return ChatResponse(
+        text=text,
+        finish_reason=finish_reason if isinstance(finish_reason, str) else None,
+        usage=_usage(data.get("usage")),
+        latency_ms=latency_ms,
+        model=model if isinstance(model, str) else None,
+    )
+
+
 def _usage(data: Any) -> Usage | None:
     if not isinstance(data, dict):
         return None
     try:
-        return Usage(int(data.get("prompt_tokens") or 0), int(data.get("completion_tokens") or 0))
+        usage = Usage(int(data.get("prompt_tokens") or 0), int(data.get("completion_tokens") or 0))
     except (TypeError, ValueError):
         return None
+    # Untrusted counts go into the ledger's 32-bit fields: nonsense is dropped, not stored.
+    if not (0 <= usage.prompt_tokens < _TOKENS_LIMIT and 0 <= usage.completion_tokens < _TOKENS_LIMIT):
+        return None
+    return usage
 
 
 def _error_text(error: Any) -> str:

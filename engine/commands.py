@@ -9,6 +9,7 @@ import argparse
 import json
 import sys
 
+from distill.engine.batch import commands as batch_commands
 from distill.engine.config import ExportConfig, GenerateConfig
 
 from distill.options import Command
@@ -104,3 +105,8 @@ class ExportCommand(Command):
 
 
 COMMANDS = (GenerateCommand(), ExportCommand())
+
+
+def register(commands: argparse._SubParsersAction, benchmarks: argparse._SubParsersAction) -> None:
+    """``distill batches status|cancel`` (a command with actions of its own, built by hand)."""
+    batch_commands.register(commands)

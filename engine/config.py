@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
+from distill.engine.batch.settings import BatchSettings
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from distill.config_files import load_config
@@ -102,6 +103,16 @@ class GenerateConfig(BaseModel):
     max_tokens: int = Field(default=1024, ge=1, description="max completion tokens per answer")
     send_seed: bool = Field(
         default=False, description="send seed = sample_index with each request (some providers reject it)"
+    )
+
+    mode: Literal["online", "batch"] = Field(
+        default="online",
+        description="online: every request over /chat/completions; batch: the provider's batch API at its "
+        "batch price (see the batch section)",
+    )
+    batch: BatchSettings = Field(
+        default_factory=BatchSettings,
+        description="provider batch mode: file limits, tracking, resends, price",
     )
 
     shard_max_bytes: int = Field(default=128 * 1024 * 1024, ge=4096, description="rotate shards at this size")

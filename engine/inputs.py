@@ -171,6 +171,39 @@ def iter_inputs(
             line += 1
 
 
+class RowLookup:
+    """Rows read back by (byte offset, line number), for answers that return out of input order (batch mode).
+
+    Use as a context manager; each lookup is one seek and one line read.
+    """
+
+    def __init__(
+        self, path: str | Path, id_field: str | None, input_field: str, *, derive_ids: bool | None
+    ) -> None:
+        self._reader = _RowReader(Path(path), id_field, input_field, derive_ids)
+        # Default buffering: a lookup reads one line, not the 1 MiB the streaming reader buffers.
+        self._handle = open(path, "rb")
+
+    def row(self, offset: int, line: int) -> InputRow:
+        self._handle.seek(offset)
+        row = self._reader.read(self._handle.readline(), line)
+        if row is None:
+            raise UserError(
+                f"{self._reader.path}:{line}: (line): the row is gone; the input file was changed"
+            )
+        row.offset = offset
+        return row
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def __enter__(self) -> RowLookup:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
 def validate_inputs(
     path: str | Path, id_field: str | None = "id", input_field: str = "input"
 ) -> InputFileInfo:

@@ -21,6 +21,14 @@ from typing import Any, TextIO
 
 import orjson
 from distill.engine import filters
+from distill.engine.batch.driver import (
+    BATCHES_OPEN,
+    ONLINE_REST,
+    batch_price,
+    refuse_open_batches,
+    run_batches,
+)
+from distill.engine.client import request_body
 from distill.engine.config import GenerateConfig
 from distill.engine.cost import CostMeter
 from distill.engine.dispatch import FATAL as DISPATCH_FATAL
@@ -54,7 +62,7 @@ FATAL = "fatal"
 DISK_FULL = "disk_full"
 STOPPED = "stopped"
 # `distill generate`'s exit status for each way a run can end.
-EXIT_CODES = {COMPLETE: 0, FATAL: 2, BUDGET: 3, DISK_FULL: 4, STOPPED: 5, INTERRUPTED: 130}
+EXIT_CODES = {COMPLETE: 0, FATAL: 2, BUDGET: 3, DISK_FULL: 4, STOPPED: 5, BATCHES_OPEN: 6, INTERRUPTED: 130}
 
 
 @dataclass
@@ -220,8 +228,111 @@ async def generate(
     run: PreparedRun, *, progress: bool = True, progress_stream: TextIO | None = None
 ) -> dict[str, Any]:
     """Send every unfinished job of a prepared run; return (and write) the summary."""
+    if run.config.mode == "batch":
+        summary = await generate_in_batches(run, progress=progress, progress_stream=progress_stream)
+        if summary["status"] != ONLINE_REST:
+            return summary
+    else:
+        refuse_open_batches(run.run_dir)
     async with open_session(run.config.teacher) as session:
         return await _generate(run, session, progress=progress, progress_stream=progress_stream)
+
+
+async def generate_in_batches(
+    run: PreparedRun,
+    *,
+    progress: bool = True,
+    progress_stream: TextIO | None = None,
+    cancel: bool = False,
+) -> dict[str, Any]:
+    """``mode: batch``: the same records through the provider's batch API (engine/batch); same summary.
+    ``cancel``: cancel the run's open batches instead, and record what they return."""
+    config, ledger = run.config, run.ledger
+    stats = RunStats(run.total, ledger.finished)
+    cost = CostMeter(
+        batch_price(config.teacher.price, config.batch),
+        config.budget,
+        prior_prompt_tokens=ledger.prompt_tokens,
+        prior_completion_tokens=ledger.completion_tokens,
+    )
+    # A budget reached while collecting stops new batches (the driver checks), never a collection.
+    writer = _record_writer(run, cost, stats, asyncio.Event())
+    task = asyncio.ensure_future(
+        run_batches(
+            run,
+            api_key=resolve_api_key(config.teacher),
+            write=writer,
+            cost=cost,
+            request_body=lambda job: request_body(job.request),
+            progress=progress,
+            progress_stream=progress_stream,
+            cancel=cancel,
+        )
+    )
+    extra: dict[str, Any] = {"mode": "batch"}
+    # Every step is safe to stop at: the first Ctrl-C stops at once; batches keep running at the provider.
+    with _cancel_on_signal(task) as signalled:
+        try:
+            outcome = await task
+        except DiskFullError as exc:
+            status, extra["message"] = DISK_FULL, f"{exc.strerror}; free space, then rerun the same command"
+        except asyncio.CancelledError:
+            if not signalled:
+                raise
+            status = INTERRUPTED
+            extra["message"] = (
+                "stopped; batches already submitted keep running: rerun the same command to collect"
+            )
+        else:
+            status = outcome.status
+            extra["batches"] = outcome.as_dict()
+            if outcome.message:
+                extra["message"] = outcome.message
+            elif status == BATCHES_OPEN:
+                extra["message"] = (
+                    "batches are still running at the provider: rerun the same command to collect"
+                )
+    summary = summarise(run, stats, cost, status, **extra)
+    with contextlib.suppress(OSError):
+        write_summary(run.run_dir, summary)
+    return summary
+
+
+def _record_writer(run: PreparedRun, cost: CostMeter, stats: RunStats, stop: asyncio.Event) -> RecordWriter:
+    """The one record path, online and batch alike."""
+    return RecordWriter(
+        shards=run.shards,
+        ledger=run.ledger,
+        quality=QualityFilter(run.config.filters, run.ledger.accepted_answers),
+        cost=cost,
+        stats=stats,
+        position=run.position,
+        source_model=run.config.teacher.model,
+        reject_truncated=run.config.filters.reject_truncated,
+        stop=stop,
+    )
+
+
+@contextlib.contextmanager
+def _cancel_on_signal(task: asyncio.Future):
+    """SIGINT/SIGTERM cancel ``task``; yields a list that is non-empty once a signal came."""
+    loop = asyncio.get_running_loop()
+    signalled: list[int] = []
+    installed = []
+
+    def handle(signum: int) -> None:
+        signalled.append(signum)
+        task.cancel()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signum, handle, signum)
+            installed.append(signum)
+    try:
+        yield signalled
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
 
 
 async def _generate(
@@ -236,17 +347,7 @@ async def _generate(
         prior_prompt_tokens=ledger.prompt_tokens,
         prior_completion_tokens=ledger.completion_tokens,
     )
-    writer = RecordWriter(
-        shards=run.shards,
-        ledger=ledger,
-        quality=QualityFilter(config.filters, ledger.accepted_answers),
-        cost=cost,
-        stats=stats,
-        position=run.position,
-        source_model=config.teacher.model,
-        reject_truncated=config.filters.reject_truncated,
-        stop=stop,
-    )
+    writer = _record_writer(run, cost, stats, stop)
     jobs = make_jobs(
         config,
         run.template,

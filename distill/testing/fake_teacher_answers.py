@@ -151,3 +151,23 @@ def split_stream_pieces(text: str) -> list[str]:
     if buffer:
         pieces.append(buffer)
     return pieces
+
+
+def completion_body(
+    completion_id: str, created: int, model: str, text: str, finish_reason: str, usage: dict[str, int]
+) -> dict[str, Any]:
+    """A non-streamed ``chat.completion`` object, as the API and the batch output file carry it."""
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": finish_reason,
+            }
+        ],
+        "usage": usage,
+    }

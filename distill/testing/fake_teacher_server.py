@@ -17,8 +17,10 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from distill.testing.fake_batches import add_batch_routes
 from distill.testing.fake_teacher_answers import (
     Responder,
+    completion_body,
     cot_answer,
     count_tokens,
     prompt_text,
@@ -76,6 +78,30 @@ class FakeTeacherSettings(BaseModel):
     seed: int = 0
     api_key_env: str | None = Field(
         default=None, description="require 'Bearer $VAR' when set (the variable's name)"
+    )
+    # Files and batches endpoints (distill.testing.fake_batches).
+    batch_ms_per_request: float = Field(default=1.0, ge=0, description="batches: time to execute one request")
+    batch_validating_ms: float = Field(default=0.0, ge=0, description="batches: time spent validating")
+    batch_finalizing_ms: float = Field(default=0.0, ge=0, description="batches: time spent finalizing")
+    batch_error_rate: float = Field(
+        default=0.0, ge=0, le=1, description="batches: share of requests answered 500 into the error file"
+    )
+    batch_expire_first: int = Field(
+        default=0, ge=0, description="batches: the first N batches created expire"
+    )
+    batch_expire_after: float = Field(
+        default=0.5, ge=0, lt=1, description="batches: share of its requests an expiring batch executes"
+    )
+    batch_api_latency_ms: float = Field(default=0.0, ge=0, description="latency of every files/batches call")
+    batch_torn_download_rate: float = Field(
+        default=0.0, ge=0, le=1, description="share of file downloads cut off half way"
+    )
+    batch_max_requests: int = Field(default=50_000, ge=1, description="batches: requests allowed per file")
+    batch_max_bytes: int = Field(
+        default=200 * 1024 * 1024, ge=1, description="batches: bytes allowed per file"
+    )
+    batch_storage_dir: str | None = Field(
+        default=None, description="where uploaded and output files are kept (default: a temporary directory)"
     )
 
 
@@ -168,6 +194,16 @@ class FakeTeacherHandlers:
             draw -= rate
         return cot_answer(prompt_text(body), request_key, float(body.get("temperature") or 0.0), kind=kind)
 
+    def answer_within_limit(self, body: dict[str, Any], request_key: str) -> tuple[str, str, int, int]:
+        """(text, finish_reason, prompt tokens, completion tokens): the answer, cut at the body's max_tokens."""
+        prompt_tokens = count_tokens(prompt_text(body))
+        text = self.answer(body, request_key)
+        finish_reason = "stop"
+        max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
+        if isinstance(max_tokens, int) and max_tokens > 0 and count_tokens(text) > max_tokens:
+            text, finish_reason = truncate_to_tokens(text, max_tokens), "length"
+        return text, finish_reason, prompt_tokens, count_tokens(text)
+
     def error(
         self, status: int, code: str, message: str, headers: dict[str, str] | None = None
     ) -> web.Response:
@@ -217,13 +253,7 @@ class FakeTeacherHandlers:
             if response is not None:
                 return response
 
-        prompt_tokens = count_tokens(prompt_text(body))
-        text = self.answer(body, request_key)
-        finish_reason = "stop"
-        max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
-        if isinstance(max_tokens, int) and max_tokens > 0 and count_tokens(text) > max_tokens:
-            text, finish_reason = truncate_to_tokens(text, max_tokens), "length"
-        completion_tokens = count_tokens(text)
+        text, finish_reason, prompt_tokens, completion_tokens = self.answer_within_limit(body, request_key)
 
         wait = self.limits.admit(prompt_tokens + completion_tokens, time.monotonic())
         limit_headers = self.limits.headers()
@@ -270,22 +300,7 @@ class FakeTeacherHandlers:
                 truncated=fault == "truncated",
                 headers=limit_headers,
             )
-        payload = orjson.dumps(
-            {
-                "id": completion_id,
-                "object": "chat.completion",
-                "created": created,
-                "model": model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": text},
-                        "finish_reason": finish_reason,
-                    }
-                ],
-                "usage": usage,
-            }
-        )
+        payload = orjson.dumps(completion_body(completion_id, created, model, text, finish_reason, usage))
         if fault == "truncated":
             stats.by_status["truncated"] += 1
             payload = payload[: len(payload) // 2]
@@ -404,4 +419,5 @@ def build_app(
     app.router.add_get("/v1/models", teacher.models)
     app.router.add_get("/stats", teacher.get_stats)
     app.router.add_post("/stats/reset", teacher.reset_stats)
+    add_batch_routes(app, teacher)
     return app

@@ -169,11 +169,11 @@ def test_every_distill_parser_refuses_abbreviations(capsys: pytest.CaptureFixtur
                 pending.extend(action.choices.values())
         seen += 1
     assert seen > 10
-    # `--mode` is not `--model`: an error, not a guess.
+    # `--samples` is not `--samples-per-input`: an error, not a guess.
     with pytest.raises(SystemExit) as raised:
-        main(["generate", "--mode", "m", "--input", "x", "--output-dir", "y"])
+        main(["generate", "--samples", "2", "--input", "x", "--output-dir", "y"])
     assert raised.value.code == 2
-    assert "unrecognized arguments: --mode" in capsys.readouterr().err
+    assert "unrecognized arguments: --samples" in capsys.readouterr().err
 
 
 def test_cli_reports_a_flag_error_with_exit_code_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]):

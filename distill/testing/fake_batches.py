@@ -1,0 +1,489 @@
+"""The fake teacher's OpenAI Files and Batches endpoints, for testing provider batch mode over real HTTP.
+
+Routes (the subset of OpenAI's API that batch clients use, in its JSON shapes):
+``POST /v1/files`` (multipart upload), ``GET /v1/files`` (``purpose``, ``after``, ``limit``, ``order``),
+``GET /v1/files/{id}``, ``GET /v1/files/{id}/content``, ``DELETE /v1/files/{id}``, ``POST /v1/batches``,
+``GET /v1/batches`` (``after``, ``limit``; newest first), ``GET /v1/batches/{id}``,
+``POST /v1/batches/{id}/cancel``.
+
+A batch moves validating → in_progress → finalizing → completed (or failed, expired, cancelled) while a task
+executes its requests one by one with the chat endpoint's answers, ``batch_ms_per_request`` apart. Faults:
+a fraction of requests answered 500 into the error file, the first N batches expiring part done (their
+unexecuted requests land in the error file as ``batch_expired``, as OpenAI does), downloads torn half way,
+and a latency on every files/batches call. ``GET /stats/batches`` lists every batch created and counts every
+request executed by ``custom_id``, so a test can see money spent twice. Files live on disk (a temporary
+directory unless ``batch_storage_dir`` is set), so a million-request upload does not sit in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import shutil
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from aiohttp import web
+
+from distill.testing.fake_teacher_answers import completion_body
+from distill.testing.fake_teacher_faults import error_body, unit_draw
+
+if TYPE_CHECKING:
+    from distill.testing.fake_teacher_server import FakeTeacherHandlers
+
+_LISTED_TWICE = 1000
+_BATCH_ENDPOINT = "/v1/chat/completions"
+_ENDED = ("completed", "failed", "expired", "cancelled")
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def _page(items: list[dict[str, Any]], after: str | None, limit: int) -> dict[str, Any]:
+    """OpenAI's cursor page: the items after the one with id ``after``, at most ``limit`` of them."""
+    start = 0
+    if after:
+        start = next((index + 1 for index, item in enumerate(items) if item["id"] == after), len(items))
+    data = items[start : start + limit]
+    return {
+        "object": "list",
+        "data": data,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+        "has_more": start + limit < len(items),
+    }
+
+
+class FakeBatches:
+    """State and handlers of the files and batches endpoints of one fake teacher."""
+
+    def __init__(self, teacher: FakeTeacherHandlers) -> None:
+        self.teacher = teacher
+        self.settings = teacher.settings
+        configured = self.settings.batch_storage_dir
+        self._owned_dir = configured is None
+        self.storage = Path(configured or tempfile.mkdtemp(prefix="fake-batches-"))
+        self.storage.mkdir(parents=True, exist_ok=True)
+        self.files: dict[str, dict[str, Any]] = {}
+        self.batches: dict[str, dict[str, Any]] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._ids = itertools.count(1)
+        self.executed: Counter[str] = Counter()
+        self.torn_downloads = 0
+        self.content_downloads = 0
+
+    # -- helpers ----------------------------------------------------------------------------------------
+
+    async def _call_latency(self) -> None:
+        if self.settings.batch_api_latency_ms:
+            await asyncio.sleep(self.settings.batch_api_latency_ms / 1000.0)
+
+    def _refused(self, request: web.Request) -> web.Response | None:
+        key = self.teacher.key
+        if key is not None and request.headers.get("Authorization") != f"Bearer {key}":
+            return self.teacher.error(401, "invalid_api_key", "Incorrect API key provided.")
+        return None
+
+    def _new_id(self, prefix: str) -> str:
+        return f"{prefix}{next(self._ids):08d}"
+
+    def _add_file(self, path: Path, filename: str, purpose: str) -> dict[str, Any]:
+        file_id = path.name
+        record = {
+            "id": file_id,
+            "object": "file",
+            "bytes": path.stat().st_size,
+            "created_at": int(time.time()),
+            "filename": filename,
+            "purpose": purpose,
+            "status": "processed",
+            "expires_at": None,
+            "status_details": None,
+        }
+        self.files[file_id] = record
+        return record
+
+    def _not_found(self, kind: str, object_id: str) -> web.Response:
+        return _json(error_body(404, "not_found", f"No such {kind}: '{object_id}'"), 404)
+
+    # -- files ------------------------------------------------------------------------------------------
+
+    async def upload_file(self, request: web.Request) -> web.Response:
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
+        await self._call_latency()
+        purpose = None
+        filename = None
+        file_id = self._new_id("file-")
+        path = self.storage / file_id
+        reader = await request.multipart()
+        async for part in reader:
+            if part.name == "purpose":
+                purpose = (await part.text()).strip()
+            elif part.name == "file":
+                filename = part.filename or "upload.jsonl"
+                with path.open("wb") as handle:
+                    while chunk := await part.read_chunk(1 << 20):
+                        handle.write(chunk)
+        if filename is None or purpose is None:
+            path.unlink(missing_ok=True)
+            return _json(error_body(400, "invalid_request_error", "'file' and 'purpose' are required"), 400)
+        return _json(self._add_file(path, filename, purpose))
+
+    async def list_files(self, request: web.Request) -> web.Response:
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
+        await self._call_latency()
+        query = request.query
+        items = [
+            item for item in self.files.values() if item["purpose"] == query.get("purpose", item["purpose"])
+        ]
+        if query.get("order", "desc") == "desc":
+            items.reverse()
+        return _json(_page(items, query.get("after"), int(query.get("limit", 10000))))
+
+    async def get_file(self, request: web.Request) -> web.Response:
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
+        await self._call_latency()
+        record = self.files.get(request.match_info["file_id"])
+        return _json(record) if record else self._not_found("file", request.match_info["file_id"])
+
+    async def delete_file(self, request: web.Request) -> web.Response:
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
+        file_id = request.match_info["file_id"]
+        record = self.files.pop(file_id, None)
+        if record is None:
+            return self._not_found("file", file_id)
+        (self.storage / file_id).unlink(missing_ok=True)
+        return _json({"id": file_id, "object": "file", "deleted": True})
+
+    async def file_content(self, request: web.Request) -> web.StreamResponse:
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
+        await self._call_latency()
+        file_id = request.match_info["file_id"]
+        if file_id not in self.files:
+            return self._not_found("file", file_id)
+        path = self.storage / file_id
+        size = path.stat().st_size
+        self.content_downloads += 1
+        torn = unit_draw(self.settings.seed, "torn", file_id, self.content_downloads)
+        cut = size // 2 if size and torn < self.settings.batch_torn_download_rate else size
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        response.content_length = size
+        await response.prepare(request)
+        with path.open("rb") as handle:
+            left = cut
+            while left > 0:
+                chunk = handle.read(min(left, 1 << 20))
+                if not chunk:
+                    break
+                left -= len(chunk)
+                await response.write(chunk)
+        if cut < size:
+            self.torn_downloads += 1
+            if request.transport is not None:
+                request.transport.abort()  # the client sees a body shorter than its Content-Length
+            raise asyncio.CancelledError
+        await response.write_eof()
+        return response
+
+    # -- batches ----------------------------------------------------------------------------------------
+
+    async def create_batch(self, request: web.Request) -> web.Response:
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
+        await self._call_latency()
+        try:
+            body = orjson.loads(await request.read())
+            input_file_id = body["input_file_id"]
+            endpoint = body["endpoint"]
+            window = body["completion_window"]
+            metadata = body.get("metadata") or {}
+            if not isinstance(metadata, dict) or len(metadata) > 16:
+                raise ValueError("metadata: at most 16 string pairs")
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            return _json(error_body(400, "invalid_request_error", f"Malformed batch request: {exc}"), 400)
+        if input_file_id not in self.files:
+            return self._not_found("file", input_file_id)
+        if endpoint != _BATCH_ENDPOINT or window != "24h":
+            message = f"unsupported endpoint {endpoint!r} or completion_window {window!r}"
+            return _json(error_body(400, "invalid_request_error", message), 400)
+        now = int(time.time())
+        batch_id = self._new_id("batch_")
+        batch: dict[str, Any] = {
+            "id": batch_id,
+            "object": "batch",
+            "endpoint": endpoint,
+            "errors": None,
+            "input_file_id": input_file_id,
+            "completion_window": window,
+            "status": "validating",
+            "output_file_id": None,
+            "error_file_id": None,
+            "created_at": now,
+            "in_progress_at": None,
+            "expires_at": now + 24 * 3600,
+            "finalizing_at": None,
+            "completed_at": None,
+            "failed_at": None,
+            "expired_at": None,
+            "cancelling_at": None,
+            "cancelled_at": None,
+            "request_counts": {"total": 0, "completed": 0, "failed": 0},
+            "usage": None,
+            "metadata": metadata,
+            "model": None,
+        }
+        self.batches[batch_id] = batch
+        task = asyncio.get_running_loop().create_task(self._execute(batch, len(self.batches)))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return _json(batch)
+
+    async def list_batches(self, request: web.Request) -> web.Response:
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
+        await self._call_latency()
+        items = list(reversed(self.batches.values()))  # newest first, as OpenAI lists them
+        limit = max(1, min(100, int(request.query.get("limit", 20))))
+        return _json(_page(items, request.query.get("after"), limit))
+
+    async def get_batch(self, request: web.Request) -> web.Response:
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
+        await self._call_latency()
+        batch = self.batches.get(request.match_info["batch_id"])
+        return _json(batch) if batch else self._not_found("batch", request.match_info["batch_id"])
+
+    async def cancel_batch(self, request: web.Request) -> web.Response:
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
+        await self._call_latency()
+        batch = self.batches.get(request.match_info["batch_id"])
+        if batch is None:
+            return self._not_found("batch", request.match_info["batch_id"])
+        if batch["status"] in _ENDED:
+            message = f"Cannot cancel a batch with status {batch['status']}."
+            return _json(error_body(400, "invalid_request_error", message), 400)
+        if batch["status"] != "cancelling":
+            batch["status"] = "cancelling"
+            batch["cancelling_at"] = int(time.time())
+        return _json(batch)
+
+    async def stats(self, request: web.Request) -> web.Response:
+        twice = {custom_id: n for custom_id, n in self.executed.items() if n > 1}
+        return _json(
+            {
+                "batches_created": len(self.batches),
+                "batches": [
+                    {
+                        key: batch[key]
+                        for key in ("id", "status", "metadata", "input_file_id", "request_counts")
+                    }
+                    for batch in self.batches.values()
+                ],
+                "files_uploaded": sum(1 for item in self.files.values() if item["purpose"] == "batch"),
+                "requests_executed": sum(self.executed.values()),
+                "unique_requests_executed": len(self.executed),
+                "duplicate_executions": sum(n - 1 for n in twice.values()),
+                "executed_twice": dict(itertools.islice(twice.items(), _LISTED_TWICE)),
+                "content_downloads": self.content_downloads,
+                "torn_downloads": self.torn_downloads,
+            }
+        )
+
+    # -- execution --------------------------------------------------------------------------------------
+
+    def _read_requests(self, batch: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The input file's requests, or the validation errors that fail the batch (as OpenAI reports them)."""
+        path = self.storage / batch["input_file_id"]
+        settings = self.settings
+        errors: list[dict[str, Any]] = []
+        if path.stat().st_size > settings.batch_max_bytes:
+            errors.append(
+                {"code": "file_too_large", "message": "input file exceeds the size limit", "line": None}
+            )
+        requests: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        with path.open("rb") as handle:
+            for line, raw in enumerate(handle, start=1):
+                try:
+                    item = orjson.loads(raw)
+                    custom_id = item["custom_id"]
+                    if not isinstance(custom_id, str) or custom_id in seen:
+                        raise ValueError(f"custom_id {custom_id!r} missing or repeated")
+                    if item.get("method") != "POST" or item.get("url") != batch["endpoint"]:
+                        raise ValueError("method must be POST and url the batch's endpoint")
+                    if not isinstance(item.get("body"), dict):
+                        raise ValueError("body must be an object")
+                except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                    errors.append({"code": "invalid_request", "message": str(exc), "line": line})
+                    if len(errors) >= 10:
+                        break
+                    continue
+                seen.add(custom_id)
+                requests.append(item)
+        if len(requests) > settings.batch_max_requests:
+            errors.append(
+                {"code": "too_many_requests", "message": "too many requests in one file", "line": None}
+            )
+        return requests, errors
+
+    def _answer_line(
+        self, item: dict[str, Any], batch_id: str, usage_total: Counter[str]
+    ) -> tuple[bytes, bool]:
+        custom_id, body = item["custom_id"], item["body"]
+        self.executed[custom_id] += 1
+        request_id = f"req_{batch_id}_{custom_id}"
+        if unit_draw(self.settings.seed, "batch_error", custom_id) < self.settings.batch_error_rate:
+            response = {
+                "status_code": 500,
+                "request_id": request_id,
+                "body": error_body(
+                    500, "server_error", "The server had an error while processing your request."
+                ),
+            }
+            return orjson.dumps(
+                {"id": request_id, "custom_id": custom_id, "response": response, "error": None}
+            ), False
+        text, finish_reason, prompt_tokens, completion_tokens = self.teacher.answer_within_limit(
+            body, custom_id
+        )
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
+        usage_total["input"] += prompt_tokens
+        usage_total["output"] += completion_tokens
+        model = str(body.get("model") or self.settings.model)
+        payload = completion_body(
+            f"chatcmpl-{custom_id}", int(time.time()), model, text, finish_reason, usage
+        )
+        response = {"status_code": 200, "request_id": request_id, "body": payload}
+        return orjson.dumps(
+            {"id": request_id, "custom_id": custom_id, "response": response, "error": None}
+        ), True
+
+    async def _execute(self, batch: dict[str, Any], serial: int) -> None:
+        settings = self.settings
+        await asyncio.sleep(settings.batch_validating_ms / 1000.0)
+        requests, errors = self._read_requests(batch)
+        if errors or not requests:
+            batch["status"] = "failed"
+            batch["failed_at"] = int(time.time())
+            batch["errors"] = {
+                "object": "list",
+                "data": errors or [{"code": "empty_file", "message": "no requests"}],
+            }
+            return
+        counts = batch["request_counts"]
+        counts["total"] = len(requests)
+        batch["model"] = requests[0]["body"].get("model")
+        if batch["status"] == "validating":
+            batch["status"] = "in_progress"
+            batch["in_progress_at"] = int(time.time())
+        expire_at = None
+        if serial <= settings.batch_expire_first:
+            expire_at = int(len(requests) * settings.batch_expire_after)
+        output_path = self.storage / self._new_id("file-")
+        error_path = self.storage / self._new_id("file-")
+        usage_total: Counter[str] = Counter()
+        step_s = settings.batch_ms_per_request / 1000.0
+        owed = 0.0
+        executed = 0
+        ended = "completed"
+        with output_path.open("wb") as output, error_path.open("wb") as error_file:
+            for index, item in enumerate(requests):
+                if batch["status"] == "cancelling":
+                    ended = "cancelled"
+                    break
+                if expire_at is not None and index >= expire_at:
+                    ended = "expired"
+                    break
+                owed += step_s
+                if owed >= 0.002 or index % 256 == 0:
+                    await asyncio.sleep(owed)
+                    owed = 0.0
+                    if batch["status"] == "cancelling":
+                        ended = "cancelled"
+                        break
+                line, ok = self._answer_line(item, batch["id"], usage_total)
+                (output if ok else error_file).write(line + b"\n")
+                counts["completed" if ok else "failed"] += 1
+                executed += 1
+            code = {"expired": "batch_expired", "cancelled": "batch_cancelled"}.get(ended)
+            if code is not None:
+                message = f"This request could not be executed before the batch was {ended}."
+                for item in requests[executed:]:
+                    error = {"code": code, "message": message}
+                    custom_id = item["custom_id"]
+                    line = {"id": f"req_{batch['id']}_{custom_id}", "custom_id": custom_id, "response": None}
+                    line["error"] = error
+                    error_file.write(orjson.dumps(line) + b"\n")
+        if ended != "expired":
+            # Completed batches finalize; cancelled ones stay "cancelling" while their files are written.
+            if ended == "completed":
+                batch["status"] = "finalizing"
+                batch["finalizing_at"] = int(time.time())
+            await asyncio.sleep(settings.batch_finalizing_ms / 1000.0)
+        for path, key in ((output_path, "output_file_id"), (error_path, "error_file_id")):
+            if path.stat().st_size:
+                batch[key] = self._add_file(path, f"{batch['id']}_{key.split('_')[0]}.jsonl", "batch_output")[
+                    "id"
+                ]
+            else:
+                path.unlink()
+        batch["usage"] = {
+            "input_tokens": usage_total["input"],
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": usage_total["output"],
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": usage_total["input"] + usage_total["output"],
+        }
+        batch["status"] = ended
+        batch[f"{ended}_at"] = int(time.time())
+
+    async def close(self, app: web.Application) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._owned_dir:
+            shutil.rmtree(self.storage, ignore_errors=True)
+
+
+def add_batch_routes(app: web.Application, teacher: FakeTeacherHandlers) -> FakeBatches:
+    """Register the files and batches endpoints on the fake teacher's app."""
+    batches = FakeBatches(teacher)
+    app.router.add_post("/v1/files", batches.upload_file)
+    app.router.add_get("/v1/files", batches.list_files)
+    app.router.add_get("/v1/files/{file_id}", batches.get_file)
+    app.router.add_delete("/v1/files/{file_id}", batches.delete_file)
+    app.router.add_get("/v1/files/{file_id}/content", batches.file_content)
+    app.router.add_post("/v1/batches", batches.create_batch)
+    app.router.add_get("/v1/batches", batches.list_batches)
+    app.router.add_get("/v1/batches/{batch_id}", batches.get_batch)
+    app.router.add_post("/v1/batches/{batch_id}/cancel", batches.cancel_batch)
+    app.router.add_get("/stats/batches", batches.stats)
+    app.on_cleanup.append(batches.close)
+    return batches

@@ -1,0 +1,229 @@
+"""OpenAI's Files and Batches API (and every provider that copies it), through the ``openai`` SDK.
+
+The SDK's own retries are off: a retried ``batches.create`` after a timeout could create a second batch.
+Reads (retrieve, list, download) are retried here with backoff; a create is tried once, and the driver
+looks for it in the provider's list (by metadata) before it ever tries again.
+
+Every message this module raises is scrubbed of the API key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import openai
+from distill.engine.errors import AUTH, QUOTA_EXCEEDED, classify_status
+from openai import AsyncOpenAI
+from openai.types import Batch, FileObject
+
+T = TypeVar("T")
+
+# Batches and files older than this before our intent cannot be ours: stop paging the provider's list there.
+_LIST_MARGIN_S = 24 * 3600
+_BACKOFF_BASE_S = 0.5
+_BACKOFF_MAX_S = 30.0
+_CHUNK = 1 << 20
+_NO_KEY = "no-key"  # the SDK insists on a key; a local server without one ignores it
+
+
+class ProviderError(Exception):
+    """A files/batches call that failed for good. ``fatal``: every later call would fail the same way."""
+
+    def __init__(self, message: str, *, fatal: bool = False, transient: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fatal = fatal
+        self.transient = transient
+
+
+class OpenAIBatches:
+    """The provider calls batch mode makes; ``max_concurrent`` of them run at once."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None,
+        *,
+        headers: dict[str, str] | None = None,
+        timeout_s: float = 300.0,
+        max_concurrent: int = 8,
+        call_attempts: int = 6,
+        download_attempts: int = 5,
+    ) -> None:
+        self._key = api_key or None
+        self.client = AsyncOpenAI(
+            base_url=base_url,
+            api_key=api_key or _NO_KEY,
+            max_retries=0,
+            timeout=timeout_s,
+            default_headers=headers or None,
+        )
+        self._slots = asyncio.Semaphore(max_concurrent)
+        self.call_attempts = call_attempts
+        self.download_attempts = download_attempts
+
+    def __repr__(self) -> str:
+        return f"OpenAIBatches({str(self.client.base_url)!r}, api_key={'***' if self._key else None})"
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    # -- errors -----------------------------------------------------------------------------------------
+
+    def scrub(self, text: str) -> str:
+        return text.replace(self._key, "***") if self._key and self._key in text else text
+
+    def _error(self, what: str, exc: Exception) -> ProviderError:
+        if isinstance(exc, openai.APIStatusError):
+            body = exc.body if isinstance(exc.body, dict) else {"message": exc.message}
+            error = classify_status(exc.status_code, {"error": body} if "error" not in body else body)
+            return ProviderError(
+                self.scrub(f"{what}: {error.message}"),
+                fatal=error.error_class in (AUTH, QUOTA_EXCEEDED),
+                transient=error.retryable,
+            )
+        if isinstance(exc, openai.APIError):  # connection refused, timeout, unreadable answer
+            return ProviderError(self.scrub(f"{what}: {type(exc).__name__}: {exc}"), transient=True)
+        return ProviderError(self.scrub(f"{what}: {type(exc).__name__}: {exc}"), transient=True)
+
+    async def _call(self, what: str, call: Callable[[], Awaitable[T]], *, attempts: int | None = None) -> T:
+        """One API call under the concurrency limit, retried with backoff while the error is transient."""
+        attempts = attempts or self.call_attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                async with self._slots:
+                    return await call()
+            except (openai.APIError, OSError) as exc:
+                error = self._error(what, exc)
+                if not error.transient or attempt == attempts:
+                    raise error from None
+            await asyncio.sleep(_backoff(attempt))
+        raise AssertionError("unreachable")
+
+    # -- files ------------------------------------------------------------------------------------------
+
+    async def find_file(self, filename: str, size: int, since: float) -> str | None:
+        """The id of an uploaded batch file named ``filename`` of ``size`` bytes, made after ``since``."""
+
+        async def search() -> str | None:
+            async for item in self.client.files.list(purpose="batch", order="desc"):
+                if item.created_at < since - _LIST_MARGIN_S:
+                    return None
+                if item.filename == filename and item.bytes == size:
+                    return item.id
+            return None
+
+        return await self._call(f"listing files to find {filename}", search)
+
+    async def upload(self, path: Path, filename: str) -> FileObject:
+        """Upload a batch input file (streamed from disk by the SDK)."""
+
+        async def upload() -> FileObject:
+            with path.open("rb") as handle:
+                return await self.client.files.create(file=(filename, handle), purpose="batch")
+
+        return await self._call(f"uploading {filename}", upload)
+
+    async def download(self, file_id: str, destination: Path) -> int:
+        """Stream a result file to ``destination``; a download cut short (fewer bytes than the provider says the
+        file has) is thrown away and fetched again. Returns the byte count."""
+        expected = (
+            await self._call(f"looking up file {file_id}", lambda: self.client.files.retrieve(file_id))
+        ).bytes
+        partial = destination.with_name(destination.name + ".part")
+        last = ""
+        for attempt in range(1, self.download_attempts + 1):
+            received = 0
+            try:
+                async with (
+                    self._slots,
+                    self.client.files.with_streaming_response.content(file_id) as response,
+                ):
+                    with partial.open("wb") as handle:
+                        async for chunk in response.iter_bytes(_CHUNK):
+                            received += len(chunk)
+                            if received > expected:
+                                raise ValueError(f"more than the {expected:,} bytes the file is said to have")
+                            handle.write(chunk)
+                        handle.flush()
+                        os.fsync(handle.fileno())
+                if received == expected:
+                    os.replace(partial, destination)
+                    return received
+                last = f"cut off at {received:,} of {expected:,} bytes"
+            except openai.APIStatusError as exc:
+                error = self._error(f"downloading file {file_id}", exc)
+                if not error.transient:
+                    raise error from None
+                last = error.message
+            except Exception as exc:  # the transport's own errors for a body cut short, a reset, a timeout
+                last = f"{type(exc).__name__}: {exc}"
+            await asyncio.sleep(_backoff(attempt))
+        partial.unlink(missing_ok=True)
+        raise ProviderError(
+            self.scrub(f"downloading file {file_id}: {last} ({self.download_attempts} tries)"), transient=True
+        )
+
+    # -- batches ----------------------------------------------------------------------------------------
+
+    async def find_batch(self, metadata: dict[str, str], since: float) -> Batch | None:
+        """The batch whose metadata holds ``metadata``, created after ``since`` (the provider lists newest
+        first, so the search stops at the first older one)."""
+
+        async def search() -> Batch | None:
+            async for batch in self.client.batches.list(limit=100):
+                if batch.created_at < since - _LIST_MARGIN_S:
+                    return None
+                found = batch.metadata or {}
+                if all(found.get(key) == value for key, value in metadata.items()):
+                    return batch
+            return None
+
+        return await self._call("listing batches", search)
+
+    async def create(self, file_id: str, metadata: dict[str, str], completion_window: str) -> Batch:
+        """Create a batch: ONE try. If it fails the batch may exist anyway; the caller looks before retrying."""
+        return await self._call(
+            f"creating a batch for file {file_id}",
+            lambda: self.client.batches.create(
+                input_file_id=file_id,
+                endpoint="/v1/chat/completions",
+                completion_window=completion_window,  # type: ignore[arg-type]
+                metadata=metadata,
+            ),
+            attempts=1,
+        )
+
+    async def retrieve(self, batch_id: str) -> Batch:
+        return await self._call(
+            f"looking up batch {batch_id}", lambda: self.client.batches.retrieve(batch_id)
+        )
+
+    async def cancel(self, batch_id: str) -> Batch:
+        return await self._call(f"cancelling batch {batch_id}", lambda: self.client.batches.cancel(batch_id))
+
+
+def _backoff(attempt: int) -> float:
+    return random.uniform(0.5, 1.0) * min(_BACKOFF_MAX_S, _BACKOFF_BASE_S * 2 ** (attempt - 1))
+
+
+def batch_summary(batch: Batch) -> dict[str, Any]:
+    """The parts of a provider's batch object the journal keeps."""
+    counts = batch.request_counts
+    usage = batch.usage
+    return {
+        "status": batch.status,
+        "request_counts": {"total": counts.total, "completed": counts.completed, "failed": counts.failed}
+        if counts
+        else {},
+        "output_file_id": batch.output_file_id,
+        "error_file_id": batch.error_file_id,
+        "usage": {"prompt_tokens": usage.input_tokens, "completion_tokens": usage.output_tokens}
+        if usage
+        else None,
+    }
