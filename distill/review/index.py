@@ -42,7 +42,7 @@ INDEX_VERSION = "3"
 INDEX_NAME = "index.sqlite3"
 SEARCH_NAME = "search.sqlite3"
 FIRST_CHUNK = 500  # records read before the page is served
-INGEST_CHUNK = 5_000  # records per indexing transaction: a decision waits at most this long for the lock
+INGEST_CHUNK = 2_000  # records per indexing transaction: a decision waits at most this long for the lock
 FTS_CHUNK = 2_000  # rows per full-text transaction
 POLL_S = 2.0  # how often the indexer looks for new shard lines (a run still generating)
 

@@ -265,7 +265,8 @@ async def serve(
         await web.SockSite(runner, sock).start()
         bound = sock.getsockname()[1]
         guard.bound(bound)
-        say(f"review page: {page_url(host, bound, token)}")
+        note = " (listening on every address: put this machine's name or address in place of it)"
+        say(f"review page: {page_url(host, bound, token)}" + (note if host in ("0.0.0.0", "::") else ""))
         if stop is None:
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()

@@ -157,7 +157,7 @@ def review_server(*args: str, env: dict[str, str] | None = None) -> Iterator[Rev
             lines.append(line)
             if "review page: " in line:
                 break
-        yield ReviewServer(line.split("review page: ", 1)[1].strip(), process, lines)
+        yield ReviewServer(line.split("review page: ", 1)[1].split(" ", 1)[0].strip(), process, lines)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)

@@ -160,3 +160,16 @@ def test_blind_comparison_page_decides_by_key_and_reveals_the_names_after(tmp_pa
         head = browser.find_element(By.ID, "record-head").text
         assert "A was the" in head and "called it a tie" in head and "you agree" in head
         _wait(browser, lambda d: "agreement with the judge: 1 of 1" in d.find_element(By.ID, "report").text)
+
+
+def test_with_another_host_the_page_works_from_the_printed_url_and_not_without_it(tmp_path, browser):
+    run_dir = _run(tmp_path / "run")
+    with review_server(str(run_dir), "--host", "0.0.0.0") as server:
+        assert "?token=" in server.url
+        port = server.url.split(":")[2].split("/")[0]
+        browser.get(f"http://127.0.0.1:{port}/")
+        assert "access token required" in browser.find_element(By.TAG_NAME, "body").text
+        browser.get(server.url.replace("0.0.0.0", "127.0.0.1"))
+        _wait(browser, lambda d: len(_row_texts(d)) == 15)  # scripts and API calls pass on the cookie
+        browser.find_element(By.TAG_NAME, "body").send_keys("a")
+        _wait(browser, lambda d: "Saved: c0 #0 approve" in d.find_element(By.ID, "save-state").text)
