@@ -33,7 +33,7 @@ def test_a_good_edit_passes_stripped():
 
 
 def test_an_answer_marker_inside_the_edit_is_caught_by_the_parser():
-    checked = _check(ORIGINAL, thinking="先想想【最终答案】其实")
+    checked = _check("金额见下文\n【最终答案】" + ORIGINAL, original="text")
     assert checked.problem is not None and "marker" in checked.problem
 
 

@@ -91,10 +91,13 @@ def test_edits_go_through_the_parser_and_filters_before_they_are_saved(tmp_path)
             f"/api/records/{row}/decision",
             {
                 "decision": "approve",
-                "edit": {"thinking": "【最终答案】", "output": '{"甲方": "x", "乙方": "y", "金额": "1万元"}'},
+                "edit": {
+                    "output": '{"甲方": "北京星河科技有限公司", "乙方": "上海云帆贸易有限公司",\n'
+                    '【最终答案】 "金额": "1万元"}'
+                },
             },
         )
-        assert marker[0] == 422
+        assert marker[0] == 422 and "answer marker" in json.loads(marker[2])["error"]
         edited = '{"甲方": "北京星河科技有限公司", "乙方": "上海云帆贸易有限公司", "金额": "35万元"}'
         saved = server.post(
             f"/api/records/{row}/decision", {"decision": "approve", "edit": {"output": edited}}
