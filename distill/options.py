@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
@@ -212,7 +212,7 @@ class ConfigFlags:
         """The flags on this command line with their values (flags left out are not in ``args``)."""
         return {flag: getattr(args, flag.dest) for flag in self.flags if hasattr(args, flag.dest)}
 
-    def load(self, config_file: str | Path | None, args: argparse.Namespace) -> BaseModel:
+    def load(self, config_file: str | Path | None, args: argparse.Namespace) -> Loaded[Any]:
         return load_settings(self.model, config_file, self.given(args), self.flags)
 
 
@@ -290,9 +290,18 @@ def describe_errors(
     return "\n".join(problems)
 
 
+@dataclass(frozen=True)
+class Loaded(Generic[Model]):
+    """A validated config, the file it came from, and each file key's line (keys set by a flag left out)."""
+
+    config: Model
+    source: str
+    lines: dict[tuple, int]
+
+
 def load_settings(
     model: type[Model], config_file: str | Path | None, given: dict[Flag, Any], flags: Sequence[Flag] = ()
-) -> Model:
+) -> Loaded[Model]:
     """The model's defaults, under the file's keys, under the flags given; errors say where each came from."""
     data: dict[str, Any] = {}
     lines: dict[tuple, int] = {}
@@ -300,12 +309,12 @@ def load_settings(
         data, lines = read_yaml(config_file)
     for flag, value in given.items():
         _set_key(data, flag.path, value)
-        lines.pop(flag.path, None)
-    refuse_booleans_for_numbers(model, data, str(config_file), lines)
+        lines = {key: line for key, line in lines.items() if key[: len(flag.path)] != flag.path}
+    source = str(config_file) if config_file else "command line"
+    refuse_booleans_for_numbers(model, data, source, lines)
     try:
-        return model.model_validate(data)
+        return Loaded(model.model_validate(data), source, lines)
     except ValidationError as exc:
-        source = str(config_file) if config_file else "command line"
         raise UserError(describe_errors(exc, source, lines, list(given), flags)) from None
 
 
@@ -334,6 +343,10 @@ class Command:
     def run(self, config: Any, args: argparse.Namespace) -> int:
         raise NotImplementedError
 
+    def run_loaded(self, loaded: Loaded[Any], args: argparse.Namespace) -> int:
+        """What runs: ``run`` with the config; a command that also needs the file's lines overrides this."""
+        return self.run(loaded.config, args)
+
 
 def add_command(subcommands: argparse._SubParsersAction, command: Command) -> argparse.ArgumentParser:
     """Add ``command``'s parser: ``--config``, its own flags, then one flag per setting of its model."""
@@ -358,7 +371,7 @@ def add_command(subcommands: argparse._SubParsersAction, command: Command) -> ar
     flags = ConfigFlags(command.config, parser)
 
     def handle(args: argparse.Namespace) -> int:
-        return command.run(flags.load(_config_file(parser, args), args), args)
+        return command.run_loaded(flags.load(_config_file(parser, args), args), args)
 
     parser.set_defaults(handler=handle)
     _file_only_note(parser, flags)
