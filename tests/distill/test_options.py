@@ -229,5 +229,5 @@ def test_declared_flag_names_are_relative_to_their_section():
     } <= options
     assert "--generate.filters.min-chars" in options
     args = parser.parse_args(["--generate.output-dir", "o", "--generate.model", "m", "--generate.no-timing"])
-    run = flags.load(None, args)
+    run = flags.load(None, args).config
     assert run.generate.latency is False and run.generate.teacher.model == "m"
