@@ -28,7 +28,6 @@ import types
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 
@@ -36,6 +35,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 from distill.config_files import describe_validation_error, read_yaml, refuse_booleans_for_numbers
+from distill.configs import local_or_bundled
 from distill.errors import UserError
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -219,25 +219,6 @@ class ConfigFlags:
 # -- merging and validating ----------------------------------------------------------------------------
 
 
-def bundled_config(name: str) -> Path | None:
-    """A config shipped inside the package (``demo-tiny``, ``demo-tiny.yaml``, ``configs/demo-tiny.yaml``)."""
-    relative = name.removeprefix("configs/")
-    bundled = resources.files("distill.configs")
-    for candidate in (relative, f"{relative}.yaml"):
-        resource = bundled.joinpath(candidate)
-        if resource.is_file():
-            return Path(str(resource))
-    return None
-
-
-def config_file_path(value: str) -> Path:
-    """``--config VALUE``: the file if it exists, else the bundled config of that name."""
-    path = Path(value)
-    if path.exists():
-        return path
-    return bundled_config(value) or path  # a missing file is reported by read_yaml with its name
-
-
 def _set_key(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
     for key in path[:-1]:
         inner = data.get(key)
@@ -388,7 +369,7 @@ def _config_file(parser: argparse.ArgumentParser, args: argparse.Namespace) -> P
     if positional and args.config:
         parser.error("give the config file once: as CONFIG or as --config, not both")
     value = positional or args.config
-    return config_file_path(value) if value else None
+    return local_or_bundled(value) if value else None
 
 
 def _file_only_note(parser: argparse.ArgumentParser, flags: ConfigFlags) -> None:

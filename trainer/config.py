@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
+from distill.configs import local_or_bundled
 from distill.trainer.student import DEFAULT_STUDENT
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -90,7 +91,8 @@ class TrainConfig(BaseModel):
     logging_steps: int = Field(1, ge=1, description="log every N steps")
 
     deepspeed: str | None = Field(
-        None, description="DeepSpeed JSON config (configs/ds_zero2.json, configs/ds_zero3.json)"
+        None,
+        description="DeepSpeed JSON config: a file, or a bundled one (configs/ds_zero2.json, ds_zero3.json)",
     )
     nproc: int = Field(1, ge=1, description="processes on this node, launched by torchrun (needs deepspeed)")
     nnodes: int = Field(1, ge=1, description="nodes in the job")
@@ -107,6 +109,11 @@ class TrainConfig(BaseModel):
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
+
+    @field_validator("deepspeed")
+    @classmethod
+    def _local_or_bundled(cls, value: str | None) -> str | None:
+        return None if value is None else str(local_or_bundled(value))
 
     @field_validator("lora_target", mode="before")
     @classmethod

@@ -3,11 +3,12 @@ from pathlib import Path
 from typing import Literal
 
 import pytest
+from distill.configs import local_or_bundled
 from pydantic import BaseModel, ConfigDict, Field
 
 from distill.cli import build_parser, main
 from distill.errors import UserError
-from distill.options import Command, ConfigFlags, add_command, config_file_path
+from distill.options import Command, ConfigFlags, add_command
 
 
 class Endpoint(BaseModel):
@@ -198,11 +199,11 @@ def test_cli_reports_a_flag_error_with_exit_code_2(tmp_path: Path, capsys: pytes
 def test_bundled_config_names_resolve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.chdir(tmp_path)
     for name in ("generate", "generate.yaml", "configs/generate.yaml"):
-        path = config_file_path(name)
+        path = local_or_bundled(name)
         assert path.is_file() and path.name == "generate.yaml"
     (tmp_path / "generate.yaml").write_text("model: mine\n")
-    assert config_file_path("generate.yaml") == Path("generate.yaml")  # a real file comes first
-    assert config_file_path("nothing-like-it.yaml") == Path("nothing-like-it.yaml")
+    assert local_or_bundled("generate.yaml") == Path("generate.yaml")  # a real file comes first
+    assert local_or_bundled("nothing-like-it.yaml") == Path("nothing-like-it.yaml")
 
 
 def test_colliding_flags_fail_when_the_parser_is_built():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from distill.trainer.config import TrainConfig
 
@@ -42,3 +44,11 @@ def test_flags_override_the_file_and_lists_are_accepted(tmp_path):
     assert config.epochs == 3 and config.data == ["runs/x"] and config.lora_target == ["q_proj", "v_proj"]
     with pytest.raises(UserError, match="token_budget .* must be at least max_length"):
         load_config(TrainConfig, path, {"token_budget": 100, "max_length": 200})
+
+
+def test_a_bundled_deepspeed_config_is_found_from_any_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = TrainConfig(data=["x"], deepspeed="configs/ds_zero2.json", nproc=2)
+    assert Path(config.deepspeed).is_file() and Path(config.deepspeed).name == "ds_zero2.json"
+    (tmp_path / "mine.json").write_text("{}")
+    assert TrainConfig(data=["x"], deepspeed="mine.json").deepspeed == "mine.json"
