@@ -138,11 +138,13 @@ def _default_text(field: FieldInfo) -> str:
     return text
 
 
-def _help_text(field: FieldInfo) -> str:
+def _help_text(field: FieldInfo, optional_section: str | None = None) -> str:
     """The field's description and its default (unless the description says what its default means)."""
     description = field.description or ""
     if field.is_required():
-        description = f"{description} (required)"
+        description = (
+            f"{description} (required{f' when {optional_section} is set' if optional_section else ''})"
+        )
     elif "(default:" not in description:
         description = f"{description} (default: {_default_text(field)})"
     return description.strip().replace("%", "%%")
@@ -160,10 +162,17 @@ class _Setting:
     flag: Flag
     field: FieldInfo
     options: dict[str, Any]
+    # The enclosing section that may be left out (its required fields are required only when it is given).
+    optional_section: str | None = None
 
 
 def _settings(
-    model: type[BaseModel], path: tuple[str, ...], prefix: str, skip: frozenset[str], file_only: list[str]
+    model: type[BaseModel],
+    path: tuple[str, ...],
+    prefix: str,
+    skip: frozenset[str],
+    file_only: list[str],
+    optional_section: str | None = None,
 ) -> list[_Setting]:
     found: list[_Setting] = []
     for name, field in model.model_fields.items():
@@ -175,14 +184,15 @@ def _settings(
             continue
         if _is_model(kind) and extra.get("flag", "") is not None:
             section_prefix = prefix + extra.get("flag_prefix", f"{name.replace('_', '-')}.")
-            found += _settings(kind, key_path, section_prefix, skip, file_only)
+            optional = optional_section if field.is_required() else dotted
+            found += _settings(kind, key_path, section_prefix, skip, file_only, optional)
             continue
         options = _argparse_options(field.annotation) if extra.get("flag", "") is not None else None
         if options is None:
             file_only.append(dotted)
             continue
         option = f"--{prefix}{extra.get('flag') or name.replace('_', '-')}"
-        found.append(_Setting(Flag(option, key_path, field.is_required()), field, options))
+        found.append(_Setting(Flag(option, key_path, field.is_required()), field, options, optional_section))
     return found
 
 
@@ -204,7 +214,7 @@ class ConfigFlags:
                 setting.flag.option,
                 dest=setting.flag.dest,
                 default=argparse.SUPPRESS,
-                help=_help_text(setting.field),
+                help=_help_text(setting.field, setting.optional_section),
                 **setting.options,
             )
 

@@ -9,6 +9,9 @@ import json
 import secrets
 import sys
 
+from distill.options import Command
+from distill.review.config import ReviewConfig
+
 REVIEW_EPILOG = """\
 examples:
   distill review runs/contracts                    # then open the printed URL (127.0.0.1 only)
@@ -23,43 +26,49 @@ and synced to disk before the page shows it as saved; the run's shards are never
 """
 
 
-def register(commands: argparse._SubParsersAction, benchmarks: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
-        "review",
-        help="review a run's records (or student vs teacher answers) in a local web page",
-        description="Start a local web page to read, approve, reject and edit a run's records, or to compare "
-        "student and teacher answers blind on an evaluation. Nothing leaves this machine.",
-        epilog=REVIEW_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        allow_abbrev=False,
+class ReviewCommand(Command):
+    name = "review"
+    help = "review a run's records (or student vs teacher answers) in a local web page"
+    description = (
+        "Start a local web page to read, approve, reject and edit a run's records, or to compare student and "
+        "teacher answers blind on an evaluation. Nothing leaves this machine."
     )
-    parser.add_argument("run_dir", nargs="?", metavar="RUN_DIR", help="a `distill generate` output directory")
-    parser.add_argument(
-        "--eval",
-        dest="eval_dir",
-        metavar="EVAL_DIR",
-        help="review a `distill eval` output directory instead: student vs teacher, blind",
-    )
-    parser.add_argument("--config", help="review YAML: reviewer, guideline, filters, judge")
-    parser.add_argument(
-        "--port", type=int, default=8765, help="port to listen on (default 8765; 0: any free port)"
-    )
-    parser.add_argument(
-        "--host",
-        default="127.0.0.1",
-        help="address to listen on (default 127.0.0.1); any other needs the printed access token",
-    )
-    parser.add_argument(
-        "--reviewer", help="name written with each decision (default: config, else your login)"
-    )
-    parser.add_argument("--no-judge", action="store_true", help="skip the judge's scoring even if configured")
-    parser.add_argument("--report", action="store_true", help="print the review report as JSON and exit")
-    parser.add_argument(
-        "--finish",
-        action="store_true",
-        help="mark the review finished (what `distill run` with review: required waits for) and exit",
-    )
-    parser.set_defaults(handler=_review)
+    epilog = REVIEW_EPILOG
+    config = ReviewConfig
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "run_dir", nargs="?", metavar="RUN_DIR", help="a `distill generate` output directory"
+        )
+        parser.add_argument(
+            "--eval",
+            dest="eval_dir",
+            metavar="EVAL_DIR",
+            help="review a `distill eval` output directory instead: student vs teacher, blind",
+        )
+        parser.add_argument(
+            "--port", type=int, default=8765, help="port to listen on (default 8765; 0: any free port)"
+        )
+        parser.add_argument(
+            "--host",
+            default="127.0.0.1",
+            help="address to listen on (default 127.0.0.1); any other needs the printed access token",
+        )
+        parser.add_argument(
+            "--no-judge", action="store_true", help="skip the judge's scoring even if configured"
+        )
+        parser.add_argument("--report", action="store_true", help="print the review report as JSON and exit")
+        parser.add_argument(
+            "--finish",
+            action="store_true",
+            help="mark the review finished (what `distill run` with review: required waits for) and exit",
+        )
+
+    def run(self, config: ReviewConfig, args: argparse.Namespace) -> int:
+        return _review(config, args)
+
+
+COMMANDS = (ReviewCommand(),)
 
 
 def _say(message: str) -> None:
@@ -71,10 +80,9 @@ def _print_url(message: str) -> None:
     print(f"distill review: {message}", flush=True)
 
 
-def _review(args: argparse.Namespace) -> int:
+def _review(config: ReviewConfig, args: argparse.Namespace) -> int:
     from distill.endpoint import is_loopback
     from distill.errors import UserError
-    from distill.review.config import load_review_config
     from distill.review.decisions import load_state
     from distill.review.judging import score_run, threshold_entries
     from distill.review.pairs import EvalReview
@@ -86,7 +94,6 @@ def _review(args: argparse.Namespace) -> int:
         raise UserError("give a RUN_DIR, or --eval EVAL_DIR (one of the two)")
     if not 0 <= args.port <= 65535:
         raise UserError(f"--port: {args.port} is not a port number (0–65535)")
-    config = load_review_config(args.config, {"reviewer": args.reviewer})
     reviewer = config.reviewer or getpass.getuser()
     if args.eval_dir is not None:
         if args.finish:

@@ -4,13 +4,11 @@ answer must pass, and the optional judge that scores records before people read 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from distill.engine.config import FilterConfig
 from distill.evaluator.config import CalledEndpoint
 from pydantic import BaseModel, ConfigDict, Field
 
-from distill.config_files import load_config
 from distill.errors import UserError
 
 
@@ -41,7 +39,3 @@ class ReviewConfig(BaseModel):
             raise UserError(
                 f"{self.guideline_file}: guideline_file: cannot read it as UTF-8 text: {exc}"
             ) from None
-
-
-def load_review_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> ReviewConfig:
-    return load_config(ReviewConfig, path, overrides)
