@@ -162,8 +162,7 @@ class OpenAIChatClient:
         """Server-sent events: content deltas, then (with include_usage) a last chunk holding ``usage``."""
         parts: list[str] = []
         finish_reason = usage = model = None
-        first_at = last_at = None
-        chunks = 0
+        arrivals: list[float] = []  # ms after sending, one per content chunk: TTFT and inter-token latency
         async for line in response.content:
             if not line.startswith(_SSE_DATA):
                 continue
@@ -182,10 +181,7 @@ class OpenAIChatClient:
             for choice in event.get("choices") or ():
                 delta = (choice.get("delta") or {}).get("content")
                 if delta:
-                    now = time.perf_counter()
-                    first_at = first_at or now
-                    last_at = now
-                    chunks += 1
+                    arrivals.append((time.perf_counter() - started) * 1000.0)
                     parts.append(delta)
                 finish_reason = choice.get("finish_reason") or finish_reason
         else:
@@ -193,19 +189,17 @@ class OpenAIChatClient:
         if finish_reason == "content_filter":
             raise self._error(CONTENT_FILTER, "the provider's content filter stopped the answer", status=200)
         parsed_usage = _usage(usage)
-        tokens = parsed_usage.completion_tokens if parsed_usage else chunks
-        ttft_ms = (first_at - started) * 1000.0 if first_at else None
-        tpot_ms = (
-            (last_at - first_at) * 1000.0 / (tokens - 1) if first_at and last_at and tokens > 1 else None
-        )
+        tokens = parsed_usage.completion_tokens if parsed_usage else len(arrivals)
+        tpot_ms = (arrivals[-1] - arrivals[0]) / (tokens - 1) if arrivals and tokens > 1 else None
         return ChatResponse(
             text="".join(parts),
             finish_reason=finish_reason,
             usage=parsed_usage,
             latency_ms=(time.perf_counter() - started) * 1000.0,
             model=model,
-            ttft_ms=ttft_ms,
+            ttft_ms=arrivals[0] if arrivals else None,
             tpot_ms=tpot_ms,
+            chunk_times_ms=arrivals,
         )
 
     async def list_models(self) -> list[str]:
