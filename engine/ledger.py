@@ -26,6 +26,7 @@ teacher answers can make an entry unpackable, or the file unreadable.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import struct
@@ -62,6 +63,7 @@ _LEGACY = {
 }
 
 
+@functools.cache
 def reason_code(name: str) -> int:
     """The 16-bit code of a reject reason's name (never 0): stable, and needs no table in the file."""
     code = int.from_bytes(hashlib.blake2b(name.encode(), digest_size=2).digest(), "little")
@@ -75,6 +77,8 @@ def row_hash(row_id: str) -> int:
 
 def clamp_u32(value: object) -> int:
     """A token count as the ledger can hold it: an int in 0 … 2³²-1, whatever a server sent."""
+    if type(value) is int and 0 <= value <= _U32:  # the usual case, on the hot path
+        return value
     try:
         number = int(value)  # type: ignore[call-overload]
     except (TypeError, ValueError, OverflowError):
