@@ -89,7 +89,7 @@ def clamp_u32(value: object) -> int:
 class Ledger:
     """Loads the finished keys of earlier runs and appends this run's, one os.write per entry."""
 
-    def __init__(self, run_dir: str | Path, *, file_name: str = LEDGER_NAME) -> None:
+    def __init__(self, run_dir: str | Path, *, file_name: str = LEDGER_NAME, writable: bool = True) -> None:
         if sys.byteorder != "little":  # the strided memoryview read below assumes it
             raise RuntimeError("the done.keys ledger reader supports little-endian machines only")
         self.path = Path(run_dir) / file_name
@@ -104,10 +104,21 @@ class Ledger:
         self.torn_bytes = 0
         # After a failed write (a full disk) nothing more is appended: a partial entry stays the last one.
         self.broken: OSError | None = None
+        self._fd = -1
+        if not writable:
+            if self.path.exists():
+                data = self.path.read_bytes()
+                self._load(data[: len(data) - len(data) % ENTRY.size])
+            return
         if self.path.exists():
             self.torn_bytes = repair_partial_entry(self.path)
             self._load(self.path.read_bytes())
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    @classmethod
+    def read_only(cls, run_dir: str | Path) -> Ledger:
+        """The ledger as it is on disk, without repairing or creating anything (a torn entry is ignored)."""
+        return cls(run_dir, writable=False)
 
     def _load(self, data: bytes) -> None:
         if not data:
@@ -197,6 +208,11 @@ class Ledger:
     @property
     def finished(self) -> int:
         return sum(self.counts.values())
+
+    @property
+    def answers(self) -> int:
+        """Entries of answers (accepted or rejected): what completion tokens were billed for."""
+        return self.count(ACCEPTED) + self.count(REJECTED)
 
     def count(self, kind: str) -> int:
         return sum(count for (entry_kind, _), count in self.counts.items() if entry_kind == kind)
