@@ -12,7 +12,10 @@ import hashlib
 import math
 import re
 import unicodedata
+from typing import Any
 
+import jsonschema
+import orjson
 from distill.engine.config import FilterConfig
 
 TRUNCATED = "truncated"
@@ -21,7 +24,9 @@ REFUSAL = "refusal"
 TOO_SHORT = "too_short"
 ECHO = "similar_to_instruction"
 DUPLICATE = "duplicate"
-REASONS = (TRUNCATED, FORMAT, REFUSAL, TOO_SHORT, ECHO, DUPLICATE)
+SCHEMA = "schema"
+REASONS = (TRUNCATED, FORMAT, REFUSAL, SCHEMA, TOO_SHORT, ECHO, DUPLICATE)
+_FENCE = re.compile(r"^```[A-Za-z]*\s*\n?(.*?)\n?```$", re.S)
 
 # A refusal phrase that starts within this many characters of the answer makes it a refusal ("好的,很抱歉…",
 # "Unfortunately, I cannot…"); anywhere in an answer this short, too.
@@ -69,8 +74,17 @@ def output_hash(text: str) -> int:
 class QualityFilter:
     """Decides accept/reject for one parsed answer; remembers accepted answers for dedupe."""
 
-    def __init__(self, config: FilterConfig, seen_answers: dict[int, int] | None = None) -> None:
+    def __init__(
+        self,
+        config: FilterConfig,
+        seen_answers: dict[int, int] | None = None,
+        answer_schema: dict[str, Any] | None = None,
+    ) -> None:
         self.config = config
+        # A structured answer's schema, compiled once (jsonschema picks the draft the schema declares).
+        self._schema = (
+            jsonschema.validators.validator_for(answer_schema)(answer_schema) if answer_schema else None
+        )
         # answer hash -> hash of the row whose answer it was (0: unknown, from an old ledger)
         self.seen_answers: dict[int, int] = seen_answers if seen_answers is not None else {}
         # One alternation over case-folded text: a single C-level scan per answer (IGNORECASE is 7x slower).
@@ -98,6 +112,15 @@ class QualityFilter:
             return True
         return len(text) <= REFUSAL_SHORT_CHARS and self._refusal.search(_fold(text)) is not None
 
+    def fits_schema(self, answer: str) -> bool:
+        """The answer is JSON (bare, or in one ``` fence) and valid against the answer schema."""
+        fenced = _FENCE.match(answer)
+        try:
+            value = orjson.loads(fenced.group(1) if fenced else answer)
+        except orjson.JSONDecodeError:
+            return False
+        return self._schema.is_valid(value)
+
     def judge(self, instruction: str, answer: str, row: int = 0) -> tuple[str | None, int | None]:
         """(reject reason or None, output hash). An accepted answer's hash is remembered with its row.
 
@@ -107,6 +130,8 @@ class QualityFilter:
         config = self.config
         if self.is_refusal(answer):
             return REFUSAL, None
+        if self._schema is not None and not self.fits_schema(answer):
+            return SCHEMA, None
         if len(answer) < config.min_output_chars:
             return TOO_SHORT, None
         if bigram_cosine(instruction, answer) > config.max_instruction_similarity:
