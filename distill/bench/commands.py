@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from distill.bench import engine, eval, eval_overhead, review, serve, train
+from distill.bench import batch, engine, eval, eval_overhead, review, serve, train
+from distill.bench.batch import BatchBenchConfig
 from distill.bench.engine import EngineBenchConfig
 from distill.bench.eval import EvalBenchConfig
 from distill.bench.eval_overhead import EvalOverheadBenchConfig
@@ -83,4 +84,23 @@ class ServeBench(Command):
         return serve.bench_serve(config)
 
 
-COMMANDS = (EngineBench(), TrainBench(), EvalBench(), EvalOverheadBench(), ReviewBench(), ServeBench())
+class BatchBench(Command):
+    group = "bench"
+    name = "batch"
+    help = "batch mode at scale: plan, upload and submit a 1M-request run; time and peak memory"
+    description = batch.__doc__
+    config = BatchBenchConfig
+
+    def run(self, config: BatchBenchConfig, args: argparse.Namespace) -> int:
+        return batch.bench_batch(config)
+
+
+COMMANDS = (
+    EngineBench(),
+    TrainBench(),
+    EvalBench(),
+    EvalOverheadBench(),
+    ReviewBench(),
+    ServeBench(),
+    BatchBench(),
+)
