@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -48,6 +49,11 @@ class Endpoint(BaseModel):
     )
     label: str | None = Field(default=None, description="how reports name this endpoint")
     concurrency: int = Field(default=64, ge=1, le=100_000, description="requests in flight at most")
+    weight: float = Field(
+        default=1.0,
+        gt=0,
+        description="in a pool, this endpoint's share of requests in flight while others have room too",
+    )
     rpm: float | None = Field(default=None, gt=0, description="requests per minute limit")
     tpm: float | None = Field(
         default=None,
@@ -64,6 +70,18 @@ class Endpoint(BaseModel):
         default_factory=dict, description="extra HTTP headers sent with every request"
     )
     price: Price | None = Field(default=None, description="per million tokens; spend is counted from usage")
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = Field(
+        default="max_tokens",
+        description="the body field that carries max_tokens (OpenAI's reasoning models want max_completion_tokens)",
+    )
+    max_response_bytes: int | None = Field(
+        default=None,
+        ge=256,
+        description="bytes one answer may take (null: 1 MiB + 512 per max_tokens token)",
+    )
+    max_retry_wait_s: float = Field(
+        default=120.0, gt=0, description="longest wait a server's Retry-After may impose before a retry"
+    )
 
     @field_validator("base_url")
     @classmethod

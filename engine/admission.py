@@ -15,10 +15,13 @@ a debt that refills at the normal rate. Clamping the wait (not the charge) is wh
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import time
 from collections import deque
 from collections.abc import Mapping
+
+from distill.errors import UserError
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
@@ -36,6 +39,18 @@ def parse_reset(value: str) -> float | None:
     if not parts or "".join(n + u for n, u in parts) != value:
         return None
     return sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
+
+
+class LimitError(UserError):
+    """A request that the configured (or learnt) limits can never admit in reasonable time."""
+
+    def __init__(self, reserved_tokens: int, tpm: float, *, learnt: bool) -> None:
+        where = "learnt from the server's x-ratelimit headers" if learnt else "teacher.tpm"
+        super().__init__(
+            f"one request reserves {reserved_tokens:,} tokens (estimated prompt + max_tokens) but the tokens-per-"
+            f"minute limit is {tpm:,.0f} ({where}): it could never be admitted; raise tpm above the largest "
+            "request or lower max_tokens"
+        )
 
 
 class TokenBucket:
@@ -151,8 +166,32 @@ class Admission:
             self._tokens.level -= reserved_tokens
         self._sent.add(1, now)
 
+    def _check_fits(self, reserved_tokens: int) -> None:
+        tpm = self._limit["tpm"]
+        if tpm is not None and reserved_tokens > tpm:
+            raise LimitError(reserved_tokens, tpm, learnt=self._learnt["tpm"] == tpm)
+
+    def ready_in(self, reserved_tokens: int) -> float:
+        """Seconds until a request could be taken without waiting (0: now; inf: every slot is in use).
+
+        For a pool choosing among endpoints; :meth:`take` then takes it. LimitError as for :meth:`acquire`.
+        """
+        self._check_fits(reserved_tokens)
+        if self._waiters or self.in_flight >= self.max_in_flight:
+            return math.inf
+        return max(0.0, self._wait_for(reserved_tokens, self._clock()))
+
+    def take(self, reserved_tokens: int) -> None:
+        """Take a request that :meth:`ready_in` said could go now."""
+        self._take(reserved_tokens, self._clock())
+
     async def acquire(self, reserved_tokens: int = 0) -> None:
-        """Wait for one request, ``reserved_tokens`` tokens and an in-flight slot, then take them."""
+        """Wait for one request, ``reserved_tokens`` tokens and an in-flight slot, then take them.
+
+        A request that needs more tokens than the whole per-minute limit could only ever go out after
+        minutes of debt: that is refused at once (:class:`LimitError`) instead of waiting silently.
+        """
+        self._check_fits(reserved_tokens)
         now = self._clock()
         if (
             not self._waiters

@@ -3,12 +3,18 @@
 Each call either returns a :class:`ChatResponse` or raises :class:`CallError` with its class; deciding what
 to do about a failure (retry, give up, stop) is the dispatcher's job, not the client's.
 
-The API key lives only in the ``Authorization`` header built here. It is scrubbed from every message this
-module raises (some servers echo what they were sent) and never appears in ``repr``.
+Every byte a server sends is untrusted. The API key lives only in the ``Authorization`` header built here;
+anything the server sends back is scrubbed of it (and of any 8-character piece of it) *before* it is cut to
+a message or preview, and an answer that contains the key is refused (``key_echoed``), never returned.
+Redirects are never followed (they would re-send the prompts, and the key, elsewhere). A response may not
+be larger than ``max_response_bytes`` (decompressed; by default derived from ``max_tokens``), and its answer
+not longer than ``max_tokens`` tokens could be; ``usage`` must hold token counts, or the call fails as
+``bad_usage``. A server's ``Retry-After`` is capped at ``max_retry_wait_s``.
 """
 
 from __future__ import annotations
 
+import math
 import resource
 import time
 from collections.abc import Callable, Mapping
@@ -16,10 +22,15 @@ from typing import Any, Protocol
 
 import aiohttp
 import orjson
+from aiohttp.http_exceptions import HttpProcessingError
 from distill.engine.errors import (
     BAD_RESPONSE,
+    BAD_USAGE,
     CONNECTION,
     CONTENT_FILTER,
+    KEY_ECHOED,
+    REDIRECT,
+    RESPONSE_TOO_LARGE,
     SERVER_ERROR,
     TIMEOUT,
     CallError,
@@ -33,12 +44,69 @@ HeadersObserver = Callable[[Mapping[str, str]], None]
 
 _COMPLETIONS_PATH = "/chat/completions"
 _SSE_DATA = b"data:"
-_TOKENS_LIMIT = 2**31
 _SSE_DONE = b"[DONE]"
+_MESSAGE_LIMIT = 300  # characters of a server's text kept in an error message (after scrubbing)
+_PREVIEW = 80  # characters of a body that is not JSON
+_ERROR_BODY_LIMIT = 64 * 1024  # bytes read of a non-200 answer
+_KEY_PIECE = 8  # this many characters of the key in a row count as the key
+_MAX_TOKEN_COUNT = 1_000_000_000  # no single call uses a billion tokens: above that, usage is broken
+_FIELD_LIMIT = 200  # characters of `model` / `finish_reason` kept
+_FIELDS_REMEMBERED = 64
+_READ_CHUNK = 64 * 1024
+# An answer of more than this many characters per max_tokens token is not what the model could have produced.
+MAX_CHARS_PER_TOKEN = 32
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+def response_byte_limit(endpoint: Endpoint, max_tokens: int) -> int:
+    """Bytes one answer may take: ``max_response_bytes``, or 1 MiB + 512 bytes per ``max_tokens`` token."""
+    return endpoint.max_response_bytes or (1 << 20) + 512 * max_tokens
+
+
+class KeyScrubber:
+    """Removes the key, and any run of 8+ characters copied from it, from text a server sent."""
+
+    __slots__ = ("key", "pieces")
+
+    def __init__(self, key: str | None) -> None:
+        self.key = key or None
+        key = self.key or ""
+        self.pieces = frozenset(key[i : i + _KEY_PIECE] for i in range(len(key) - _KEY_PIECE + 1))
+
+    def __call__(self, text: str) -> str:
+        if not self.key:
+            return text
+        text = text.replace(self.key, "***")
+        pieces = self.pieces
+        if not pieces:
+            return text
+        marked = bytearray(len(text))
+        found = False
+        for start in range(len(text) - _KEY_PIECE + 1):
+            if text[start : start + _KEY_PIECE] in pieces:
+                marked[start : start + _KEY_PIECE] = b"\x01" * _KEY_PIECE
+                found = True
+        if not found:
+            return text
+        out: list[str] = []
+        for index, char in enumerate(text):
+            if not marked[index]:
+                out.append(char)
+            elif index == 0 or not marked[index - 1]:
+                out.append("***")
+        return "".join(out)
+
+    def cut(self, raw: bytes | str, limit: int) -> str:
+        """Scrub, then cut to ``limit`` characters: no cut can leave part of the key behind."""
+        window = limit + (len(self.key) if self.key else 0) + _KEY_PIECE
+        text = raw[: window * 4].decode("utf-8", "replace") if isinstance(raw, bytes) else raw[:window]
+        return self(text[:window])[:limit]
 
 
 class ChatClient(Protocol):
     async def complete(self, request: ChatRequest, *, stream: bool = False) -> ChatResponse: ...
+
+    async def list_models(self) -> list[str]: ...
 
 
 def ensure_open_files(needed: int) -> int:
@@ -66,6 +134,8 @@ class OpenAIChatClient:
         self.base_url = normalise_base_url(endpoint.base_url)
         self._url = self.base_url + _COMPLETIONS_PATH
         self._key = api_key or None
+        self._scrub = KeyScrubber(self._key)
+        self._fields: dict[str, str] = {}
         self._headers = {**endpoint.headers, "Content-Type": "application/json", "Accept": "application/json"}
         if self._key:
             self._headers["Authorization"] = f"Bearer {self._key}"
@@ -103,37 +173,75 @@ class OpenAIChatClient:
             )
         return self._session
 
-    def _scrub(self, text: str) -> str:
-        return text.replace(self._key, "***") if self._key and self._key in text else text
-
     def _error(self, error_class: str, message: str, **kwargs: Any) -> CallError:
-        return CallError(error_class, self._scrub(message), **kwargs)
+        return CallError(error_class, self._scrub.cut(message, _MESSAGE_LIMIT * 2), **kwargs)
 
     def _observe(self, headers: Mapping[str, str]) -> None:
         self.last_headers = headers
         if self.on_headers is not None:
             self.on_headers(headers)
 
+    async def _refusal(self, response: aiohttp.ClientResponse) -> CallError:
+        """The error for a non-200 answer: scrubbed before anything is cut, Retry-After capped."""
+        if response.status in _REDIRECTS:
+            where = self._scrub.cut(response.headers.get("Location", "(no Location)"), _MESSAGE_LIMIT)
+            return CallError(
+                REDIRECT,
+                f"HTTP {response.status} redirect to {where}: distill does not follow redirects (they would send "
+                "the prompts, and the key, to another address); set base_url to the address that answers",
+                status=response.status,
+            )
+        raw = await response.content.read(_ERROR_BODY_LIMIT)
+        error = classify_status(response.status, self._scrub.cut(raw, _ERROR_BODY_LIMIT), response.headers)
+        error.message = self._scrub(error.message)
+        if error.retry_after is not None:
+            cap = self.endpoint.max_retry_wait_s
+            wait = error.retry_after
+            error.retry_after = cap if not math.isfinite(wait) or wait > cap else wait
+        return error
+
+    async def _read_body(self, response: aiohttp.ClientResponse, limit: int) -> bytes:
+        """The whole body, or RESPONSE_TOO_LARGE as soon as it (decompressed) passes ``limit`` bytes."""
+        length = response.content_length
+        if length is not None and length > limit:
+            raise self._too_large(f"the server announced {length:,} bytes", limit)
+        if length is not None and "Content-Encoding" not in response.headers:
+            return await response.read()  # bounded by Content-Length
+        buffer = bytearray()
+        async for chunk in response.content.iter_chunked(_READ_CHUNK):
+            buffer += chunk
+            if len(buffer) > limit:
+                raise self._too_large("the body (decompressed) kept coming", limit)
+        return bytes(buffer)
+
+    def _too_large(self, what: str, limit: int) -> CallError:
+        return CallError(
+            RESPONSE_TOO_LARGE,
+            f"{what}, more than the {limit:,} bytes one answer may take (max_response_bytes; by default "
+            "1 MiB + 512 bytes per max_tokens token)",
+        )
+
     async def complete(self, request: ChatRequest, *, stream: bool = False) -> ChatResponse:
         """Send ``request`` once. Raises :class:`CallError` on any failure, classified."""
-        body = request_body(request)
+        body = request_body(request, self.endpoint.max_tokens_field)
         if stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
         headers = {"X-Client-Request-Id": request.request_id} if request.request_id else None
+        limit = response_byte_limit(self.endpoint, request.max_tokens)
         session = self._get_session()
         started = time.perf_counter()
         try:
-            async with session.post(self._url, data=orjson.dumps(body), headers=headers) as response:
+            async with session.post(
+                self._url, data=orjson.dumps(body), headers=headers, allow_redirects=False
+            ) as response:
                 self._observe(response.headers)
                 if response.status != 200:
-                    raw = await response.read()
-                    error = classify_status(response.status, raw, response.headers)
-                    error.message = self._scrub(error.message)
-                    raise error
+                    raise await self._refusal(response)
                 if stream:
-                    return await self._read_stream(response, started)
-                raw = await response.read()
+                    parsed = await self._read_stream(response, started, limit)
+                else:
+                    parsed = self._parse_body(await self._read_body(response, limit), started)
         except CallError:
             raise
         except TimeoutError:
@@ -142,7 +250,22 @@ class OpenAIChatClient:
             raise self._error(CONNECTION, f"response body cut off: {exc}") from None
         except (aiohttp.ClientError, OSError) as exc:
             raise self._error(CONNECTION, f"{type(exc).__name__}: {exc}") from None
-        return self._parse_body(raw, started)
+        return self._checked(parsed, request.max_tokens)
+
+    def _checked(self, response: ChatResponse, max_tokens: int) -> ChatResponse:
+        """Refuse an answer that holds the key or is longer than ``max_tokens`` tokens could be."""
+        key = self._key
+        if key and (key in response.text or (response.reasoning is not None and key in response.reasoning)):
+            raise CallError(
+                KEY_ECHOED, "the answer contains the API key (the server echoed it): refused, not written"
+            )
+        chars = len(response.text) + (len(response.reasoning) if response.reasoning else 0)
+        if chars > MAX_CHARS_PER_TOKEN * max_tokens + 1024:
+            raise CallError(
+                RESPONSE_TOO_LARGE,
+                f"the answer has {chars:,} characters, more than max_tokens {max_tokens} tokens could hold",
+            )
+        return response
 
     def _parse_body(self, raw: bytes, started: float) -> ChatResponse:
         try:
@@ -150,20 +273,48 @@ class OpenAIChatClient:
         except orjson.JSONDecodeError:
             data = None
         try:
-            return parse_completion(data, (time.perf_counter() - started) * 1000.0)
+            return parse_completion(data, (time.perf_counter() - started) * 1000.0, self._field)
         except CallError as error:
             if error.error_class == BAD_RESPONSE:
-                preview = raw[:80].decode("utf-8", "replace")
-                error.message = f"not a chat completion ({len(raw)} bytes): {preview!r}"
-            error.message = self._scrub(error.message)
+                error.message = (
+                    f"not a chat completion ({len(raw)} bytes): {self._scrub.cut(raw, _PREVIEW)!r}"
+                )
+            else:
+                error.message = self._scrub(error.message)
             raise
 
-    async def _read_stream(self, response: aiohttp.ClientResponse, started: float) -> ChatResponse:
-        """Server-sent events: content deltas, then (with include_usage) a last chunk holding ``usage``."""
+    def _field(self, value: Any) -> str | None:
+        """A short text field of the answer (model, finish_reason) as it may be written: text, scrubbed, cut."""
+        if not isinstance(value, str):
+            return None
+        known = self._fields.get(value)
+        if known is None:
+            known = self._scrub.cut(value, _FIELD_LIMIT)
+            if len(self._fields) < _FIELDS_REMEMBERED:  # the same few values come back on every answer
+                self._fields[value] = known
+        return known
+
+    async def _read_stream(
+        self, response: aiohttp.ClientResponse, started: float, limit: int
+    ) -> ChatResponse:
+        """Server-sent events: content (and reasoning) deltas, then with include_usage a chunk holding ``usage``."""
         parts: list[str] = []
+        thinking: list[str] = []
         finish_reason = usage = model = None
-        arrivals: list[float] = []  # ms after sending, one per content chunk: TTFT and inter-token latency
-        async for line in response.content:
+        first_at = last_at = None
+        chunks = 0
+        received = 0
+        lines = response.content.__aiter__()
+        while True:
+            try:
+                line = await lines.__anext__()
+            except StopAsyncIteration:
+                raise self._error(BAD_RESPONSE, "stream ended without [DONE]") from None
+            except (ValueError, HttpProcessingError):  # aiohttp: a line longer than its buffer
+                raise self._too_large("a stream event line was too long", limit) from None
+            received += len(line)
+            if received > limit:
+                raise self._too_large("the stream kept coming", limit)
             if not line.startswith(_SSE_DATA):
                 continue
             payload = line[len(_SSE_DATA) :].strip()
@@ -172,46 +323,62 @@ class OpenAIChatClient:
             try:
                 event = orjson.loads(payload)
             except orjson.JSONDecodeError:
-                raise self._error(BAD_RESPONSE, f"malformed stream event: {payload[:80]!r}") from None
-            if "error" in event:
-                raise self._error(SERVER_ERROR, f"error inside the stream: {_error_text(event['error'])}")
-            model = event.get("model", model)
-            if event.get("usage"):
-                usage = event["usage"]
-            for choice in event.get("choices") or ():
-                delta = (choice.get("delta") or {}).get("content")
-                if delta:
-                    arrivals.append((time.perf_counter() - started) * 1000.0)
-                    parts.append(delta)
-                finish_reason = choice.get("finish_reason") or finish_reason
-        else:
-            raise self._error(BAD_RESPONSE, "stream ended without [DONE]")
+                raise self._error(
+                    BAD_RESPONSE, f"malformed stream event: {self._scrub.cut(payload, _PREVIEW)!r}"
+                ) from None
+            try:
+                if "error" in event:
+                    raise self._error(SERVER_ERROR, f"error inside the stream: {_error_text(event['error'])}")
+                model = event.get("model", model)
+                if event.get("usage"):
+                    usage = event["usage"]
+                for choice in event.get("choices") or ():
+                    delta = choice.get("delta") or {}
+                    content = delta.get("content")
+                    reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+                    if content or reasoning:
+                        now = time.perf_counter()
+                        first_at = first_at or now
+                        last_at = now
+                        chunks += 1
+                        if content:
+                            parts.append(content)
+                        if reasoning:
+                            thinking.append(reasoning)
+                    finish_reason = choice.get("finish_reason") or finish_reason
+            except (AttributeError, TypeError):  # an event, choice or delta that is not an object
+                raise self._error(BAD_RESPONSE, "a stream event is not a chat completion chunk") from None
         if finish_reason == "content_filter":
             raise self._error(CONTENT_FILTER, "the provider's content filter stopped the answer", status=200)
-        parsed_usage = _usage(usage)
-        tokens = parsed_usage.completion_tokens if parsed_usage else len(arrivals)
-        tpot_ms = (arrivals[-1] - arrivals[0]) / (tokens - 1) if arrivals and tokens > 1 else None
+        try:
+            text, reasoning_text = "".join(parts), "".join(thinking)
+        except TypeError:
+            raise self._error(BAD_RESPONSE, "a stream delta is not text") from None
+        parsed_usage = parse_usage(usage)
+        tokens = parsed_usage.completion_tokens if parsed_usage else chunks
+        ttft_ms = (first_at - started) * 1000.0 if first_at else None
+        tpot_ms = (
+            (last_at - first_at) * 1000.0 / (tokens - 1) if first_at and last_at and tokens > 1 else None
+        )
         return ChatResponse(
-            text="".join(parts),
-            finish_reason=finish_reason,
+            text=text,
+            finish_reason=self._field(finish_reason),
             usage=parsed_usage,
             latency_ms=(time.perf_counter() - started) * 1000.0,
-            model=model,
-            ttft_ms=arrivals[0] if arrivals else None,
+            model=self._field(model),
+            ttft_ms=ttft_ms,
             tpot_ms=tpot_ms,
-            chunk_times_ms=arrivals,
+            reasoning=reasoning_text or None,
         )
 
     async def list_models(self) -> list[str]:
         """Model ids from ``GET /v1/models``: a cheap reachability and key check before spending."""
         session = self._get_session()
         try:
-            async with session.get(self.base_url + "/models") as response:
-                raw = await response.read()
+            async with session.get(self.base_url + "/models", allow_redirects=False) as response:
                 if response.status != 200:
-                    error = classify_status(response.status, raw, response.headers)
-                    error.message = self._scrub(error.message)
-                    raise error
+                    raise await self._refusal(response)
+                raw = await self._read_body(response, 4 << 20)
         except CallError:
             raise
         except TimeoutError:
@@ -219,61 +386,93 @@ class OpenAIChatClient:
         except (aiohttp.ClientError, OSError) as exc:
             raise self._error(CONNECTION, f"cannot reach {self.base_url}: {exc}") from None
         try:
-            return [str(item["id"]) for item in orjson.loads(raw)["data"]]
+            return [self._scrub.cut(str(item["id"]), _FIELD_LIMIT) for item in orjson.loads(raw)["data"]]
         except (orjson.JSONDecodeError, KeyError, TypeError):
             raise self._error(BAD_RESPONSE, f"{self.base_url}/models: not a model list") from None
 
 
-def request_body(request: ChatRequest) -> dict[str, Any]:
-    """The JSON body of a ``/v1/chat/completions`` call (online, or one line of a batch input file)."""
+def request_body(request: ChatRequest, max_tokens_field: str = "max_tokens") -> dict[str, Any]:
+    """The JSON body of a ``/v1/chat/completions`` call (online, or one line of a batch input file).
+
+    ``max_tokens_field`` is ``max_completion_tokens`` for APIs that want it (OpenAI's reasoning models).
+    """
     body: dict[str, Any] = {
         "model": request.model,
         "messages": request.messages,
         "temperature": request.temperature,
-        "max_tokens": request.max_tokens,
+        max_tokens_field: request.max_tokens,
     }
     if request.extra_body:
         body.update(request.extra_body)
     return body
 
 
-def parse_completion(data: Any, latency_ms: float) -> ChatResponse:
+def text_field(value: Any) -> str | None:
+    """A short text field of an answer (model, finish_reason): text, cut to 200 characters, else None."""
+    return value[:_FIELD_LIMIT] if isinstance(value, str) else None
+
+
+def parse_completion(
+    data: Any, latency_ms: float, field: Callable[[Any], str | None] = text_field
+) -> ChatResponse:
     """A decoded ``chat.completion`` object (an online answer's body, or a batch output line's) → ChatResponse.
 
+    The answer comes from ``content``; a reasoning model's thinking from ``reasoning_content`` (or
+    ``reasoning``). ``field`` cleans the short text fields (the online client also scrubs the key from them).
     Raises CallError: ``bad_response`` when it is not a completion, ``content_filter`` when the provider's
-    filter stopped the answer.
+    filter stopped the answer, ``bad_usage`` when ``usage`` does not hold token counts.
     """
     try:
         choice = data["choices"][0]
-        text = choice["message"].get("content") or ""
+        message = choice["message"]
+        text = message.get("content") or ""
+        reasoning = message.get("reasoning_content") or message.get("reasoning")
         finish_reason = choice.get("finish_reason")
-        if not isinstance(text, str):
+        if not isinstance(text, str) or not (reasoning is None or isinstance(reasoning, str)):
             raise TypeError("content is not text")
     except (KeyError, IndexError, TypeError, AttributeError):
         raise CallError(BAD_RESPONSE, "not a chat completion") from None
     if finish_reason == "content_filter":
         raise CallError(CONTENT_FILTER, "the provider's content filter stopped the answer", status=200)
-    model = data.get("model")
     return ChatResponse(
         text=text,
-        finish_reason=finish_reason if isinstance(finish_reason, str) else None,
-        usage=_usage(data.get("usage")),
+        finish_reason=field(finish_reason),
+        usage=parse_usage(data.get("usage")),
         latency_ms=latency_ms,
-        model=model if isinstance(model, str) else None,
+        model=field(data.get("model")),
+        reasoning=reasoning or None,
     )
 
 
-def _usage(data: Any) -> Usage | None:
+def parse_usage(data: Any) -> Usage | None:
+    """``usage`` as token counts (0 to a billion each), or CallError ``bad_usage`` naming the field: never a
+    value that could break the ledger or the cost figures. Reasoning tokens a server reports apart from
+    ``completion_tokens`` (more of them than completion tokens) are added to it: they are billed."""
+    if data is None:
+        return None
     if not isinstance(data, dict):
-        return None
+        raise CallError(BAD_USAGE, "usage is not an object")
+    details = data.get("completion_tokens_details")
     try:
-        usage = Usage(int(data.get("prompt_tokens") or 0), int(data.get("completion_tokens") or 0))
-    except (TypeError, ValueError):
-        return None
-    # Untrusted counts go into the ledger's 32-bit fields: nonsense is dropped, not stored.
-    if not (0 <= usage.prompt_tokens < _TOKENS_LIMIT and 0 <= usage.completion_tokens < _TOKENS_LIMIT):
-        return None
-    return usage
+        prompt = _count(data, "prompt_tokens")
+        completion = _count(data, "completion_tokens")
+        reasoning = _count(details, "reasoning_tokens") if isinstance(details, dict) else 0
+    except ValueError as problem:
+        raise CallError(BAD_USAGE, str(problem)) from None
+    if reasoning > completion:
+        completion += reasoning
+    return Usage(prompt, completion, reasoning)
+
+
+def _count(data: dict, name: str) -> int:
+    """A token count from ``data[name]`` (absent: 0); ValueError saying why a value is not one."""
+    value = data.get(name)
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_TOKEN_COUNT:
+        shown = repr(value) if isinstance(value, int | float) and abs(value) < 1e30 else type(value).__name__
+        raise ValueError(f"usage.{name} is not a token count (0 to {_MAX_TOKEN_COUNT:,}): {shown}")
+    return value
 
 
 def _error_text(error: Any) -> str:

@@ -6,11 +6,9 @@ only the *name* of the environment variable that holds it.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Literal
 
-import jsonschema
 from distill.engine.batch.settings import BatchSettings
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -92,6 +90,11 @@ class GenerateConfig(BaseModel):
         description="where the answers come from: URL, model, key variable, limits, timeouts, price",
         json_schema_extra={"flag_prefix": ""},
     )
+    pool: list[Endpoint] = Field(
+        default_factory=list,
+        description="more endpoints sharing the work with the teacher (replicas, keys, providers of the same "
+        "model), each with its own limits, weight and key; set in the config file",
+    )
 
     task: str = Field(
         default="", description="task description put into the prompt and the student's instruction"
@@ -124,28 +127,6 @@ class GenerateConfig(BaseModel):
         description="stop admitting requests once this much is spent (needs teacher.price)",
     )
     filters: FilterConfig = Field(default_factory=FilterConfig)
-    answer_schema: dict[str, Any] | None = Field(
-        default=None,
-        description="a JSON schema the final answer must follow (inline, or the path of a .json file): an "
-        "answer that is not JSON or does not fit is rejected as `schema`",
-    )
-
-    @field_validator("answer_schema", mode="before")
-    @classmethod
-    def _load_schema(cls, value: Any) -> Any:
-        if isinstance(value, str | Path):
-            try:
-                value = json.loads(Path(value).read_text(encoding="utf-8"))
-            except OSError as exc:
-                raise ValueError(f"cannot read the schema file {value}: {exc.strerror}") from None
-            except ValueError as exc:
-                raise ValueError(f"the schema file {value} is not JSON: {exc}") from None
-        if isinstance(value, dict):
-            try:
-                jsonschema.validators.validator_for(value).check_schema(value)
-            except jsonschema.SchemaError as exc:
-                raise ValueError(f"not a valid JSON schema: {exc.message}") from None
-        return value
 
     @field_validator("id_field", "input_field")
     @classmethod
@@ -153,6 +134,24 @@ class GenerateConfig(BaseModel):
         if value is not None and not value.strip():
             raise ValueError("must not be empty")
         return value
+
+    @model_validator(mode="after")
+    def _one_price(self) -> GenerateConfig:
+        """Pool endpoints without a price take the teacher's; the budget counts one price for all."""
+        for index, endpoint in enumerate(self.pool):
+            if endpoint.price is None:
+                self.pool[index] = endpoint.model_copy(update={"price": self.teacher.price})
+            elif endpoint.price != self.teacher.price:
+                raise ValueError(
+                    f"pool.{index}.price differs from teacher.price: endpoints of one run share one price "
+                    "(the budget and the summary count spend with it)"
+                )
+        return self
+
+    @property
+    def endpoints(self) -> list[Endpoint]:
+        """The teacher, then the pool: every endpoint this run sends to."""
+        return [self.teacher, *self.pool]
 
     @model_validator(mode="after")
     def _budget_needs_price(self) -> GenerateConfig:

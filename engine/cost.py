@@ -1,12 +1,16 @@
 """Tokens and money, counted live from each response's `usage`, and the budget that stops admission.
 
 Spend includes earlier runs of the same directory (their token totals come from the ledger) at today's
-prices, so a budget is a budget for the whole dataset, not for each resume.
+prices, so a budget is a budget for the whole dataset, not for each resume. Each request reserves its most
+expensive outcome (estimated prompt + ``max_tokens`` at the price) when it is admitted and hands it back when
+it is reported, so the requests in flight can never spend past the budget together.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from distill.engine.types import Job
 
 from distill.endpoint import Price
 
@@ -26,6 +30,7 @@ class CostMeter:
         self.prior_completion_tokens = prior_completion_tokens
         self.prompt_tokens = 0  # this session only
         self.completion_tokens = 0
+        self.reserved = 0.0  # money held by requests in flight
 
     def add(self, prompt_tokens: int, completion_tokens: int) -> None:
         self.prompt_tokens += prompt_tokens
@@ -37,6 +42,26 @@ class CostMeter:
         return (
             prompt_tokens * self.price.input_per_million + completion_tokens * self.price.output_per_million
         ) / 1_000_000
+
+    def job_cost(self, job: Job) -> float:
+        """The most ``job`` can cost: its estimated prompt and all of ``max_tokens``."""
+        max_tokens = job.request.max_tokens
+        return self.money(max(0, job.reserved_tokens - max_tokens), max_tokens)
+
+    def reserve(self, job: Job) -> bool:
+        """Hold ``job``'s most expensive outcome; False (nothing held) when the budget cannot cover it."""
+        if self.budget is None:
+            return True
+        cost = self.job_cost(job)
+        if self.total_spend + self.reserved + cost > self.budget:
+            return False
+        self.reserved += cost
+        return True
+
+    def release(self, job: Job) -> None:
+        """Hand back what :meth:`reserve` held for ``job`` (its real cost is counted from usage)."""
+        if self.budget is not None:
+            self.reserved = max(0.0, self.reserved - self.job_cost(job))
 
     @property
     def session_spend(self) -> float:

@@ -7,6 +7,8 @@ Guarantees the runner builds exactly-once resume on:
   Whatever the callback writes without awaiting is on disk before the next job's result is handled.
 - Jobs are pulled from the iterable only when a slot is free, so at most ``admission.max_in_flight`` job
   tasks are alive and a million-line input streams with flat memory.
+- With a ``budget``, each job holds its most expensive outcome from admission to its report, and the first
+  job the budget cannot cover stops admission (``BUDGET``): in-flight work can never overshoot it.
 - ``stop`` (budget reached, Ctrl-C) or a fatal error (bad key, no quota): nothing new is admitted, nothing is
   retried, requests already on the wire finish and are reported. Interrupted jobs get no record, so a
   resumed run sends them again; so do the jobs that met the fatal error (they were fine, the key was not),
@@ -21,11 +23,12 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from distill.engine.admission import Admission
-from distill.engine.client import ChatClient
+from distill.engine.client import OpenAIChatClient
 from distill.engine.errors import RATE_LIMITED, CallError
+from distill.engine.pool import Lane, OneEndpoint
 from distill.engine.retry import RetryPolicy
 from distill.engine.types import CallFailure, ChatResponse, Job
 
@@ -34,6 +37,15 @@ ResultCallback = Callable[[Job, ChatResponse | CallFailure], None]
 STOPPED = "stopped"
 FATAL = "fatal"
 CRASHED = "error"
+BUDGET = "budget"
+
+
+class Budget(Protocol):
+    """Money held per request from admission to report (the engine's CostMeter)."""
+
+    def reserve(self, job: Job) -> bool: ...
+
+    def release(self, job: Job) -> None: ...
 
 
 @dataclass
@@ -68,24 +80,39 @@ def _failure(error: CallError, attempts: int) -> CallFailure:
     return CallFailure(error.error_class, error.message, error.status, attempts, error.retryable)
 
 
+class Lanes(Protocol):
+    """Where requests go (``engine.pool``): one endpoint, or a pool of them."""
+
+    pooled: bool
+    max_in_flight: int
+    single: Lane | None  # set when there is only one lane: it is waited for directly
+
+    async def acquire(self, reserved_tokens: int) -> Lane: ...
+
+
+def one_endpoint(client: OpenAIChatClient, admission: Admission) -> OneEndpoint:
+    """The lanes of one client and its admission control (``engine.session`` builds them for callers)."""
+    return OneEndpoint(Lane(client.endpoint, client, admission))
+
+
 class _Dispatcher:
     def __init__(
         self,
-        client: ChatClient,
-        admission: Admission,
+        lanes: Lanes,
         retry: RetryPolicy,
         on_result: ResultCallback,
         stream: bool,
         rate_limit_pause_s: float,
         errors: Counter[str],
+        budget: Budget | None,
     ) -> None:
-        self.client = client
-        self.admission = admission
+        self.lanes = lanes
         self.retry = retry
         self.on_result = on_result
         self.stream = stream
         self.rate_limit_pause_s = rate_limit_pause_s
         self.errors = errors
+        self.budget = budget
         self.outcome = DispatchOutcome()
         self.alive: set[asyncio.Task] = set()
         self.backing_off: set[asyncio.Task] = set()  # sleeping or queued for a retry: safe to cancel
@@ -110,8 +137,15 @@ class _Dispatcher:
         for task in self.alive:
             task.cancel()
 
+    def fatal(self, error: CallError, attempts: int) -> None:
+        """Stop the run for ``error`` (the first one is kept): every later call would fail the same way."""
+        if self.outcome.fatal is None:
+            self.outcome.fatal = _failure(error, attempts)
+        self.halt(FATAL)
+
     async def produce(self, jobs: Iterable[Job] | AsyncIterable[Job]) -> None:
-        limit = self.admission.max_in_flight
+        limit = self.lanes.max_in_flight
+        single = self.lanes.single
         loop = asyncio.get_running_loop()
         is_async = isinstance(jobs, AsyncIterable)
         iterator: Any = jobs.__aiter__() if is_async else iter(jobs)
@@ -124,89 +158,126 @@ class _Dispatcher:
                 job = await iterator.__anext__() if is_async else next(iterator)
             except (StopIteration, StopAsyncIteration):
                 return
-            await self.admission.acquire(job.reserved_tokens)
+            if self.budget is not None and not await self._reserve(self.budget, job):
+                return
+            try:
+                if single is not None:
+                    await single.admission.acquire(job.reserved_tokens)
+                    lane = single
+                else:
+                    lane = await self.lanes.acquire(job.reserved_tokens)
+            except BaseException as exc:
+                if self.budget is not None:
+                    self.budget.release(job)
+                if isinstance(exc, CallError):  # every endpoint of a pool is out: this job was never sent
+                    self.fatal(exc, 0)
+                    return
+                raise
             self.outcome.jobs_started += 1
-            task = loop.create_task(self.run_job(job))
+            task = loop.create_task(self.run_job(job, lane))
             self.alive.add(task)
             task.add_done_callback(self._task_done)
+
+    async def _reserve(self, budget: Budget, job: Job) -> bool:
+        """Hold ``job``'s cost, waiting for requests in flight to hand theirs back; False: out of budget."""
+        while not budget.reserve(job):
+            if not self.alive:
+                self.halt(BUDGET)  # this job was never started: a resume with more budget sends it
+                return False
+            self.room.clear()
+            await self.room.wait()
+            if self.halted:
+                return False
+        return True
 
     def _task_done(self, task: asyncio.Task) -> None:
         self.alive.discard(task)
         self.room.set()
 
-    async def run_job(self, job: Job) -> None:
-        """One job from its first attempt (admission already taken) to its single report."""
-        outcome, admission = self.outcome, self.admission
+    async def run_job(self, job: Job, lane: Lane) -> None:
+        """One job from its first attempt (admission already taken on ``lane``) to its single report."""
+        outcome = self.outcome
         holding = True  # whether we hold an admission slot that must be released
         attempt = 0
         try:
             while True:
                 attempt += 1
                 outcome.sent += 1
+                lane.sent += 1
                 try:
-                    response = await self.client.complete(job.request, stream=self.stream)
+                    response = await lane.client.complete(job.request, stream=self.stream)
                 except CallError as error:
                     self.errors[error.error_class] += 1
                     # A 429 was refused before it was counted; anything else may have been charged.
-                    admission.release(job.reserved_tokens, 0 if error.error_class == RATE_LIMITED else None)
+                    lane.release(job.reserved_tokens, 0 if error.error_class == RATE_LIMITED else None)
                     holding = False
-                    if not await self._after_error(job, error, attempt):
+                    next_lane = await self._after_error(job, lane, error, attempt)
+                    if next_lane is None:
                         return
-                    holding = True
+                    lane, holding = next_lane, True
                     continue
                 usage = response.usage
-                admission.release(
+                lane.release(
                     job.reserved_tokens, usage.prompt_tokens + usage.completion_tokens if usage else None
                 )
                 holding = False
+                lane.succeeded(response)
                 response.attempts = attempt
+                response.endpoint = lane.name
                 outcome.succeeded += 1
                 self.on_result(job, response)
                 return
         except asyncio.CancelledError:
             if holding:
-                admission.release(job.reserved_tokens, None)
+                lane.release(job.reserved_tokens, None)
             outcome.unfinished += 1
         except BaseException as exc:  # a failing on_result (full disk, ...) must stop the run, not vanish
             if self.crash is None:
                 self.crash = exc
             self.halt(CRASHED)
+        finally:
+            if self.budget is not None:
+                self.budget.release(job)
 
-    async def _after_error(self, job: Job, error: CallError, attempt: int) -> bool:
-        """Report, stop, or back off and re-admit. True when the job should be sent again."""
+    async def _after_error(self, job: Job, lane: Lane, error: CallError, attempt: int) -> Lane | None:
+        """Report, stop, or back off and re-admit. The lane to send it on again, or None when done."""
         outcome = self.outcome
-        if error.fatal:
-            if outcome.fatal is None:
-                outcome.fatal = _failure(error, attempt)
+        # In a pool, an endpoint's own failure (refused key, dead server) takes that endpoint out, and the
+        # request goes to another one; alone, a fatal error stops the run.
+        elsewhere = lane.failed(error) and self.lanes.pooled
+        if error.fatal and not elsewhere:
             outcome.unfinished += 1
-            self.halt(FATAL)
-            return False
+            self.fatal(error, attempt)
+            return None
         if error.error_class == RATE_LIMITED:
-            self.admission.pause(
+            lane.admission.pause(
                 error.retry_after if error.retry_after is not None else self.rate_limit_pause_s
             )
-        if not error.retryable or not self.retry.should_retry(attempt):
+        if not (error.retryable or elsewhere) or not self.retry.should_retry(attempt):
             outcome.failed[error.error_class] += 1
             self.on_result(job, _failure(error, attempt))
-            return False
+            return None
         if self.halted:
             outcome.unfinished += 1
-            return False
+            return None
         outcome.retries[error.error_class] += 1
         task = asyncio.current_task()
         self.backing_off.add(task)
         try:
-            await asyncio.sleep(self.retry.delay(attempt, error.retry_after))
-            await self.admission.acquire(job.reserved_tokens)
+            if not elsewhere:  # another endpoint can take it at once; the same one gets time to recover
+                await asyncio.sleep(self.retry.delay(attempt, error.retry_after))
+            return await self.lanes.acquire(job.reserved_tokens)
+        except CallError as down:  # every endpoint of the pool is out
+            outcome.unfinished += 1
+            self.fatal(down, attempt)
+            return None
         finally:
             self.backing_off.discard(task)
-        return True
 
 
 async def dispatch(
     jobs: Iterable[Job] | AsyncIterable[Job],
-    client: ChatClient,
-    admission: Admission,
+    lanes: Lanes,
     retry: RetryPolicy,
     on_result: ResultCallback,
     *,
@@ -214,6 +285,7 @@ async def dispatch(
     stream: bool = False,
     rate_limit_pause_s: float = 1.0,
     errors: Counter[str] | None = None,
+    budget: Budget | None = None,
 ) -> DispatchOutcome:
     """Send every job (see the module docstring for the guarantees) and return what happened.
 
@@ -222,13 +294,13 @@ async def dispatch(
     """
     started = time.perf_counter()
     state = _Dispatcher(
-        client,
-        admission,
+        lanes,
         retry,
         on_result,
         stream,
         rate_limit_pause_s,
         Counter() if errors is None else errors,
+        budget,
     )
     state.producer = asyncio.get_running_loop().create_task(state.produce(jobs))
     watcher = None

@@ -1,8 +1,8 @@
 """What went wrong with a teacher call, as a class the dispatcher can act on: retry, give up, or stop the run.
 
 Classification only, no I/O. Transient classes are retried with backoff; permanent ones become a failure
-record at once; fatal ones (a bad key, an exhausted account) stop the whole run because every later call
-would fail the same way and the user has to fix something first.
+record at once; fatal ones (a bad key, an exhausted account, a wrong model name, a redirect) stop the whole
+run because every later call would fail the same way and the user has to fix something first.
 """
 
 from __future__ import annotations
@@ -25,6 +25,13 @@ NOT_FOUND = "not_found"
 CONTEXT_LENGTH = "context_length"
 CONTENT_FILTER = "content_filter"
 QUOTA_EXCEEDED = "quota_exceeded"  # OpenAI's 429 insufficient_quota: out of credit, waiting will not help
+REDIRECT = "redirect"  # the server sent us elsewhere: never followed, the base_url is wrong
+RESPONSE_TOO_LARGE = (
+    "response_too_large"  # more bytes than max_response_bytes, or more text than max_tokens allows
+)
+BAD_USAGE = "bad_usage"  # `usage` with counts that are not token counts
+KEY_ECHOED = "key_echoed"  # the answer contains the API key: refused, never written
+ENDPOINTS_DOWN = "endpoints_down"  # every endpoint of a pool is out of service
 
 ERROR_CLASSES = (
     RATE_LIMITED,
@@ -38,9 +45,16 @@ ERROR_CLASSES = (
     CONTEXT_LENGTH,
     CONTENT_FILTER,
     QUOTA_EXCEEDED,
+    REDIRECT,
+    RESPONSE_TOO_LARGE,
+    BAD_USAGE,
+    KEY_ECHOED,
+    ENDPOINTS_DOWN,
 )
 RETRYABLE_CLASSES = frozenset({RATE_LIMITED, SERVER_ERROR, TIMEOUT, CONNECTION, BAD_RESPONSE})
-FATAL_CLASSES = frozenset({AUTH, QUOTA_EXCEEDED})
+# Every later call would fail the same way: a refused key, no credit, a model or path that does not exist,
+# a base_url that redirects.
+FATAL_CLASSES = frozenset({AUTH, QUOTA_EXCEEDED, NOT_FOUND, REDIRECT, ENDPOINTS_DOWN})
 
 _MESSAGE_LIMIT = 300
 _CONTEXT_MARKERS = (
@@ -142,7 +156,7 @@ def classify_status(
         return CallError(RATE_LIMITED, summary, status=status, retry_after=retry_after)
     if status in (401, 403):
         return CallError(AUTH, summary, status=status)
-    if status == 404:
+    if status == 404 or "model_not_found" in code:
         return CallError(NOT_FOUND, summary, status=status)
     if status == 413 or any(marker in text for marker in _CONTEXT_MARKERS):
         return CallError(CONTEXT_LENGTH, summary, status=status)

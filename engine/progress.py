@@ -11,9 +11,8 @@ import asyncio
 import sys
 import time
 from collections import Counter
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
-from distill.engine.admission import Admission
 from distill.engine.cost import CostMeter
 from distill.engine.writer import RunStats
 
@@ -38,7 +37,13 @@ def _counts(counter: Counter[str]) -> str:
     return ", ".join(f"{name} {count}" for name, count in counter.most_common()) or "none"
 
 
-def figures(stats: RunStats, admission: Admission, cost: CostMeter, errors: Counter[str]) -> dict[str, Any]:
+class Snapshots(Protocol):
+    """Live admission figures: an `Admission`, or the lanes of a session (one endpoint or a pool)."""
+
+    def snapshot(self) -> dict[str, Any]: ...
+
+
+def figures(stats: RunStats, admission: Snapshots, cost: CostMeter, errors: Counter[str]) -> dict[str, Any]:
     """Every figure the displays show, as plain data (also handy for tests)."""
     elapsed = max(stats.elapsed_s, 1e-9)
     rate = stats.finished / elapsed
@@ -66,6 +71,7 @@ def figures(stats: RunStats, admission: Admission, cost: CostMeter, errors: Coun
         "spend": cost.total_spend,
         "currency": cost.currency,
         "budget": cost.budget,
+        "endpoints": snapshot.get("endpoints", []),
     }
 
 
@@ -86,6 +92,11 @@ def render_lines(f: dict[str, Any]) -> list[str]:
         f"failed {sum(f['failed'].values()):,} ({_counts(Counter(f['failed']))})",
         f"errors {_counts(Counter(f['errors']))}  tokens {_si(f['prompt_tokens'])} in / "
         f"{_si(f['completion_tokens'])} out  spend {spend}",
+        *(
+            f"  {e['endpoint']}: {e['state']}  {e['requests']:,} sent, {e['answers']:,} answered  "
+            f"in flight {e['in_flight']}  RPM {_si(e['rpm'])}  errors {_counts(Counter(e['errors']))}"
+            for e in f["endpoints"]
+        ),
     ]
 
 
@@ -95,7 +106,7 @@ class ProgressReporter:
     def __init__(
         self,
         stats: RunStats,
-        admission: Admission,
+        admission: Snapshots,
         cost: CostMeter,
         errors: Counter[str],
         *,

@@ -31,6 +31,7 @@ from distill.engine.batch.driver import (
 from distill.engine.client import request_body
 from distill.engine.config import GenerateConfig
 from distill.engine.cost import CostMeter
+from distill.engine.dispatch import BUDGET as DISPATCH_BUDGET
 from distill.engine.dispatch import FATAL as DISPATCH_FATAL
 from distill.engine.filters import QualityFilter
 from distill.engine.inputs import InputFileInfo, iter_inputs, validate_inputs
@@ -118,7 +119,8 @@ def prepare_run(
 ) -> PreparedRun:
     """Every check that can fail before spending money, then the run directory opened for appending."""
     template = load_template(config.template)
-    resolve_api_key(config.teacher)  # a missing key fails here, before the run directory is touched
+    for endpoint in config.endpoints:  # a missing key fails here, before the run directory is touched
+        resolve_api_key(endpoint)
     run_dir = config.output_dir
     check_run_dir(run_dir)
     # Inputs first: a bad line must not even create the output directory.
@@ -234,7 +236,7 @@ async def generate(
             return summary
     else:
         refuse_open_batches(run.run_dir)
-    async with open_session(run.config.teacher) as session:
+    async with open_session(run.config.endpoints) as session:
         return await _generate(run, session, progress=progress, progress_stream=progress_stream)
 
 
@@ -303,7 +305,7 @@ def _record_writer(run: PreparedRun, cost: CostMeter, stats: RunStats, stop: asy
     return RecordWriter(
         shards=run.shards,
         ledger=run.ledger,
-        quality=QualityFilter(run.config.filters, run.ledger.accepted_answers, run.config.answer_schema),
+        quality=QualityFilter(run.config.filters, run.ledger.accepted_answers),
         cost=cost,
         stats=stats,
         position=run.position,
@@ -356,7 +358,7 @@ async def _generate(
         derive_ids=run.input_info.derived_ids,
     )
     reporter = ProgressReporter(
-        stats, session.admission, cost, session.errors, enabled=progress, stream=progress_stream
+        stats, session.lanes, cost, session.errors, enabled=progress, stream=progress_stream
     )
     interrupts = _InterruptHandler(stop, writer)
     status, extra = COMPLETE, {}
@@ -368,7 +370,8 @@ async def _generate(
             writer.budget_reached = True
         interrupts.install()
         reporter.start()
-        task = asyncio.ensure_future(session.run(jobs, writer, stop=stop))
+        budget = cost if config.budget is not None else None
+        task = asyncio.ensure_future(session.run(jobs, writer, stop=stop, budget=budget))
         interrupts.task = task
         try:
             outcome = await task
@@ -383,7 +386,7 @@ async def _generate(
             if outcome.stopped_reason == DISPATCH_FATAL and outcome.fatal is not None:
                 status = FATAL
                 extra["message"] = f"{outcome.fatal.error_class}: {outcome.fatal.message}"
-            elif writer.budget_reached:
+            elif writer.budget_reached or outcome.stopped_reason == DISPATCH_BUDGET:
                 status = BUDGET
             elif interrupts.count:
                 status = INTERRUPTED
@@ -395,6 +398,7 @@ async def _generate(
         with contextlib.suppress(OSError):
             writer.flush_position()
     extra["errors_by_class"] = dict(session.errors)
+    extra["endpoints"] = session.endpoint_figures()
     summary = summarise(run, stats, cost, status, **extra)
     with contextlib.suppress(OSError):
         write_summary(run.run_dir, summary)

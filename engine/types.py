@@ -28,7 +28,8 @@ class ChatRequest:
 @dataclass(frozen=True, slots=True)
 class Usage:
     prompt_tokens: int
-    completion_tokens: int
+    completion_tokens: int  # reasoning tokens included, as OpenAI-style APIs count (and bill) them
+    reasoning_tokens: int = 0  # `completion_tokens_details.reasoning_tokens`, when the server reports it
 
     @property
     def total_tokens(self) -> int:
@@ -47,9 +48,10 @@ class ChatResponse:
     # Only when streamed: time to first content token, and mean time per output token after it.
     ttft_ms: float | None = None
     tpot_ms: float | None = None
-    # Only when streamed: when each content chunk arrived, in ms after the request was sent (inter-token latency).
-    chunk_times_ms: list[float] | None = None
     attempts: int = 1
+    # A reasoning model's thinking, sent apart from the answer (`reasoning_content` or `reasoning`).
+    reasoning: str | None = None
+    endpoint: str | None = None  # which endpoint answered (its label), set by the dispatcher
 
 
 @dataclass(slots=True)

@@ -27,7 +27,7 @@ MODEL = "fake-teacher"
 class Sizes:
     prompts: int = 5000
     concurrency: int = 256
-    repeats: int = 5  # throughput: alternating runs of each side, the median of them reported
+    repeats: int = 2
     rpm_prompts: int = 600  # ~60 s at 600 RPM
     inflight: int = 10_000
     million: int = 1_000_000
@@ -115,6 +115,13 @@ def worker(side: str, args: dict[str, Any], python: str | None = None) -> list[s
 @contextmanager
 def fake_teacher(**settings: Any) -> Iterator[str]:
     """A fake teacher in its own process; yields its base URL."""
+    with fake_teacher_process(**settings) as (url, _):
+        yield url
+
+
+@contextmanager
+def fake_teacher_process(**settings: Any) -> Iterator[tuple[str, subprocess.Popen]]:
+    """A fake teacher in its own process (session leader): yields its base URL and the process."""
     flags = [item for name, value in settings.items() for item in ("--" + name.replace("_", "-"), str(value))]
     command = [sys.executable, "-m", "distill", "serve-fake-teacher", "--port", "0", *flags]
     process = subprocess.Popen(
@@ -124,10 +131,21 @@ def fake_teacher(**settings: Any) -> Iterator[str]:
         line = process.stdout.readline() if process.stdout else ""
         if not line.startswith("listening on "):
             raise RuntimeError(f"fake teacher did not start: {line}")
-        yield line.removeprefix("listening on ").strip()
+        yield line.removeprefix("listening on ").strip(), process
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
+
+
+def steady_rpm(ok_by_second: dict[str, int]) -> tuple[float, int]:
+    """The rate over whole seconds after the first five (past any start-up burst), before the last one."""
+    seconds = sorted(int(second) for second in ok_by_second)
+    if len(seconds) < 8:
+        return 0.0, 0
+    window = range(seconds[0] + 5, seconds[-1])
+    count = sum(ok_by_second.get(str(second), 0) for second in window)
+    return count * 60.0 / len(window), len(window)
 
 
 def server_stats(base_url: str, reset: bool = False) -> dict[str, Any]:

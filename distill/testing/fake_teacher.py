@@ -45,15 +45,17 @@ async def start_server(
     settings: FakeTeacherSettings, responder: Responder | None = None
 ) -> tuple[web.AppRunner, str]:
     """Start listening in the running loop; returns the runner (``await runner.cleanup()``) and base URL."""
+    return await start_app(build_app(settings, responder), settings.host, settings.port)
+
+
+async def start_app(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, str]:
+    """Serve ``app`` on ``host:port`` (0: a free port) in the running loop: ``(runner, base_url)``."""
     # A stopping test server should not wait a minute for a deliberately hanging request.
-    runner = web.AppRunner(
-        build_app(settings, responder), access_log=None, handle_signals=False, shutdown_timeout=1.0
-    )
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, backlog=16384, reuse_address=True)
+    site = web.TCPSite(runner, host, port, backlog=16384, reuse_address=True)
     await site.start()
-    host, port = runner.addresses[0][:2]
-    return runner, f"http://{settings.host}:{port}"
+    return runner, f"http://{host}:{runner.addresses[0][1]}"
 
 
 def start_in_thread(
@@ -61,6 +63,15 @@ def start_in_thread(
 ) -> tuple[str, Callable[[], None]]:
     """Run the server on its own event loop in a daemon thread: ``(base_url, stop)``."""
     settings = settings or FakeTeacherSettings()
+    return serve_in_thread(
+        lambda: build_app(settings, responder), "fake-teacher", settings.host, settings.port
+    )
+
+
+def serve_in_thread(
+    build: Callable[[], web.Application], name: str, host: str = "127.0.0.1", port: int = 0
+) -> tuple[str, Callable[[], None]]:
+    """Serve the application ``build()`` makes on its own event loop in a daemon thread: ``(base_url, stop)``."""
     ready = threading.Event()
     state: dict[str, Any] = {}
 
@@ -68,7 +79,7 @@ def start_in_thread(
         loop = asyncio.new_event_loop()
         state["loop"] = loop
         try:
-            runner, state["url"] = loop.run_until_complete(start_server(settings, responder))
+            runner, state["url"] = loop.run_until_complete(start_app(build(), host, port))
         except BaseException as exc:  # report a bind failure to the caller instead of hanging it
             state["error"] = exc
             ready.set()
@@ -79,10 +90,10 @@ def start_in_thread(
         loop.run_until_complete(runner.cleanup())
         loop.close()
 
-    thread = threading.Thread(target=serve, name="fake-teacher", daemon=True)
+    thread = threading.Thread(target=serve, name=name, daemon=True)
     thread.start()
     if not ready.wait(30):
-        raise RuntimeError("fake teacher did not start within 30 s")
+        raise RuntimeError(f"{name} did not start within 30 s")
     if "error" in state:
         raise state["error"]
 

@@ -7,7 +7,7 @@ import resource
 import time
 
 import pytest
-from distill.engine.admission import Admission, TokenBucket, parse_reset
+from distill.engine.admission import Admission, LimitError, TokenBucket, parse_reset
 
 
 @pytest.mark.parametrize(
@@ -85,7 +85,7 @@ def test_token_reservation_is_corrected_from_usage():
 
 def test_a_reservation_larger_than_the_bucket_does_not_deadlock():
     async def scenario():
-        admission = Admission(rpm=None, tpm=600, max_in_flight=10)  # 10 tokens/s, capacity 10
+        admission = Admission(rpm=None, tpm=6000, max_in_flight=10)  # 100 tokens/s, capacity 100
         await asyncio.wait_for(admission.acquire(5000), timeout=1)
         admission.release(5000, used_tokens=10)
         await asyncio.wait_for(admission.acquire(5000), timeout=3)
@@ -93,6 +93,21 @@ def test_a_reservation_larger_than_the_bucket_does_not_deadlock():
 
     snapshot = run(scenario())
     assert snapshot["in_flight"] == 1
+
+
+def test_a_reservation_above_the_whole_minute_is_refused_not_queued():
+    async def scenario():
+        admission = Admission(rpm=None, tpm=600, max_in_flight=10)
+        await admission.acquire(600)  # exactly a minute's worth: admitted
+        with pytest.raises(LimitError, match=r"reserves 5,000 tokens .* limit is 600 \(teacher.tpm\)"):
+            await admission.acquire(5000)
+        admission.observe_headers({"x-ratelimit-limit-tokens": "400"})
+        with pytest.raises(
+            LimitError, match=r"limit is 400 \(learnt from the server's x-ratelimit headers\)"
+        ):
+            await admission.acquire(500)
+
+    run(scenario())
 
 
 def test_in_flight_cap_waits_for_a_release():

@@ -9,7 +9,7 @@ import time
 import pytest
 from distill.engine.admission import Admission
 from distill.engine.client import OpenAIChatClient
-from distill.engine.dispatch import dispatch
+from distill.engine.dispatch import dispatch, one_endpoint
 from distill.engine.retry import RetryPolicy
 from distill.engine.session import EndpointSession
 from distill.engine.types import CallFailure, ChatRequest, ChatResponse, Job
@@ -64,7 +64,6 @@ def run_dispatch(
         ("truncated", "bad_response", 3),
         ("429", "rate_limited", 3),
         ("400", "bad_request", 1),
-        ("404", "not_found", 1),
         ("context_length", "context_length", 1),
         ("content_filter", "content_filter", 1),
     ],
@@ -119,7 +118,7 @@ def test_server_enforced_limit_is_respected_without_429(fake_teacher):
             async with client_for(teacher.base_url) as client:
                 timer = asyncio.create_task(stop_later())
                 outcome = await dispatch(
-                    jobs, client, admission, FAST_RETRY, lambda j, r: done.append(r), stop=stop
+                    jobs, one_endpoint(client, admission), FAST_RETRY, lambda j, r: done.append(r), stop=stop
                 )
                 await timer
             return outcome, done
@@ -164,7 +163,9 @@ def test_large_generator_is_pulled_lazily_with_bounded_in_flight(fake_teacher_th
 
     async def main():
         async with client_for(teacher.base_url) as client:
-            return await dispatch(jobs(), client, Admission(None, None, limit), FAST_RETRY, on_result)
+            return await dispatch(
+                jobs(), one_endpoint(client, Admission(None, None, limit)), FAST_RETRY, on_result
+            )
 
     outcome = asyncio.run(main())
     assert outcome.succeeded == reported == total
@@ -222,8 +223,7 @@ def test_stop_lets_in_flight_finish_and_admits_nothing_new(fake_teacher_thread):
             asyncio.get_running_loop().call_later(0.25, stop.set)
             return await dispatch(
                 (make_job(i) for i in range(10_000)),
-                client,
-                Admission(None, None, 10),
+                one_endpoint(client, Admission(None, None, 10)),
                 FAST_RETRY,
                 on_result,
                 stop=stop,
@@ -247,8 +247,7 @@ def test_retrying_jobs_are_left_unreported_on_stop(fake_teacher_thread):
             asyncio.get_running_loop().call_later(0.3, stop.set)
             return await dispatch(
                 [make_job(0, {"kind": "503"}), make_job(1)],
-                client,
-                Admission(None, None, 4),
+                one_endpoint(client, Admission(None, None, 4)),
                 slow_retry,
                 lambda j, r: reported.append(j.key),
                 stop=stop,
@@ -270,7 +269,10 @@ def test_a_failing_callback_stops_the_run_and_raises(fake_teacher_thread):
     async def main():
         async with client_for(teacher.base_url) as client:
             return await dispatch(
-                (make_job(i) for i in range(10_000)), client, Admission(None, None, 4), FAST_RETRY, on_result
+                (make_job(i) for i in range(10_000)),
+                one_endpoint(client, Admission(None, None, 4)),
+                FAST_RETRY,
+                on_result,
             )
 
     with pytest.raises(OSError, match="No space left"):
@@ -287,8 +289,7 @@ def test_cancelling_dispatch_abandons_in_flight_requests(fake_teacher_thread):
             task = asyncio.create_task(
                 dispatch(
                     (make_job(i) for i in range(100)),
-                    client,
-                    Admission(None, None, 8),
+                    one_endpoint(client, Admission(None, None, 8)),
                     FAST_RETRY,
                     lambda j, r: reported.append(j.key),
                 )

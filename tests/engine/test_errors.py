@@ -38,6 +38,7 @@ from distill.engine.errors import FATAL_CLASSES, RETRYABLE_CLASSES, classify_sta
         (401, {"error": {"message": "bad key"}}, "auth", False),
         (403, None, "auth", False),
         (404, {"error": {"code": "model_not_found"}}, "not_found", False),
+        (400, {"error": {"code": "model_not_found", "message": "no such model"}}, "not_found", False),
     ],
 )
 def test_classify_status(status, body, error_class, retryable):
@@ -47,7 +48,7 @@ def test_classify_status(status, body, error_class, retryable):
 
 
 def test_fatal_classes_are_not_retried():
-    assert FATAL_CLASSES == {"auth", "quota_exceeded"}
+    assert FATAL_CLASSES == {"auth", "quota_exceeded", "not_found", "redirect", "endpoints_down"}
     assert not FATAL_CLASSES & RETRYABLE_CLASSES
     assert classify_status(401, None).fatal and not classify_status(500, None).fatal
 

@@ -142,11 +142,14 @@ def test_record_fields_and_filters(tmp_path, fake_teacher_thread):
 def test_budget_stop_leaves_a_resumable_run(tmp_path, fake_teacher_thread):
     teacher = fake_teacher_thread(latency_ms=5)
     price = {"input_per_million": 1000.0, "output_per_million": 1000.0, "currency": "CNY"}
-    # ~250 tokens per answer at 1000/M: each answer costs ~0.25, so a budget of 3 stops after a dozen or so.
+    # ~250 tokens per answer at 1000/M: each answer costs ~0.25, but each request in flight holds its most
+    # expensive outcome (~1.1 with max_tokens 1024), so spend stops short of 3 and never passes it.
     config = make_config(tmp_path, teacher.base_url, rows=60, price=price, budget=3.0, concurrency=4)
     first = run_generation(config, progress=False)
     assert first["status"] == "budget_reached"
-    assert 0 < first["done"] < 60 and first["cost"]["total"] >= 3.0 and first["cost"]["currency"] == "CNY"
+    assert (
+        0 < first["done"] < 60 and 1.5 <= first["cost"]["total"] <= 3.0 and first["cost"]["currency"] == "CNY"
+    )
     # The same budget again: already spent, nothing is sent.
     sent_before = teacher.stats()["total"]
     again = run_generation(config, progress=False)
