@@ -265,7 +265,7 @@ async def generate_in_batches(
             api_key=resolve_api_key(config.teacher),
             write=writer,
             cost=cost,
-            request_body=lambda job: request_body(job.request),
+            request_body=lambda job: request_body(job.request, config.teacher.max_tokens_field),
             progress=progress,
             progress_stream=progress_stream,
             cancel=cancel,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from distill.bench import engine, eval, eval_overhead, review, train
+from distill.bench import batch, engine, eval, eval_overhead, review, train
+from distill.bench.batch import BatchBenchConfig
 from distill.bench.engine import EngineBenchConfig
 from distill.bench.eval import EvalBenchConfig
 from distill.bench.eval_overhead import EvalOverheadBenchConfig
@@ -70,4 +71,15 @@ class ReviewBench(Command):
         return review.bench_review(config)
 
 
-COMMANDS = (EngineBench(), TrainBench(), EvalBench(), EvalOverheadBench(), ReviewBench())
+class BatchBench(Command):
+    group = "bench"
+    name = "batch"
+    help = "batch mode at scale: plan, upload and submit a 1M-request run; time and peak memory"
+    description = batch.__doc__
+    config = BatchBenchConfig
+
+    def run(self, config: BatchBenchConfig, args: argparse.Namespace) -> int:
+        return batch.bench_batch(config)
+
+
+COMMANDS = (EngineBench(), TrainBench(), EvalBench(), EvalOverheadBench(), ReviewBench(), BatchBench())

@@ -225,21 +225,27 @@ class BatchDriver:
             for entry in self.journal.unsettled():
                 if entry.submitted or not only_open:
                     self._spawn(entry, wait)
-            while self._tasks:
-                done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_EXCEPTION)
-                for task in done:
-                    self._tasks.discard(task)
-                    if task.exception() is not None:
-                        for other in self._tasks:
-                            other.cancel()
-                        await asyncio.gather(*self._tasks, return_exceptions=True)
-                        self._tasks.clear()
-                        error = task.exception()
-                        if isinstance(error, ProviderError):
-                            self.fatal = error.message
-                        else:
-                            raise error  # type: ignore[misc]
+            try:
+                await self._wait_for_files()
+            finally:  # a stop (Ctrl-C) or a failure: no file task may outlive the journal and the client
+                for task in self._tasks:
+                    task.cancel()
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+                self._tasks.clear()
         return self.outcome()
+
+    async def _wait_for_files(self) -> None:
+        """Until every file task ends (resends add tasks); the first error other than a stalled file ends all."""
+        while self._tasks:
+            done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                self._tasks.discard(task)
+                error = task.exception()
+                if isinstance(error, ProviderError):
+                    self.fatal = error.message
+                    return
+                if error is not None:
+                    raise error
 
     def outcome(self) -> BatchOutcome:
         files = Counter(entry.stage for entry in self.journal.files.values())

@@ -1,7 +1,7 @@
 """What batch mode shows while batches run: files per state with their request counts, records, spend, ETA.
 
 A live panel on a terminal, a log line every ``log_every_s`` elsewhere; both read the journal's in-memory
-state on a timer. The ETA comes from the rate at which the provider finished requests during this session.
+state on a timer. The ETA comes from the rate at which the provider finished requests since this process started.
 """
 
 from __future__ import annotations

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from collections import Counter
 from pathlib import Path
@@ -325,3 +327,28 @@ def test_a_download_that_keeps_failing_stops_that_file_until_a_rerun(server, tmp
     assert "complete message body" in summary["message"] and "rerun" in summary["message"]
     assert summary["done"] == 0 and Journal(config.output_dir, read_only=True).files["batch-00001"].ended
     assert not list((config.output_dir / "batches").glob("*.part"))  # nothing half downloaded is kept
+
+
+def test_ctrl_c_stops_at_once_and_a_rerun_collects(server, tmp_path: Path) -> None:
+    url = server(batch_ms_per_request=20)
+    config = _config(tmp_path, url, rows=200, max_requests_per_file=100)
+    path = tmp_path / "generate.yaml"
+    path.write_text(yaml.safe_dump(json.loads(config.model_dump_json())))
+    command = [sys.executable, "-m", "distill", "generate", "--config", str(path), "--no-progress"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    journal = config.output_dir / "batches" / "journal.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if journal.exists() and journal.read_bytes().count(b'"created"') == 2:
+            break
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == EXIT_CODES["interrupted"], err
+    summary = json.loads(out)
+    assert "keep running" in summary["message"] and summary["done"] < 200
+    finished = run_generation(config, progress=False)
+    assert finished["status"] == "complete" and finished["done"] == 200
+    stats = _stats(url)
+    assert stats["batches_created"] == 2 and stats["duplicate_executions"] == 0
+    assert set(_records(config.output_dir).values()) == {1}
