@@ -24,7 +24,8 @@ def _si(value: float) -> str:
     return f"{value:.0f}"
 
 
-def _duration(seconds: float | None) -> str:
+def format_eta(seconds: float | None) -> str:
+    """A duration as the progress displays show it: ``4m05s``, ``2h13m``, ``?`` when unknown."""
     if seconds is None:
         return "?"
     seconds = int(seconds)
@@ -85,7 +86,7 @@ def render_lines(f: dict[str, Any]) -> list[str]:
     paused = f"  paused {f['paused_s']:.1f}s" if f["paused_s"] else ""
     return [
         f"done {f['done']:,}/{f['total']:,} ({f['percent']:.1f}%)  {f['req_per_s']:.1f} req/s  "
-        f"ETA {_duration(f['eta_s'])}",
+        f"ETA {format_eta(f['eta_s'])}",
         f"RPM {_si(f['rpm'])}/{limit(f['rpm_limit'])}  TPM {_si(f['tpm'])}/{limit(f['tpm_limit'])}  "
         f"in flight {f['in_flight']}/{f['max_in_flight']}{paused}",
         f"accepted {f['accepted']:,}  rejected {sum(f['rejected'].values()):,} ({_counts(Counter(f['rejected']))})  "

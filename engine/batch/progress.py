@@ -15,7 +15,7 @@ from typing import Any, TextIO
 from distill.engine.batch.journal import STATES, Journal
 from distill.engine.cost import CostMeter
 from distill.engine.ledger import Ledger
-from distill.engine.progress import _duration
+from distill.engine.progress import format_eta
 
 # Order of the stages on screen: the way a file moves.
 STAGES = ("planned", "submitting", "uploaded", *STATES, "collected", "settled")
@@ -68,7 +68,7 @@ def render_lines(figures: dict[str, Any], cost: CostMeter) -> list[str]:
     percent = 100.0 * done / total if total else 100.0
     return [
         "batches: " + (", ".join(parts) or "none"),
-        f"records {done:,}/{total:,} ({percent:.1f}%)  ETA {_duration(figures['eta_s'])}  spend {spend}",
+        f"records {done:,}/{total:,} ({percent:.1f}%)  ETA {format_eta(figures['eta_s'])}  spend {spend}",
     ]
 
 

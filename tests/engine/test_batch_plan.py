@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -16,9 +17,12 @@ from distill.engine.batch.plan import (
     plan_resend,
     read_index,
 )
+from distill.engine.batch.progress import batch_figures, render_lines
 from distill.engine.client import request_body
 from distill.engine.config import GenerateConfig
+from distill.engine.cost import CostMeter
 from distill.engine.jobs import make_jobs
+from distill.engine.ledger import Ledger
 from distill.engine.prompts import load_template
 from distill.engine.records import record_key
 
@@ -144,3 +148,31 @@ def test_a_resend_copies_only_the_unanswered_lines(tmp_path: Path) -> None:
     assert {int(json.loads(line)["custom_id"], 16) for line in lines} == unanswered
     originals = set(input_path(journal, parent.name).read_bytes().splitlines())
     assert set(lines) <= originals
+
+
+def test_progress_shows_files_per_state_with_request_counts_and_an_eta(tmp_path: Path) -> None:
+    journal, planned = _plan(tmp_path, 90, max_requests=30)
+    first, second, third = planned
+    for entry, status, done in (
+        (first, "in_progress", 10),
+        (second, "in_progress", 5),
+        (third, "validating", 0),
+    ):
+        journal.append({"event": "uploading", "file": entry.name})
+        journal.append({"event": "uploaded", "file": entry.name, "file_id": f"f-{entry.name}"})
+        journal.append({"event": "creating", "file": entry.name})
+        journal.append(
+            {"event": "created", "file": entry.name, "batch_id": f"b-{entry.name}", "status": status}
+        )
+        journal.append(
+            {"event": "status", "file": entry.name, "status": status, "request_counts": {"completed": done}}
+        )
+    ledger = Ledger(tmp_path / "run")
+    started = (time.monotonic() - 10.0, 0)  # 15 requests finished in 10 s: 75 left take 50 s
+    figures = batch_figures(journal, ledger, 90, started)
+    assert figures["files"] == {"validating": 1, "in_progress": 2}
+    assert figures["finished"]["in_progress"] == 15 and figures["requests"]["in_progress"] == 60
+    assert 45 < figures["eta_s"] < 55
+    lines = render_lines(figures, CostMeter(None))
+    assert lines[0] == "batches: validating 1 (0/30 requests), in_progress 2 (15/60 requests)"
+    assert lines[1].startswith("records 0/90 (0.0%)  ETA 0m5") and lines[1].endswith("unpriced")
