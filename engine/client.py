@@ -301,8 +301,7 @@ class OpenAIChatClient:
         parts: list[str] = []
         thinking: list[str] = []
         finish_reason = usage = model = None
-        first_at = last_at = None
-        chunks = 0
+        arrivals: list[float] = []  # ms after sending, one per content chunk: TTFT and inter-token latency
         received = 0
         lines = response.content.__aiter__()
         while True:
@@ -337,10 +336,7 @@ class OpenAIChatClient:
                     content = delta.get("content")
                     reasoning = delta.get("reasoning_content") or delta.get("reasoning")
                     if content or reasoning:
-                        now = time.perf_counter()
-                        first_at = first_at or now
-                        last_at = now
-                        chunks += 1
+                        arrivals.append((time.perf_counter() - started) * 1000.0)
                         if content:
                             parts.append(content)
                         if reasoning:
@@ -355,19 +351,17 @@ class OpenAIChatClient:
         except TypeError:
             raise self._error(BAD_RESPONSE, "a stream delta is not text") from None
         parsed_usage = parse_usage(usage)
-        tokens = parsed_usage.completion_tokens if parsed_usage else chunks
-        ttft_ms = (first_at - started) * 1000.0 if first_at else None
-        tpot_ms = (
-            (last_at - first_at) * 1000.0 / (tokens - 1) if first_at and last_at and tokens > 1 else None
-        )
+        tokens = parsed_usage.completion_tokens if parsed_usage else len(arrivals)
+        tpot_ms = (arrivals[-1] - arrivals[0]) / (tokens - 1) if arrivals and tokens > 1 else None
         return ChatResponse(
             text=text,
             finish_reason=self._field(finish_reason),
             usage=parsed_usage,
             latency_ms=(time.perf_counter() - started) * 1000.0,
             model=self._field(model),
-            ttft_ms=ttft_ms,
+            ttft_ms=arrivals[0] if arrivals else None,
             tpot_ms=tpot_ms,
+            chunk_times_ms=arrivals,
             reasoning=reasoning_text or None,
         )
 

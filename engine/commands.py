@@ -68,9 +68,21 @@ class GenerateCommand(Command):
         parser.add_argument(
             "--no-progress", action="store_true", help="no live display or progress log lines"
         )
+        parser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="validate everything, print the requests it would send and their estimated tokens and cost "
+            "range; send nothing, write nothing",
+        )
 
     def run(self, config: GenerateConfig, args: argparse.Namespace) -> int:
         from distill.engine.runner import EXIT_CODES, run_generation
+
+        if args.dry_run:
+            from distill.engine.dryrun import dry_run
+
+            print(json.dumps(dry_run(config), ensure_ascii=False, indent=2))
+            return 0
 
         summary = run_generation(
             config, force=args.force, progress=not args.no_progress, retry_failed=args.retry_failed

@@ -6,9 +6,11 @@ only the *name* of the environment variable that holds it.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Literal
 
+import jsonschema
 from distill.engine.batch.settings import BatchSettings
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -127,6 +129,28 @@ class GenerateConfig(BaseModel):
         description="stop admitting requests once this much is spent (needs teacher.price)",
     )
     filters: FilterConfig = Field(default_factory=FilterConfig)
+    answer_schema: dict[str, Any] | None = Field(
+        default=None,
+        description="a JSON schema the final answer must follow (inline, or the path of a .json file): an "
+        "answer that is not JSON or does not fit is rejected as `schema`",
+    )
+
+    @field_validator("answer_schema", mode="before")
+    @classmethod
+    def _load_schema(cls, value: Any) -> Any:
+        if isinstance(value, str | Path):
+            try:
+                value = json.loads(Path(value).read_text(encoding="utf-8"))
+            except OSError as exc:
+                raise ValueError(f"cannot read the schema file {value}: {exc.strerror}") from None
+            except ValueError as exc:
+                raise ValueError(f"the schema file {value} is not JSON: {exc}") from None
+        if isinstance(value, dict):
+            try:
+                jsonschema.validators.validator_for(value).check_schema(value)
+            except jsonschema.SchemaError as exc:
+                raise ValueError(f"not a valid JSON schema: {exc.message}") from None
+        return value
 
     @field_validator("id_field", "input_field")
     @classmethod

@@ -26,6 +26,7 @@ teacher answers can make an entry unpackable, or the file unreadable.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import struct
@@ -62,6 +63,7 @@ _LEGACY = {
 }
 
 
+@functools.cache
 def reason_code(name: str) -> int:
     """The 16-bit code of a reject reason's name (never 0): stable, and needs no table in the file."""
     code = int.from_bytes(hashlib.blake2b(name.encode(), digest_size=2).digest(), "little")
@@ -75,6 +77,8 @@ def row_hash(row_id: str) -> int:
 
 def clamp_u32(value: object) -> int:
     """A token count as the ledger can hold it: an int in 0 … 2³²-1, whatever a server sent."""
+    if type(value) is int and 0 <= value <= _U32:  # the usual case, on the hot path
+        return value
     try:
         number = int(value)  # type: ignore[call-overload]
     except (TypeError, ValueError, OverflowError):
@@ -85,7 +89,7 @@ def clamp_u32(value: object) -> int:
 class Ledger:
     """Loads the finished keys of earlier runs and appends this run's, one os.write per entry."""
 
-    def __init__(self, run_dir: str | Path, *, file_name: str = LEDGER_NAME) -> None:
+    def __init__(self, run_dir: str | Path, *, file_name: str = LEDGER_NAME, writable: bool = True) -> None:
         if sys.byteorder != "little":  # the strided memoryview read below assumes it
             raise RuntimeError("the done.keys ledger reader supports little-endian machines only")
         self.path = Path(run_dir) / file_name
@@ -100,10 +104,21 @@ class Ledger:
         self.torn_bytes = 0
         # After a failed write (a full disk) nothing more is appended: a partial entry stays the last one.
         self.broken: OSError | None = None
+        self._fd = -1
+        if not writable:
+            if self.path.exists():
+                data = self.path.read_bytes()
+                self._load(data[: len(data) - len(data) % ENTRY.size])
+            return
         if self.path.exists():
             self.torn_bytes = repair_partial_entry(self.path)
             self._load(self.path.read_bytes())
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    @classmethod
+    def read_only(cls, run_dir: str | Path) -> Ledger:
+        """The ledger as it is on disk, without repairing or creating anything (a torn entry is ignored)."""
+        return cls(run_dir, writable=False)
 
     def _load(self, data: bytes) -> None:
         if not data:
@@ -193,6 +208,11 @@ class Ledger:
     @property
     def finished(self) -> int:
         return sum(self.counts.values())
+
+    @property
+    def answers(self) -> int:
+        """Entries of answers (accepted or rejected): what completion tokens were billed for."""
+        return self.count(ACCEPTED) + self.count(REJECTED)
 
     def count(self, kind: str) -> int:
         return sum(count for (entry_kind, _), count in self.counts.items() if entry_kind == kind)

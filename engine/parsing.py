@@ -53,6 +53,14 @@ def parse_cot(text: str) -> tuple[str, str] | None:
     the one found last wins), the thinking runs from the first start marker before it. Text before the start
     marker (a preamble) is dropped, as in the seed.
     """
+    # Fast path, the default template's usual answer: one start marker, one answer marker on its own line, and
+    # no marker of another style after it. Found with str methods, no regex.
+    answer_at = text.rfind("【最终答案】")
+    if answer_at != -1 and text.find("【最终答案】") == answer_at and _starts_line(text, answer_at):
+        start = text.find("【思考过程】", 0, answer_at)
+        tail = answer_at + 6
+        if start != -1 and "[" not in text[tail:] and FULL_ANSWER not in text[tail:]:
+            return text[start + 6 : answer_at].rstrip().rstrip("*").strip(), text[tail:].lstrip("*").strip()
     best: tuple[int, int, int] | None = None  # (answer marker start, its end, thinking start)
     for start_pattern, answer_pattern in _COT_PATTERNS:
         if best is not None and answer_pattern.search(text, best[1]) is None:

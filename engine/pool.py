@@ -164,7 +164,10 @@ class OneEndpoint:
         self.lane = lane
         self.single: Lane | None = lane  # the dispatcher's fast path: no choice to make
         self.lanes = [lane]
-        self.max_in_flight = lane.admission.max_in_flight
+
+    @property
+    def max_in_flight(self) -> int:
+        return self.lane.admission.max_in_flight  # callers that measure change it between load points
 
     async def acquire(self, reserved_tokens: int) -> Lane:
         await self.lane.admission.acquire(reserved_tokens)

@@ -305,7 +305,7 @@ def _record_writer(run: PreparedRun, cost: CostMeter, stats: RunStats, stop: asy
     return RecordWriter(
         shards=run.shards,
         ledger=run.ledger,
-        quality=QualityFilter(run.config.filters, run.ledger.accepted_answers),
+        quality=QualityFilter(run.config.filters, run.ledger.accepted_answers, run.config.answer_schema),
         cost=cost,
         stats=stats,
         position=run.position,

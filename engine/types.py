@@ -48,6 +48,8 @@ class ChatResponse:
     # Only when streamed: time to first content token, and mean time per output token after it.
     ttft_ms: float | None = None
     tpot_ms: float | None = None
+    # Only when streamed: when each content chunk arrived, in ms after the request was sent (inter-token latency).
+    chunk_times_ms: list[float] | None = None
     attempts: int = 1
     # A reasoning model's thinking, sent apart from the answer (`reasoning_content` or `reasoning`).
     reasoning: str | None = None

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from datetime import UTC, datetime
 
 import orjson
 from distill.engine import filters
@@ -54,8 +53,19 @@ class RunStats:
         return time.perf_counter() - self.started
 
 
+_second: list = [
+    0,
+    "",
+]  # the last whole second formatted, and its text: one strftime per second, not per record
+
+
 def _utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """ISO 8601 UTC with milliseconds, as `datetime.isoformat` writes it, at a fraction of its cost."""
+    now = time.time()
+    second = int(now)
+    if second != _second[0]:
+        _second[0], _second[1] = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+    return f"{_second[1]}.{int((now - second) * 1000):03d}Z"
 
 
 class RecordWriter:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
+from distill.evaluator.latency import LoadProfile
+from distill.evaluator.load_metrics import LatencyTargets
 from distill.evaluator.vllm_server import parallelism_problem
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -49,55 +51,86 @@ class StudentConfig(BaseModel):
     label: str | None = None
 
 
-class GenerationConfig(BaseModel):
+class VllmEngineSettings(BaseModel):
+    """How a vLLM engine runs a student: offline in `distill eval`, and behind `vllm serve` for the latency sweep
+    and `distill bench serve`."""
+
     model_config = ConfigDict(extra="forbid")
 
-    backend: Literal["auto", "vllm", "transformers"] = Field(
-        default="auto", description="student generation backend", json_schema_extra={"flag": "backend"}
+    lora: Literal["auto", "lora_request", "merged"] = Field(
+        default="auto",
+        description="how vLLM applies an adapter: LoRA requests on the base model, or a merged copy "
+        "(auto: merged on the CPU build, whose LoRA ops are very slow; LoRA requests on a GPU)",
     )
-    # How vLLM applies an adapter: LoRA requests on the base model, or a merged copy of base + adapter.
-    # auto: merged on the CPU build (its LoRA ops are very slow there), LoRA requests on a GPU.
-    lora: Literal["auto", "lora_request", "merged"] = "auto"
     dtype: Literal["bfloat16", "float32", "float16"] = "bfloat16"
-    max_new_tokens: int = Field(default=512, ge=1)
-    max_model_len: int = Field(default=2048, ge=64)
-    # vLLM on the CPU takes its KV cache from RAM; null lets vLLM size it (the right choice on a GPU).
-    kv_cache_mib: int | None = Field(default=1024, ge=16)
-    batch_size: int = Field(default=16, ge=1, description="transformers backend only")
-    # CPU cores vLLM's OpenMP threads are bound to (and torch threads for transformers); null: every core this
-    # process may use. One thread is far faster than two when other work shares the cores (spin-waiting).
-    cpu_threads: int | None = Field(default=None, ge=1)
-    timeout_s: float = Field(default=3600.0, gt=0)
-    # Several GPUs (the vllm package; the CPU build refuses both above 1): tensor parallelism splits each engine's
-    # model over that many GPUs; data parallelism runs that many engines, each on its own share of the prompts
-    # (offline) or of the requests (`vllm serve`). One evaluation uses their product in GPUs.
-    tensor_parallel_size: int = Field(default=1, ge=1, le=64)
-    data_parallel_size: int = Field(default=1, ge=1, le=64)
+    max_model_len: int = Field(default=2048, ge=64, description="prompt + answer tokens at most")
+    kv_cache_mib: int | None = Field(
+        default=1024,
+        ge=16,
+        description="vLLM's KV cache in RAM on the CPU build (null: vLLM sizes it, the right choice on a GPU)",
+    )
+    # One thread is far faster than two when other work shares the cores (spin-waiting).
+    cpu_threads: int | None = Field(
+        default=None, ge=1, description="CPU cores for vLLM (and torch for transformers); null: all"
+    )
+    # Several GPUs (the vllm package; the CPU build refuses both above 1). One evaluation uses their product.
+    tensor_parallel_size: int = Field(
+        default=1, ge=1, le=64, description="GPUs each vLLM engine splits the model over"
+    )
+    data_parallel_size: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="vLLM engines, each on its own GPUs and share of the prompts (offline) or requests (serve)",
+    )
 
     @model_validator(mode="after")
-    def _parallelism_fits(self) -> GenerationConfig:
-        if self.tensor_parallel_size == 1 and self.data_parallel_size == 1:
-            return self
-        if self.backend == "transformers":
-            raise ValueError("tensor_parallel_size and data_parallel_size apply to the vLLM backend only")
-        problem = parallelism_problem(self.tensor_parallel_size, self.data_parallel_size)
+    def _parallelism_fits(self) -> VllmEngineSettings:
+        problem = self.parallelism_problem()
         if problem:
             raise ValueError(problem)
         return self
 
+    def parallelism_problem(self) -> str | None:
+        return parallelism_problem(self.tensor_parallel_size, self.data_parallel_size)
 
-class LatencyConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+
+class GenerationConfig(VllmEngineSettings):
+    backend: Literal["auto", "vllm", "transformers"] = Field(
+        default="auto", description="student generation backend", json_schema_extra={"flag": "backend"}
+    )
+    max_new_tokens: int = Field(default=512, ge=1)
+    batch_size: int = Field(default=16, ge=1, description="transformers backend only")
+    timeout_s: float = Field(default=3600.0, gt=0)
+
+    def parallelism_problem(self) -> str | None:
+        if self.backend == "transformers" and (self.tensor_parallel_size > 1 or self.data_parallel_size > 1):
+            return "tensor_parallel_size and data_parallel_size apply to the vLLM backend only"
+        return super().parallelism_problem()
+
+
+class LatencyConfig(LoadProfile):
+    """The latency stage: a load sweep (see LoadProfile) of the teacher and each student with the same prompts."""
 
     enabled: bool = Field(
         default=True,
-        description="run the latency/throughput load test",
+        description="run the latency/throughput load sweep",
         json_schema_extra={"flag": "latency"},
     )
-    concurrency: int = Field(default=4, ge=1, le=10_000)
-    requests: int = Field(default=16, ge=1)
+    concurrency: list[int] = Field(default_factory=lambda: [1, 2, 4, 8], min_length=1)
+    requests: int | None = Field(default=16, ge=1, description="requests per load point (null: duration_s)")
     warmup: int = Field(default=1, ge=0, description="unmeasured requests first (connection, caches)")
     max_tokens: int = Field(default=256, ge=1)
+    targets: LatencyTargets = Field(
+        default_factory=lambda: LatencyTargets(ttft_ms=2000, tpot_ms=100),
+        description="what a request must meet to count towards goodput; the knee is the highest load meeting them",
+    )
+    time_budget_s: float | None = Field(
+        default=300, gt=0, description="per endpoint: points that would start after it are not measured"
+    )
+    # instruction: both sides get the same user message (the item's task instruction). generation_template: the
+    # teacher gets the engine's chain-of-thought generation prompt instead, as during `distill generate`.
+    teacher_prompt: Literal["instruction", "generation_template"] = "instruction"
     measure_teacher: bool = True
     students: list[str] | None = Field(default=None, description="student names to measure; null: all")
     # Student side: start `vllm serve` of the base model with the adapters (null), or use this endpoint.

@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from distill.evaluator.grading import TEACHER
-from distill.evaluator.plots import latency_plot, score_plot
+from distill.evaluator.load_metrics import LatencyTargets
+from distill.evaluator.plots import goodput_plot, score_plot, serving_curve_plot
+from distill.evaluator.serving_bench import headline, report_lines
 
 _ROLE_ORDER = {"distilled": 0, "original": 1, "other": 2}
 
@@ -62,22 +64,18 @@ def seed_table(report: dict[str, Any]) -> list[str]:
             _row("judge score, mean 0–10", [_num(systems[n].get("judge", {}).get("avg")) for n in order])
         )
     if latency:
+        points = [headline(latency[n]) if latency.get(n) else None for n in order]
         lines.append(
             _row(
-                "latency p50, end-to-end (推理速度)",
-                [_seconds((latency.get(n) or {}).get("e2e_ms", {}).get("p50")) for n in order],
+                "latency p50, end-to-end, at the knee (推理速度)",
+                [_seconds(p["e2el_ms"]["p50"] if p else None) for p in points],
             )
         )
         lines.append(
-            _row(
-                "time to first token p50",
-                [_seconds((latency.get(n) or {}).get("ttft_ms", {}).get("p50")) for n in order],
-            )
+            _row("time to first token p50", [_seconds(p["ttft_ms"]["p50"] if p else None) for p in points])
         )
         lines.append(
-            _row(
-                "output tokens/s", [_num((latency.get(n) or {}).get("output_tokens_per_s"), 1) for n in order]
-            )
+            _row("output tokens/s", [_num(p["output_token_throughput"] if p else None, 1) for p in points])
         )
     costs = []
     for name in order:
@@ -138,48 +136,8 @@ def _comparison_lines(name: str, comparison: dict[str, Any]) -> list[str]:
 
 
 def _latency_lines(report: dict[str, Any]) -> list[str]:
-    latency = report["latency"]
-    if not latency:
-        return []
-    lines = [
-        "## Latency and throughput",
-        "",
-        "Streamed through the engine's client, same items, same concurrency; no retries.",
-        "",
-        _row(
-            "system",
-            [
-                "conc.",
-                "ok/failed",
-                "TTFT p50/p95/p99 ms",
-                "TPOT p50 ms",
-                "e2e p50/p95/p99 ms",
-                "req/s",
-                "out tok/s",
-            ],
-        ),
-        _row("---", ["---"] * 7),
-    ]
-    for name in system_order(report):
-        result = latency.get(name)
-        if not result:
-            continue
-        ttft, tpot, e2e = result["ttft_ms"], result["tpot_ms"], result["e2e_ms"]
-        lines.append(
-            _row(
-                name + (" (cached)" if result.get("cached") else ""),
-                [
-                    str(result["concurrency"]),
-                    f"{result['succeeded']}/{sum(result['failed'].values())}",
-                    "/".join(_num(ttft[p], 0) for p in ("p50", "p95", "p99")),
-                    _num(tpot["p50"], 1),
-                    "/".join(_num(e2e[p], 0) for p in ("p50", "p95", "p99")),
-                    _num(result["requests_per_s"]),
-                    _num(result["output_tokens_per_s"], 1),
-                ],
-            )
-        )
-    return [*lines, ""]
+    targets = report["config"]["latency"]["targets"]
+    return report_lines(report["latency"], system_order(report), LatencyTargets(**targets).describe())
 
 
 def _detail_lines(report: dict[str, Any]) -> list[str]:
@@ -267,8 +225,11 @@ def write_report(report: dict[str, Any], per_item: list[dict[str, Any]], out: Pa
         scores = {
             name: system.get("judge", {}).get("scores", []) for name, system in report["systems"].items()
         }
+        curves = [{**report["latency"][name], "role": name} for name in order if report["latency"].get(name)]
+        targets = LatencyTargets(**report["config"]["latency"]["targets"]).describe()
         made = [
-            latency_plot(report["latency"], order, out / "latency.png"),
+            serving_curve_plot(curves, out / "latency.png"),
+            goodput_plot(curves, targets, out / "goodput.png"),
             score_plot(scores, order, out / "scores.png"),
         ]
         report["figures"] = [path.name for path in made if path is not None]

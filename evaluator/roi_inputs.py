@@ -23,6 +23,7 @@ from distill.evaluator.roi import (
     ratio,
     verdict,
 )
+from distill.evaluator.serving_bench import headline, headline_label
 
 
 def _from_tokens(price, tokens: dict[str, float | None]) -> float | None:
@@ -56,10 +57,11 @@ def student_cost(
             roi.student_price, systems[name]["tokens"]
         ), "roi.student_price × measured tokens per call"
     if roi.student_cost_per_hour is not None:
-        rate = (latency.get(name) or {}).get("requests_per_s")
+        measured = latency.get(name)
+        point = headline(measured) if measured else None
         return (
-            cost_per_call_from_hourly(roi.student_cost_per_hour, rate),
-            f"roi.student_cost_per_hour / measured req/s at concurrency {config.latency.concurrency}",
+            cost_per_call_from_hourly(roi.student_cost_per_hour, point and point["request_throughput"]),
+            f"roi.student_cost_per_hour / measured req/s {headline_label(measured) if measured else '(not measured)'}",
         )
     if given is not None:
         return given, "roi.student_cost_per_call (the seed's default)"

@@ -13,15 +13,17 @@ training manifest's ``merged_dir`` when the trainer already wrote one.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from distill.evaluator.config import VllmEngineSettings
 from distill.evaluator.students import Student, read_manifest
-from distill.evaluator.vllm_server import vllm_is_cpu_build
+from distill.evaluator.vllm_server import serve_vllm, vllm_is_cpu_build
 
 
 @dataclass(frozen=True)
@@ -82,3 +84,33 @@ def place_students(students: Sequence[Student], lora_mode: str) -> dict[Path, li
             placement = Placement(student, student.base_dir, student.adapter_dir)
         groups.setdefault(placement.model_dir, []).append(placement)
     return groups
+
+
+@contextlib.contextmanager
+def serve_placements(
+    model_dir: Path,
+    placements: Sequence[Placement],
+    generation: VllmEngineSettings,
+    *,
+    dtype: str,
+    log_dir: Path,
+    timeout_s: float,
+) -> Iterator[tuple[str, dict[str, str]]]:
+    """`vllm serve` of one model directory for its students (the latency stage's and `distill bench serve`'s
+    launch); yields the base URL and, per student name, the model name to send requests to."""
+    served = next((p.student.name for p in placements if p.lora_dir is None), "base")
+    adapters = {p.student.name: p.lora_dir for p in placements if p.lora_dir is not None}
+    with serve_vllm(
+        model_dir,
+        lora_modules=adapters,
+        served_model_name=served,
+        dtype=dtype,
+        max_model_len=generation.max_model_len,
+        kv_cache_mib=generation.kv_cache_mib,
+        cpu_threads=generation.cpu_threads,
+        tensor_parallel_size=generation.tensor_parallel_size,
+        data_parallel_size=generation.data_parallel_size,
+        log_path=log_dir / f"vllm-serve-{model_dir.name}.log",
+        timeout_s=timeout_s,
+    ) as base_url:
+        yield base_url, {p.student.name: p.student.name if p.lora_dir else served for p in placements}

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from distill.bench import batch, engine, eval, eval_overhead, review, train
+from distill.bench import batch, engine, eval, eval_overhead, review, serve, train
 from distill.bench.batch import BatchBenchConfig
 from distill.bench.engine import EngineBenchConfig
 from distill.bench.eval import EvalBenchConfig
 from distill.bench.eval_overhead import EvalOverheadBenchConfig
 from distill.bench.review import ReviewBenchConfig
+from distill.bench.serve import ServeBenchConfig
 from distill.bench.train import TrainBenchConfig
 from distill.options import Command
 
@@ -71,6 +72,18 @@ class ReviewBench(Command):
         return review.bench_review(config)
 
 
+class ServeBench(Command):
+    group = "bench"
+    name = "serve"
+    help = "student vs teacher under load: latency percentiles, throughput, goodput and cost per point of a sweep"
+    description = serve.__doc__
+    epilog = serve.EPILOG
+    config = ServeBenchConfig
+
+    def run(self, config: ServeBenchConfig, args: argparse.Namespace) -> int:
+        return serve.bench_serve(config)
+
+
 class BatchBench(Command):
     group = "bench"
     name = "batch"
@@ -82,4 +95,12 @@ class BatchBench(Command):
         return batch.bench_batch(config)
 
 
-COMMANDS = (EngineBench(), TrainBench(), EvalBench(), EvalOverheadBench(), ReviewBench(), BatchBench())
+COMMANDS = (
+    EngineBench(),
+    TrainBench(),
+    EvalBench(),
+    EvalOverheadBench(),
+    ReviewBench(),
+    ServeBench(),
+    BatchBench(),
+)

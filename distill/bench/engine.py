@@ -4,7 +4,7 @@ The fake teacher runs in its own process and each measured side in another (see 
 so a side's CPU time (from ``wait4``) is its whole process and nothing else. Sections:
 
 - throughput: 5,000 prompts, 50 ms latency, 256 in flight — CPU per request of the full ``distill generate``
-  path against a bare aiohttp+orjson+uvloop floor (target ≤ 1.5×), dispatcher alone for reference, and
+  path against a bare aiohttp+orjson+uvloop floor (target ≤ 1.3×, median of 5 alternating runs), dispatcher alone for reference, and
   bespokelabs-curator when importable (target: ≥ 3× its throughput);
 - rpm: a server enforcing 600 RPM — achieved rate over ~60 s and the number of 429s (target ≥ 97%, 0);
 - inflight: 10,000 requests in flight against a 1 s server, without errors;

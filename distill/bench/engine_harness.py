@@ -27,7 +27,7 @@ MODEL = "fake-teacher"
 class Sizes:
     prompts: int = 5000
     concurrency: int = 256
-    repeats: int = 2
+    repeats: int = 5  # throughput: alternating runs of each side, the median of them reported
     rpm_prompts: int = 600  # ~60 s at 600 RPM
     inflight: int = 10_000
     million: int = 1_000_000

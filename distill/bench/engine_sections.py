@@ -28,6 +28,7 @@ from distill.bench.engine_harness import (
 from distill.bench.engine_workers import peak_rss_mb
 
 Log = Callable[[str], None]
+CPU_TARGET = 1.3  # `distill generate`'s whole-process CPU per request, against the bare aiohttp loop
 
 
 def _side_figures(result: ProcessResult, stats: dict[str, Any]) -> dict[str, Any]:
@@ -75,21 +76,24 @@ def throughput(report: Report, sizes: Sizes, workdir: Path, log: Log) -> None:
                     f"  {side}: {figures['ok']} ok, {figures['process_cpu_s']} s CPU, {figures['wall_s']} s wall"
                 )
                 runs[side].append(figures)
+    # The median run of each side (by CPU per request): one lucky or unlucky run on a shared machine moves
+    # neither the figure nor the verdict.
     best = {
-        side: min(rows, key=lambda r: r["cpu_ms_per_request"] or float("inf")) for side, rows in runs.items()
+        side: sorted(rows, key=lambda r: r["cpu_ms_per_request"] or float("inf"))[len(rows) // 2]
+        for side, rows in runs.items()
     }
     report.details["throughput"] = {
         "prompts": sizes.prompts,
         "in_flight": sizes.concurrency,
         "latency_ms": 50,
-        "best_of": sizes.repeats,
+        "median_of": sizes.repeats,
         "runs": runs,
     }
     floor = best["floor"]
     shape = f"{sizes.prompts:,} prompts, 50 ms, {sizes.concurrency} in flight"
     base = f"bare aiohttp+orjson+uvloop loop: {floor['cpu_ms_per_request']} ms CPU/request ({floor['process_cpu_s']} s)"
     for side, label, target in (
-        ("generate", "`distill generate` path", 1.5),
+        ("generate", "`distill generate` path", CPU_TARGET),
         ("dispatch", "dispatcher alone", None),
     ):
         figures = best[side]
@@ -99,7 +103,8 @@ def throughput(report: Report, sizes: Sizes, workdir: Path, log: Log) -> None:
         )
         report.rows.append(
             Row(
-                f"whole-process CPU per request, {label} ≤ 1.5× the floor ({shape})"
+                f"whole-process CPU per request, {label} ≤ {CPU_TARGET}× the floor "
+                f"(median of {sizes.repeats} alternating runs, {shape})"
                 if target
                 else f"whole-process CPU per request, {label} (reference, {shape})",
                 f"{figures['cpu_ms_per_request']} ms ({figures['process_cpu_s']} s), **{ratio:.2f}×**, "

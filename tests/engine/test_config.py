@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from distill.engine.config import GenerateConfig, load_generate_config
 
@@ -64,3 +66,21 @@ def test_the_example_config_is_valid():
     config = load_generate_config(root / "configs" / "generate.yaml", {})
     assert config.budget is not None and config.teacher.price is not None and config.samples_per_input == 2
     assert (root / config.input).exists()
+
+
+def test_answer_schema_inline_or_from_a_file_and_checked(tmp_path):
+    from distill.engine.config import GenerateConfig
+
+    base = {
+        "input": "in.jsonl",
+        "output_dir": "run",
+        "teacher": {"model": "m", "base_url": "http://127.0.0.1:9/v1"},
+    }
+    schema = {"type": "object", "required": ["a"]}
+    assert GenerateConfig(**base, answer_schema=schema).answer_schema == schema
+    (tmp_path / "schema.json").write_text(json.dumps(schema))
+    assert GenerateConfig(**base, answer_schema=str(tmp_path / "schema.json")).answer_schema == schema
+    with pytest.raises(ValueError, match="not a valid JSON schema"):
+        GenerateConfig(**base, answer_schema={"type": "no such type"})
+    with pytest.raises(ValueError, match="cannot read the schema file"):
+        GenerateConfig(**base, answer_schema=str(tmp_path / "absent.json"))

@@ -159,3 +159,24 @@ def test_an_edited_row_is_named_and_a_shrunk_input_never_reports_done_beyond_tot
     summary = run_generation(config, progress=False)
     assert summary["status"] == "complete" and summary["total"] == 4 and summary["done"] == 4
     assert summary["records_of_rows_no_longer_in_the_input"] == 2
+
+
+def test_structured_answers_that_break_the_schema_are_rejected_as_schema(tmp_path, fake_teacher_thread):
+    def responder(body: dict) -> str:
+        number = int(_input_of(body).removeprefix("合同"))
+        amount = number * 100 if number % 2 else f"{number}百元"  # every even row breaks the schema
+        return f'【思考过程】\n核对。\n【最终答案】\n{{"甲方": "A{number}", "乙方": "B", "金额": {json.dumps(amount, ensure_ascii=False)}}}'
+
+    teacher = fake_teacher_thread(responder)
+    schema = {
+        "type": "object",
+        "properties": {"甲方": {"type": "string"}, "乙方": {"type": "string"}, "金额": {"type": "integer"}},
+        "required": ["甲方", "乙方", "金额"],
+    }
+    config = config_for(tmp_path, teacher.base_url, [f"合同{i}" for i in range(10)], answer_schema=schema)
+    config.filters.min_output_chars = 0
+    summary = run_generation(config, progress=False)
+    assert summary["records"]["accepted"] == 5 and summary["rejected_by_reason"]["schema"] == 5
+    assert {
+        json.loads(record.output)["金额"] for record in iter_records(tmp_path / "run", kinds=("accepted",))
+    } == {100, 300, 500, 700, 900}

@@ -105,3 +105,25 @@ def test_refusals_are_matched_as_refusals_on_a_labelled_set():
     old_precision, _ = _scores(lambda text: anywhere.search(filters._fold(text)) is not None)
     assert recall == 1.0 and precision == 1.0, (precision, recall)
     assert old_precision < 0.7  # the phrase-anywhere rule: 0.64 (9 of the 14 correct answers rejected)
+
+
+CONTRACT_SCHEMA = {
+    "type": "object",
+    "properties": {"甲方": {"type": "string"}, "乙方": {"type": "string"}, "金额": {"type": "integer"}},
+    "required": ["甲方", "乙方", "金额"],
+    "additionalProperties": False,
+}
+
+
+def test_structured_answers_are_validated_against_the_schema():
+    quality = QualityFilter(FilterConfig(min_output_chars=0), answer_schema=CONTRACT_SCHEMA)
+    good = '{"甲方": "A公司", "乙方": "B公司", "金额": 10000}'
+    assert quality.judge("t", good, 1)[0] is None
+    assert quality.judge("t", f"```json\n{good.replace('A', 'C')}\n```", 2)[0] is None  # a fenced answer
+    for bad in (
+        '{"甲方": "A", "乙方": "B", "金额": "一万"}',
+        '{"甲方": "A"}',
+        "甲方A,乙方B",
+        '{"甲方": "A", "x": 1}',
+    ):
+        assert quality.judge("t", bad, 3)[0] == filters.SCHEMA, bad

@@ -39,6 +39,10 @@ def test_student_cost_from_price_or_from_an_hourly_server_and_measured_throughpu
     priced = config(roi={"student_price": {"input_per_million": 0.1, "output_per_million": 0.2}})
     assert student_cost(priced, "s", SYSTEMS, {})[0] == pytest.approx((1000 * 0.1 + 100 * 0.2) / 1e6)
     hourly = config(roi={"student_cost_per_hour": 7.2})
-    cost, source = student_cost(hourly, "s", SYSTEMS, {"s": {"requests_per_s": 4.0}})
-    assert cost == pytest.approx(7.2 / (4.0 * 3600)) and "measured req/s" in source
+    # The sweep's knee (concurrency 4 here) is the throughput the server is priced at.
+    points = [{"load": {"kind": "concurrency", "value": c}, "request_throughput": c * 1.0} for c in (1, 4, 8)]
+    cost, source = student_cost(hourly, "s", SYSTEMS, {"s": {"points": points, "knee": 1}})
+    assert (
+        cost == pytest.approx(7.2 / (4.0 * 3600)) and "measured req/s at the knee (concurrency 4)" in source
+    )
     assert student_cost(hourly, "s", SYSTEMS, {})[0] is None  # no latency measurement: unknown, not guessed

@@ -14,6 +14,7 @@ import urllib.request
 
 import pytest
 import yaml
+from distill.engine.prompts import build_instruction
 
 from distill.cli import main
 from distill.testing.fake_teacher import FakeTeacherSettings, start_in_thread
@@ -36,11 +37,14 @@ def _between(text: str, start: str, end: str) -> str:
     return text.split(start, 1)[1].split(end, 1)[0]
 
 
-def responder(rows: list[dict]):
-    """One fake endpoint playing teacher (right CoT answers) and judge (10 for the right JSON, else 2)."""
+def responder(rows: list[dict], streamed: list[str]):
+    """One fake endpoint playing teacher (right CoT answers) and judge (10 for the right JSON, else 2); the
+    prompts of streamed requests (the latency sweep's) are kept in ``streamed``."""
 
     def answer(body: dict) -> str:
         prompt = prompt_text(body)
+        if body.get("stream"):
+            streamed.append(prompt)
         if "回答A:" in prompt:
             return "A"  # a judge with total position bias: the two orders disagree → ties
         if prompt.startswith("问题:"):
@@ -78,7 +82,8 @@ def evaluation(trained_adapter, tiny_eval, tmp_path_factory):
     rows = tiny_eval["rows"]
     (work / "eval.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
     settings = FakeTeacherSettings(model="fake-api", latency_ms=60, stream_ms_per_token=2)
-    base_url, stop = start_in_thread(settings, responder(rows))
+    streamed: list[str] = []
+    base_url, stop = start_in_thread(settings, responder(rows, streamed))
     config = {
         "eval_set": str(work / "eval.jsonl"),
         "output_dir": str(work / "out"),
@@ -105,7 +110,7 @@ def evaluation(trained_adapter, tiny_eval, tmp_path_factory):
             "kv_cache_mib": 128,
             "cpu_threads": 1,
         },
-        "latency": {"requests": 3, "concurrency": 2, "max_tokens": 12, "student_dtype": "float32"},
+        "latency": {"requests": 3, "concurrency": [1, 2], "max_tokens": 12, "student_dtype": "float32"},
         "metrics": {"field_normalisers": {"金额": ["nfkc", "number"]}},
         "roi": {"investment": 38000},
     }
@@ -126,6 +131,7 @@ def evaluation(trained_adapter, tiny_eval, tmp_path_factory):
             "rerun_s": rerun_s,
             "adapter": trained_adapter,
             "tiny_eval": tiny_eval,
+            "streamed": streamed,
         }
     finally:
         stop()
@@ -153,13 +159,24 @@ def test_report_has_the_seeds_table_quality_latency_and_roi(evaluation):
     assert roi["monthly_saving"] == pytest.approx(19_000) and roi["break_even_months"] == pytest.approx(2.0)
     assert "the judge is the teacher itself" in " ".join(report["warnings"])
     for name in ("teacher", "distilled", "base"):
-        assert report["latency"][name]["succeeded"] == 3 and report["latency"][name]["ttft_ms"]["p50"] > 0
-    assert report["latency"]["teacher"]["ttft_ms"]["p50"] >= 60
+        points = report["latency"][name]["points"]
+        assert [p["load"]["value"] for p in points] == [1, 2]
+        assert all(p["completed"] == 3 and p["ttft_ms"]["p50"] > 0 and p["tpot_ms"]["p50"] for p in points)
+    assert report["latency"]["teacher"]["points"][0]["ttft_ms"]["p50"] >= 60
+    # The same prompts on both sides: the teacher's streamed requests are the students' instructions, verbatim.
+    instructions = {
+        build_instruction(evaluation["tiny_eval"]["task"], row["input"])
+        for row in evaluation["tiny_eval"]["rows"]
+    }
+    assert evaluation["streamed"] and set(evaluation["streamed"]) <= instructions
+    assert report["latency"]["teacher"]["prompt"] == "same instruction as the student"
     assert report["generation"]["backend"] == "vllm" and report["generation"]["lora"] == "lora_request"
     markdown = (out / "report.md").read_text("utf-8")
     assert "| field F1 (要素抽取F1) | 1.00 |" in markdown and "monthly cost, 1,000,000 calls" in markdown
     assert "蒸馏" in markdown and "judge scores missing" in markdown
-    assert (out / "latency.png").stat().st_size > 1000 and (out / "scores.png").stat().st_size > 1000
+    assert "## Latency and throughput under load" in markdown and "| distilled | concurrency 2" in markdown
+    for figure in ("latency.png", "goodput.png", "scores.png"):
+        assert (out / figure).stat().st_size > 1000
     assert [json.loads(line)["id"] for line in (out / "items.jsonl").read_text("utf-8").splitlines()] == [
         "c1",
         "c2",

@@ -1,0 +1,193 @@
+"""distill's serving figures against vLLM's own serving benchmark (`vllm bench serve`), on the same running server.
+
+For each concurrency level, distill's load point and vLLM's benchmark run back to back on the same student server
+with the same prompts (vLLM's ``custom`` dataset: the same instruction texts, sent as chat messages without a
+client-side template), the same number of requests, greedy sampling and exactly ``max_tokens`` output tokens on
+both sides (``ignore_eos``), so the two tools measure the same work. vLLM's benchmark is run through its module
+(``vllm.benchmarks.serve``; the ``vllm`` console script of the CPU build does not start). The medians of TTFT
+and TPOT must agree within 10%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from distill.endpoint import Endpoint
+from distill.evaluator.latency import LoadPoint, measure_point, measuring_session, warm_up
+from distill.evaluator.load_metrics import summarise_point
+
+if TYPE_CHECKING:
+    from distill.bench.serve import ServeBenchConfig
+
+AGREEMENT = 0.10  # relative difference of the medians allowed
+METRICS = ("ttft_ms", "tpot_ms", "itl_ms", "e2el_ms")
+
+
+def vllm_bench_args(
+    endpoint: Endpoint,
+    tokenizer: Path,
+    dataset: Path,
+    *,
+    requests: int,
+    concurrency: int,
+    max_tokens: int,
+    warmup: int,
+) -> list[str]:
+    """`vllm bench serve` arguments for one concurrency point on ``endpoint``."""
+    server = endpoint.base_url.removesuffix("/v1")
+    return [
+        "--backend",
+        "openai-chat",
+        "--base-url",
+        server,
+        "--endpoint",
+        "/v1/chat/completions",
+        "--model",
+        endpoint.model,
+        "--tokenizer",
+        str(tokenizer),
+        "--dataset-name",
+        "custom",
+        "--dataset-path",
+        str(dataset),
+        "--skip-chat-template",
+        "--disable-shuffle",
+        "--custom-output-len",
+        str(max_tokens),
+        "--ignore-eos",
+        "--temperature",
+        "0",
+        "--num-prompts",
+        str(requests),
+        "--max-concurrency",
+        str(concurrency),
+        "--request-rate",
+        "inf",
+        "--num-warmups",
+        str(warmup),
+        "--percentile-metrics",
+        "ttft,tpot,itl,e2el",
+        "--metric-percentiles",
+        "50,99",
+        "--disable-tqdm",
+    ]
+
+
+def run_vllm_bench(args: list[str]) -> dict[str, Any]:
+    """vLLM's serving benchmark in this process; its result dict (median_ttft_ms, median_tpot_ms, ...)."""
+    from vllm.benchmarks import serve as vllm_serve_bench
+
+    parser = argparse.ArgumentParser(prog="vllm bench serve")
+    vllm_serve_bench.add_cli_args(parser)
+    return vllm_serve_bench.main(parser.parse_args(args))
+
+
+def _distill_point(endpoint, requests, concurrency, count, warmup) -> dict[str, Any]:
+    from distill.evaluator.load_metrics import LatencyTargets
+
+    async def run():
+        async with measuring_session(endpoint, concurrency) as session:
+            await warm_up(session, requests, warmup)
+            return await measure_point(
+                session,
+                requests,
+                LoadPoint(kind="concurrency", value=concurrency),
+                count=count,
+                tag="agreement",
+            )
+
+    return summarise_point(asyncio.run(run()), LatencyTargets())
+
+
+def compare_with_vllm(
+    config: ServeBenchConfig,
+    student: Endpoint,
+    model_dir: Path | None,
+    prompts: list[tuple[str, str]],
+    say,
+) -> dict[str, Any]:
+    """Each concurrency level measured by distill, then by vLLM's benchmark; medians side by side."""
+    from distill.bench.serve import requests_for
+    from distill.trainer.student import resolve_student
+
+    tokenizer = model_dir or resolve_student(config.student.model)
+    work = config.output_dir / "vllm-bench"
+    work.mkdir(parents=True, exist_ok=True)
+    dataset = work / "prompts.jsonl"
+    count = config.load.requests or 32
+    # vLLM's custom dataset takes the first num_prompts rows, then repeats them: give it the rows distill cycles.
+    rows = [prompts[index % len(prompts)][1] for index in range(count)]
+    dataset.write_text(
+        "".join(json.dumps({"prompt": text}, ensure_ascii=False) + "\n" for text in rows), "utf-8"
+    )
+    requests = requests_for(prompts, student.model, config.max_tokens, {"ignore_eos": True})
+    points = []
+    for concurrency in config.load.concurrency:
+        started = time.perf_counter()
+        ours = _distill_point(student, requests, concurrency, count, config.load.warmup)
+        theirs = run_vllm_bench(
+            vllm_bench_args(
+                student,
+                tokenizer,
+                dataset,
+                requests=count,
+                concurrency=concurrency,
+                max_tokens=config.max_tokens,
+                warmup=config.load.warmup,
+            )
+        )
+        point = {"concurrency": concurrency, "requests": count, "distill": {}, "vllm": {}, "difference": {}}
+        for metric in METRICS:
+            mine, reference = ours[metric]["p50"], theirs.get(f"median_{metric}")
+            point["distill"][metric], point["vllm"][metric] = mine, reference
+            point["difference"][metric] = (mine - reference) / reference if mine and reference else None
+        point["distill"]["request_throughput"] = ours["request_throughput"]
+        point["vllm"]["request_throughput"] = theirs.get("request_throughput")
+        point["distill"]["completed"], point["vllm"]["completed"] = ours["completed"], theirs.get("completed")
+        point["agrees"] = all(
+            point["difference"][m] is not None and abs(point["difference"][m]) <= AGREEMENT
+            for m in ("ttft_ms", "tpot_ms")
+        )
+        points.append(point)
+        say(
+            f"agreement at concurrency {concurrency}: TTFT p50 {_ms(ours['ttft_ms']['p50'])} vs vLLM "
+            f"{_ms(theirs.get('median_ttft_ms'))} ms, TPOT p50 {_ms(ours['tpot_ms']['p50'])} vs "
+            f"{_ms(theirs.get('median_tpot_ms'))} ms ({time.perf_counter() - started:.0f} s)"
+        )
+    return {
+        "tolerance": AGREEMENT,
+        "max_tokens": config.max_tokens,
+        "points": points,
+        "all_agree": all(p["agrees"] for p in points),
+    }
+
+
+def _ms(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f}"
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value:+.1%}"
+
+
+def comparison_table(comparison: dict[str, Any]) -> str:
+    lines = [
+        "| concurrency | requests | TTFT p50 distill / vLLM ms | Δ | TPOT p50 distill / vLLM ms | Δ | "
+        "ITL p50 distill / vLLM ms | E2EL p50 distill / vLLM ms | req/s distill / vLLM | within 10% |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for p in comparison["points"]:
+        ours, theirs, diff = p["distill"], p["vllm"], p["difference"]
+        lines.append(
+            f"| {p['concurrency']} | {p['requests']} | {_ms(ours['ttft_ms'])} / {_ms(theirs['ttft_ms'])} | "
+            f"{_pct(diff['ttft_ms'])} | {_ms(ours['tpot_ms'])} / {_ms(theirs['tpot_ms'])} | {_pct(diff['tpot_ms'])} | "
+            f"{_ms(ours['itl_ms'])} / {_ms(theirs['itl_ms'])} | {_ms(ours['e2el_ms'])} / {_ms(theirs['e2el_ms'])} | "
+            f"{ours['request_throughput']:.2f} / {theirs['request_throughput'] or 0:.2f} | "
+            f"{'yes' if p['agrees'] else 'no'} |"
+        )
+    return "\n".join(lines)

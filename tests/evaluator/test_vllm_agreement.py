@@ -1,0 +1,50 @@
+"""`distill bench serve --compare-vllm` on a real `vllm serve` of SmolLM2 (this machine's CPU): distill's TTFT and
+TPOT medians agree with vLLM's own serving benchmark within 10%, on the same server, prompts and load.
+
+The student is started by the bench itself (the evaluator's `vllm serve` launch), swept by distill, then each
+concurrency level is measured by distill and by `vllm bench serve` back to back.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from distill.bench.eval import bench_instructions
+from distill.bench.serve import ServeBenchConfig, run_bench
+
+pytestmark = pytest.mark.slow
+
+
+def test_distill_agrees_with_vllm_bench_serve(tmp_path):
+    eval_set = tmp_path / "eval.jsonl"
+    eval_set.write_text(
+        "".join(
+            json.dumps({"id": f"p{i}", "input": text, "reference": "-"}, ensure_ascii=False) + "\n"
+            for i, text in enumerate(bench_instructions(8))
+        ),
+        encoding="utf-8",
+    )
+    config = ServeBenchConfig.model_validate(
+        {
+            "eval_set": str(eval_set),
+            "max_tokens": 32,
+            "student": {"ignore_eos": True},
+            "serving": {"max_model_len": 512, "kv_cache_mib": 256},
+            "load": {"concurrency": [1, 4], "requests": 12, "warmup": 2},
+            "compare_vllm": True,
+            "output_dir": str(tmp_path / "out"),
+        }
+    )
+    report = run_bench(config, say=print)
+    comparison = report["vllm_comparison"]
+    for point in comparison["points"]:
+        assert point["distill"]["completed"] == point["vllm"]["completed"] == 12
+        for metric in ("ttft_ms", "tpot_ms"):
+            assert abs(point["difference"][metric]) <= 0.10, (point["concurrency"], metric, point)
+    # ignore_eos: every answer is exactly max_tokens long, so both tools timed the same work.
+    assert all(p["output_tokens_mean"] == 32 for p in report["sides"][0]["points"])
+    assert "Agreement with vLLM's serving benchmark" in (tmp_path / "out" / "serve-bench.md").read_text(
+        "utf-8"
+    )
