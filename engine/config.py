@@ -129,6 +129,17 @@ class GenerateConfig(BaseModel):
         description="stop admitting requests once this much is spent (needs teacher.price)",
     )
     filters: FilterConfig = Field(default_factory=FilterConfig)
+    target_accepted: int | None = Field(
+        default=None,
+        ge=1,
+        description="stop once this many records passed every filter (in input order; the requests in flight "
+        "when it is reached still finish and are kept)",
+    )
+    max_candidates: int | None = Field(
+        default=None,
+        ge=1,
+        description="send at most this many requests in all, across resumes (a cap on what target_accepted may cost)",
+    )
     answer_schema: dict[str, Any] | None = Field(
         default=None,
         description="a JSON schema the final answer must follow (inline, or the path of a .json file): an "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import signal
 import sys
@@ -62,8 +63,20 @@ INTERRUPTED = "interrupted"
 FATAL = "fatal"
 DISK_FULL = "disk_full"
 STOPPED = "stopped"
+TARGET = "target_reached"
+CANDIDATES = "candidate_cap_reached"
 # `distill generate`'s exit status for each way a run can end.
-EXIT_CODES = {COMPLETE: 0, FATAL: 2, BUDGET: 3, DISK_FULL: 4, STOPPED: 5, BATCHES_OPEN: 6, INTERRUPTED: 130}
+EXIT_CODES = {
+    COMPLETE: 0,
+    TARGET: 0,
+    FATAL: 2,
+    BUDGET: 3,
+    DISK_FULL: 4,
+    STOPPED: 5,
+    BATCHES_OPEN: 6,
+    CANDIDATES: 7,
+    INTERRUPTED: 130,
+}
 
 
 @dataclass
@@ -312,6 +325,7 @@ def _record_writer(run: PreparedRun, cost: CostMeter, stats: RunStats, stop: asy
         source_model=run.config.teacher.model,
         reject_truncated=run.config.filters.reject_truncated,
         stop=stop,
+        target_accepted=run.config.target_accepted,
     )
 
 
@@ -357,13 +371,20 @@ async def _generate(
         position=run.position,
         derive_ids=run.input_info.derived_ids,
     )
+    candidates_left = (
+        None if config.max_candidates is None else max(0, config.max_candidates - ledger.finished)
+    )
+    if candidates_left is not None:
+        jobs = itertools.islice(jobs, candidates_left)
+    if writer.target_reached():
+        stop.set()
     reporter = ProgressReporter(
         stats, session.lanes, cost, session.errors, enabled=progress, stream=progress_stream
     )
     interrupts = _InterruptHandler(stop, writer)
     status, extra = COMPLETE, {}
     try:
-        if run.done_before < run.total:
+        if run.done_before < run.total and not stop.is_set() and candidates_left != 0:
             await session.check("teacher")
         if cost.over_budget:
             stop.set()
@@ -386,12 +407,18 @@ async def _generate(
             if outcome.stopped_reason == DISPATCH_FATAL and outcome.fatal is not None:
                 status = FATAL
                 extra["message"] = f"{outcome.fatal.error_class}: {outcome.fatal.message}"
+            elif writer.target_reached():
+                status = TARGET
             elif writer.budget_reached or outcome.stopped_reason == DISPATCH_BUDGET:
                 status = BUDGET
             elif interrupts.count:
                 status = INTERRUPTED
             elif outcome.stopped_reason is not None:
                 status = STOPPED
+            elif config.max_candidates is not None and ledger.finished - run.orphaned < run.total:
+                status = (
+                    CANDIDATES  # the cap stopped it with rows still to do (and the target, if any, unmet)
+                )
     finally:
         interrupts.remove()
         await reporter.stop()

@@ -83,6 +83,7 @@ class RecordWriter:
         source_model: str,
         reject_truncated: bool,
         stop: asyncio.Event,
+        target_accepted: int | None = None,
     ) -> None:
         self.shards = shards
         self.ledger = ledger
@@ -94,6 +95,7 @@ class RecordWriter:
         self.reject_truncated = reject_truncated
         self.stop = stop
         self.budget_reached = False
+        self.target_accepted = target_accepted
         self.closed = False  # set when the run is abandoned: results arriving after that are not written
 
     def __call__(self, job: Job, result: ChatResponse | CallFailure) -> None:
@@ -112,6 +114,12 @@ class RecordWriter:
         if self.cost.over_budget and not self.stop.is_set():
             self.budget_reached = True
             self.stop.set()
+        if self.target_accepted is not None and not self.stop.is_set() and self.target_reached():
+            self.stop.set()
+
+    def target_reached(self) -> bool:
+        """``target_accepted`` records passed every filter, in this run directory (earlier starts included)."""
+        return self.target_accepted is not None and self.ledger.count(ACCEPTED) >= self.target_accepted
 
     def _answer(self, job: Job, row_id: str, sample_index: int, response: ChatResponse) -> None:
         usage = response.usage

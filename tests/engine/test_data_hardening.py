@@ -180,3 +180,22 @@ def test_structured_answers_that_break_the_schema_are_rejected_as_schema(tmp_pat
     assert {
         json.loads(record.output)["金额"] for record in iter_records(tmp_path / "run", kinds=("accepted",))
     } == {100, 300, 500, 700, 900}
+
+
+def test_target_accepted_stops_at_n_and_resumes_exactly_once_under_a_candidate_cap(
+    tmp_path, fake_teacher_thread
+):
+    teacher = fake_teacher_thread(latency_ms=1, bad_format_rate=0.5)
+    rows = [f"合同{i}:甲方A公司,乙方B公司,金额{i}元。" for i in range(200)]
+    config = config_for(tmp_path, teacher.base_url, rows, target_accepted=20, max_candidates=150)
+    first = run_generation(config, progress=False)
+    accepted = first["records"]["accepted"]
+    assert first["status"] == "target_reached" and 20 <= accepted <= 20 + config.teacher.concurrency
+    sent = teacher.stats()["total"]
+    again = run_generation(config, progress=False)  # already there: nothing is sent
+    assert again["status"] == "target_reached" and teacher.stats()["total"] == sent
+    more = config.model_copy(update={"target_accepted": 1000})  # more than the cap allows
+    capped = run_generation(more, progress=False)
+    assert capped["status"] == "candidate_cap_reached" and capped["done"] == 150
+    keys = [(record.id, record.sample_index) for record in iter_records(tmp_path / "run")]
+    assert len(keys) == len(set(keys)) == 150  # exactly once across the three starts
