@@ -54,6 +54,18 @@ class FilterConfig(BaseModel):
     reject_truncated: bool = Field(
         default=True, description="reject answers cut off by max_tokens (half an answer)"
     )
+    agreement: bool = Field(
+        default=False,
+        description="self-consistency, with samples_per_input > 1: keep each input's majority answer (compared "
+        "normalised, JSON field by field) and reject the others as `disagreement`",
+    )
+    min_agreement: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="with agreement: an input whose majority holds no more than this share of its answers is "
+        "flagged and all its answers rejected as `low_agreement`",
+    )
 
 
 class ExportConfig(BaseModel):

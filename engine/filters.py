@@ -12,6 +12,7 @@ import hashlib
 import math
 import re
 import unicodedata
+from collections import Counter
 from typing import Any
 
 import jsonschema
@@ -25,7 +26,9 @@ TOO_SHORT = "too_short"
 ECHO = "similar_to_instruction"
 DUPLICATE = "duplicate"
 SCHEMA = "schema"
-REASONS = (TRUNCATED, FORMAT, REFUSAL, SCHEMA, TOO_SHORT, ECHO, DUPLICATE)
+DISAGREEMENT = "disagreement"
+LOW_AGREEMENT = "low_agreement"
+REASONS = (TRUNCATED, FORMAT, REFUSAL, SCHEMA, TOO_SHORT, ECHO, DUPLICATE, DISAGREEMENT, LOW_AGREEMENT)
 _FENCE = re.compile(r"^```[A-Za-z]*\s*\n?(.*?)\n?```$", re.S)
 
 # A refusal phrase that starts within this many characters of the answer makes it a refusal ("好的,很抱歉…",
@@ -122,28 +125,63 @@ class QualityFilter:
         return self._schema.is_valid(value)
 
     def judge(self, instruction: str, answer: str, row: int = 0) -> tuple[str | None, int | None]:
-        """(reject reason or None, output hash). An accepted answer's hash is remembered with its row.
+        """(reject reason or None, output hash): `screen`, then `deduplicate`."""
+        reason = self.screen(instruction, answer)
+        if reason is not None:
+            return reason, None
+        return self.deduplicate(answer, row)
+
+    def screen(self, instruction: str, answer: str) -> str | None:
+        """The filters that look at one answer alone: refusal, schema, too short, echo of the instruction."""
+        config = self.config
+        if self.is_refusal(answer):
+            return REFUSAL
+        if self._schema is not None and not self.fits_schema(answer):
+            return SCHEMA
+        if len(answer) < config.min_output_chars:
+            return TOO_SHORT
+        if bigram_cosine(instruction, answer) > config.max_instruction_similarity:
+            return ECHO
+        return None
+
+    def deduplicate(self, answer: str, row: int) -> tuple[str | None, int]:
+        """(DUPLICATE or None, the answer's hash); an accepted answer's hash is remembered with its row.
 
         A duplicate is the same answer already accepted for *another* input: the samples of one input may
         agree (for a task with one right answer they should), and agreement is not duplication.
         """
-        config = self.config
-        if self.is_refusal(answer):
-            return REFUSAL, None
-        if self._schema is not None and not self.fits_schema(answer):
-            return SCHEMA, None
-        if len(answer) < config.min_output_chars:
-            return TOO_SHORT, None
-        if bigram_cosine(instruction, answer) > config.max_instruction_similarity:
-            return ECHO, None
         digest = output_hash(answer)
-        if config.dedupe:
+        if self.config.dedupe:
             first_row = self.seen_answers.get(digest)
             if first_row is None:
                 self.seen_answers[digest] = row
             elif first_row != row or not row:
                 return DUPLICATE, digest
         return None, digest
+
+
+def agreement_key(answer: str) -> str:
+    """What two answers of one input must share to agree: the normalised text, or for a JSON object (bare or
+    in one ``` fence) its fields, each value normalised, in key order — so key order, spacing, width and case
+    do not count as disagreement."""
+    fenced = _FENCE.match(answer.strip())
+    try:
+        value = orjson.loads(fenced.group(1) if fenced else answer)
+    except orjson.JSONDecodeError:
+        return normalise(answer)
+    if isinstance(value, dict):
+        fields = {str(key): normalise(orjson.dumps(item).decode()) for key, item in value.items()}
+        return orjson.dumps(fields, option=orjson.OPT_SORT_KEYS).decode()
+    return normalise(orjson.dumps(value).decode())
+
+
+def vote(keys: list[str]) -> tuple[str | None, float]:
+    """The majority key among an input's answers and the share that agrees with it (first seen wins a tie)."""
+    if not keys:
+        return None, 0.0
+    counts = Counter(keys)
+    best = max(counts, key=lambda key: (counts[key], -keys.index(key)))
+    return best, counts[best] / len(keys)
 
 
 def _fold(text: str) -> str:

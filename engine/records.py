@@ -83,6 +83,11 @@ class AnswerRecord(_Stored):
     usage: Usage = Field(description="`{prompt_tokens, completion_tokens}` billed")
     latency_ms: float = Field(ge=0, description="request latency of the successful attempt, in ms")
     finish_reason: str | None = Field(description="the server's `finish_reason` (`stop`, `length`, …)")
+    agreement: float | None = Field(
+        default=None,
+        description="with self-consistency on: the share of its input's compared answers that agree with the "
+        "majority",
+    )
 
 
 class AcceptedRecord(AnswerRecord):

@@ -68,6 +68,11 @@ class ResumePosition:
         self._pending[row_id] = [offset, line, samples]
         self._order.append(row_id)
 
+    def outstanding(self, row_id: str) -> int:
+        """Samples of this row issued and not yet finished (0 for a row not issued)."""
+        entry = self._pending.get(row_id)
+        return entry[2] if entry is not None else 0
+
     def finished(self, row_id: str) -> None:
         """One result of this row is on disk; every WATERMARK_EVERY results the position is stored."""
         entry = self._pending.get(row_id)

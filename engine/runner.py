@@ -228,6 +228,19 @@ def summarise(
             "records_per_s": round(stats.finished / stats.elapsed_s, 2) if stats.elapsed_s > 0 else 0.0,
         },
         "cost": cost.as_dict(),
+        **(
+            {
+                "agreement": {
+                    "inputs_compared": stats.agreement_inputs,
+                    "mean_rate": round(stats.agreement_sum / stats.agreement_inputs, 4)
+                    if stats.agreement_inputs
+                    else None,
+                    "flagged_inputs": stats.agreement_flagged,
+                }
+            }
+            if run.config.filters.agreement
+            else {}
+        ),
         "repairs": run.repairs,
         "finished_at": utc_now(),
     }
@@ -326,6 +339,8 @@ def _record_writer(run: PreparedRun, cost: CostMeter, stats: RunStats, stop: asy
         reject_truncated=run.config.filters.reject_truncated,
         stop=stop,
         target_accepted=run.config.target_accepted,
+        agreement=run.config.filters.agreement and run.config.samples_per_input > 1,
+        min_agreement=run.config.filters.min_agreement,
     )
 
 
@@ -423,6 +438,8 @@ async def _generate(
         interrupts.remove()
         await reporter.stop()
         with contextlib.suppress(OSError):
+            if not writer.closed and writer.shards.broken is None:
+                writer.flush_held_rows()
             writer.flush_position()
     extra["errors_by_class"] = dict(session.errors)
     extra["endpoints"] = session.endpoint_figures()

@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from distill.engine import filters
@@ -37,6 +39,10 @@ class RunStats:
         self.accepted = 0
         self.rejected: Counter[str] = Counter()
         self.failed: Counter[str] = Counter()
+        # Self-consistency, inputs compared in this session: how many, the sum of their majority shares, flagged.
+        self.agreement_inputs = 0
+        self.agreement_sum = 0.0
+        self.agreement_flagged = 0
         self.started = time.perf_counter()
 
     @property
@@ -68,6 +74,18 @@ def _utc_now() -> str:
     return f"{_second[1]}.{int((now - second) * 1000):03d}Z"
 
 
+@dataclass(slots=True)
+class _Answer:
+    """One answer's record and verdict, before it is written."""
+
+    record: dict[str, Any]
+    reason: str | None
+    answer_hash: int | None
+    row: int
+    prompt_tokens: int
+    completion_tokens: int
+
+
 class RecordWriter:
     """Callable passed to `dispatch` as on_result."""
 
@@ -84,6 +102,8 @@ class RecordWriter:
         reject_truncated: bool,
         stop: asyncio.Event,
         target_accepted: int | None = None,
+        agreement: bool = False,
+        min_agreement: float = 0.5,
     ) -> None:
         self.shards = shards
         self.ledger = ledger
@@ -96,32 +116,48 @@ class RecordWriter:
         self.stop = stop
         self.budget_reached = False
         self.target_accepted = target_accepted
+        self.agreement = agreement
+        self.min_agreement = min_agreement
+        self._held: dict[str, list[tuple[Job, ChatResponse | CallFailure]]] = {}
         self.closed = False  # set when the run is abandoned: results arriving after that are not written
 
     def __call__(self, job: Job, result: ChatResponse | CallFailure) -> None:
         if self.closed:
             return
         row_id, sample_index = job.key
-        if isinstance(result, CallFailure):
-            self._failure(row_id, sample_index, result)
+        if self.agreement:
+            # Self-consistency needs every sample of a row: hold them (in memory, at most the in-flight ones)
+            # until the last arrives, then write them together.
+            held = self._held.setdefault(row_id, [])
+            held.append((job, result))
+            if len(held) >= self.position.outstanding(row_id):
+                self._write_row(row_id)
         else:
-            self._answer(job, row_id, sample_index, result)
-        try:
-            self.position.finished(row_id)
-        except OSError as exc:
-            self.shards.broken = exc
-            raise
+            if isinstance(result, CallFailure):
+                self._failure(row_id, sample_index, result)
+            else:
+                self._write_answer(self._assess(job, result))
+            self._finished(row_id)
         if self.cost.over_budget and not self.stop.is_set():
             self.budget_reached = True
             self.stop.set()
         if self.target_accepted is not None and not self.stop.is_set() and self.target_reached():
             self.stop.set()
 
+    def _finished(self, row_id: str) -> None:
+        try:
+            self.position.finished(row_id)
+        except OSError as exc:
+            self.shards.broken = exc
+            raise
+
     def target_reached(self) -> bool:
         """``target_accepted`` records passed every filter, in this run directory (earlier starts included)."""
         return self.target_accepted is not None and self.ledger.count(ACCEPTED) >= self.target_accepted
 
-    def _answer(self, job: Job, row_id: str, sample_index: int, response: ChatResponse) -> None:
+    def _assess(self, job: Job, response: ChatResponse, *, dedupe: bool = True) -> _Answer:
+        """The record of one answer and its verdict (reason None: accepted so far)."""
+        row_id, sample_index = job.key
         usage = response.usage
         # Clamped here too, so the record always fits its contract (usage counts are never negative).
         prompt_tokens = clamp_u32(usage.prompt_tokens) if usage else 0
@@ -135,8 +171,10 @@ class RecordWriter:
         elif parsed is None:
             # A bare refusal has no markers either; naming it a refusal is the more useful count.
             reason = filters.REFUSAL if self.quality.is_refusal(response.text) else filters.FORMAT
-        else:
+        elif dedupe:
             reason, answer_hash = self.quality.judge(instruction, parsed[1], row)
+        else:
+            reason = self.quality.screen(instruction, parsed[1])
         thinking, output = parsed if parsed is not None else (None, None)
         record = {
             "id": row_id,
@@ -152,33 +190,72 @@ class RecordWriter:
             "latency_ms": round(max(response.latency_ms, 0.0), 1),
             "finish_reason": response.finish_reason,
         }
+        if parsed is None:
+            record["response"] = response.text
+        return _Answer(record, reason, answer_hash, row, prompt_tokens, completion_tokens)
+
+    def _write_answer(self, answer: _Answer) -> None:
+        record, reason = answer.record, answer.reason
+        row_id, sample_index = record["id"], record["sample_index"]
+        tokens = {"prompt_tokens": answer.prompt_tokens, "completion_tokens": answer.completion_tokens}
         if reason is None:
+            record.pop("response", None)
             self._commit(
                 ACCEPTED,
                 record,
                 row_id,
                 sample_index,
-                answer_hash=answer_hash or 0,
-                row=row,
-                prompt_tokens=prompt_tokens,
-                completion_tokens=completion_tokens,
+                answer_hash=answer.answer_hash or 0,
+                row=answer.row,
+                **tokens,
             )
             self.stats.accepted += 1
         else:
             record["reject_reason"] = reason
-            if parsed is None:
-                record["response"] = response.text
-            self._commit(
-                REJECTED,
-                record,
-                row_id,
-                sample_index,
-                reason=reason,
-                prompt_tokens=prompt_tokens,
-                completion_tokens=completion_tokens,
-            )
+            self._commit(REJECTED, record, row_id, sample_index, reason=reason, **tokens)
             self.stats.rejected[reason] += 1
-        self.cost.add(prompt_tokens, completion_tokens)
+        self.cost.add(answer.prompt_tokens, answer.completion_tokens)
+
+    def _write_row(self, row_id: str) -> None:
+        """Every held sample of a row: the majority of the answers that passed the other filters is kept
+        (then checked for duplicates of other inputs), the rest rejected as disagreement; a row whose majority
+        is too weak is rejected whole. Each answer record says how much its row agreed."""
+        held = self._held.pop(row_id)
+        answers = [
+            self._assess(job, result, dedupe=False)
+            for job, result in held
+            if isinstance(result, ChatResponse)
+        ]
+        candidates = [answer for answer in answers if answer.reason is None]
+        keys = [filters.agreement_key(answer.record["output"]) for answer in candidates]
+        majority, rate = filters.vote(keys)
+        flagged = len(candidates) > 1 and rate <= self.min_agreement
+        if len(candidates) > 1:
+            self.stats.agreement_inputs += 1
+            self.stats.agreement_sum += rate
+            self.stats.agreement_flagged += flagged
+        for answer, key in zip(candidates, keys, strict=True):
+            if flagged:
+                answer.reason = filters.LOW_AGREEMENT
+            elif key != majority:
+                answer.reason = filters.DISAGREEMENT
+            else:
+                answer.reason, answer.answer_hash = self.quality.deduplicate(
+                    answer.record["output"], answer.row
+                )
+        for answer in answers:
+            answer.record["agreement"] = round(rate, 4) if candidates else None
+            self._write_answer(answer)
+        for job, result in held:
+            if isinstance(result, CallFailure):
+                self._failure(row_id, job.key[1], result)
+        for _ in held:
+            self._finished(row_id)
+
+    def flush_held_rows(self) -> None:
+        """At the end of a run: rows whose other samples never came (a stop) are written with what came."""
+        for row_id in list(self._held):
+            self._write_row(row_id)
 
     def _failure(self, row_id: str, sample_index: int, failure: CallFailure) -> None:
         record = {

@@ -199,3 +199,46 @@ def test_target_accepted_stops_at_n_and_resumes_exactly_once_under_a_candidate_c
     assert capped["status"] == "candidate_cap_reached" and capped["done"] == 150
     keys = [(record.id, record.sample_index) for record in iter_records(tmp_path / "run")]
     assert len(keys) == len(set(keys)) == 150  # exactly once across the three starts
+
+
+def test_self_consistency_keeps_the_majority_and_flags_inputs_that_disagree(tmp_path, fake_teacher_thread):
+    """Three samples per input. 甲: all agree (JSON with other key order and spacing); 乙: two of three agree;
+    丙: all differ, so it is flagged and nothing of it is kept."""
+    base = "结论如下,甲方为北京某科技有限公司,乙方为上海某贸易有限公司,签订于二〇二四年三月一日,金额为"
+
+    def responder(body: dict) -> str:
+        text, sample = _input_of(body), body["seed"]
+        if text == "甲":
+            answer = [
+                '{"金额": 100, "甲方": "A"}',
+                '{ "甲方":"a",  "金额":100 }',
+                '{"甲方": "Ａ", "金额": 100}',
+            ][sample]
+        elif text == "乙":
+            answer = base + ("一百元" if sample < 2 else "九百元")
+        else:
+            answer = base + ["一", "二", "三"][sample] + "元"
+        return f"【思考过程】\n核对。\n【最终答案】\n{answer}"
+
+    teacher = fake_teacher_thread(responder)
+    config = config_for(tmp_path, teacher.base_url, ["甲", "乙", "丙"], samples_per_input=3, send_seed=True)
+    config.filters.agreement, config.filters.min_output_chars = True, 0
+    summary = run_generation(config, progress=False)
+    assert summary["status"] == "complete"
+    by_reason = summary["rejected_by_reason"]
+    assert (
+        summary["records"]["accepted"] == 5
+        and by_reason["disagreement"] == 1
+        and by_reason["low_agreement"] == 3
+    )
+    assert summary["agreement"] == {
+        "inputs_compared": 3,
+        "mean_rate": round((1 + 2 / 3 + 1 / 3) / 3, 4),
+        "flagged_inputs": 1,
+    }
+    rates = {
+        (record.id, record.kind): record.agreement
+        for record in iter_records(tmp_path / "run", kinds=("accepted", "rejected"))
+    }
+    assert rates[("c0", "accepted")] == 1.0 and rates[("c1", "accepted")] == 0.6667
+    assert rates[("c2", "rejected")] == 0.3333
