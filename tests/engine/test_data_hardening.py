@@ -242,3 +242,30 @@ def test_self_consistency_keeps_the_majority_and_flags_inputs_that_disagree(tmp_
     }
     assert rates[("c0", "accepted")] == 1.0 and rates[("c1", "accepted")] == 0.6667
     assert rates[("c2", "rejected")] == 0.3333
+
+
+def test_near_duplicates_across_inputs_are_rejected_and_the_index_survives_a_resume(
+    tmp_path, fake_teacher_thread
+):
+    body = "结论如下:甲方为北京某科技有限公司,乙方为上海某贸易有限公司,合同金额为人民币十二万元整,签订日期为二〇二四年三月一日,违约金为合同金额的百分之五。"
+    other = "The contract binds Acme Corporation and Bolt Limited; the price is five hundred thousand dollars, payable in two instalments."
+
+    def responder(body_: dict) -> str:
+        text = _input_of(body_)
+        answer = {
+            "a": body,
+            "b": body.replace("百分之五", "百分之六"),
+            "c": other,
+            "d": body.replace("三月", "四月"),
+        }[text[0]]
+        return f"【思考过程】\n核对。\n【最终答案】\n{answer}"
+
+    teacher = fake_teacher_thread(responder)
+    config = config_for(tmp_path, teacher.base_url, ["a", "b", "c"])
+    config.filters.near_dedupe = 0.7
+    summary = run_generation(config, progress=False)
+    assert summary["records"]["accepted"] == 2 and summary["rejected_by_reason"]["near_duplicate"] == 1
+    # A new input resumed into the same run is checked against the answers accepted before.
+    config_for(tmp_path, teacher.base_url, ["a", "b", "c", "d"])
+    summary = run_generation(config, progress=False)
+    assert summary["records"]["accepted"] == 2 and summary["rejected_by_reason"]["near_duplicate"] == 2
