@@ -77,8 +77,22 @@ class FakeBatches:
         self.executed: Counter[str] = Counter()
         self.torn_downloads = 0
         self.content_downloads = 0
+        self.calls_in_flight = 0
+        self.max_calls_in_flight = 0
 
     # -- helpers ----------------------------------------------------------------------------------------
+
+    @web.middleware
+    async def count_calls(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """How many files/batches calls are in flight at once: a client's concurrency bound, seen from here."""
+        if not request.path.startswith(("/v1/files", "/v1/batches")):
+            return await handler(request)
+        self.calls_in_flight += 1
+        self.max_calls_in_flight = max(self.max_calls_in_flight, self.calls_in_flight)
+        try:
+            return await handler(request)
+        finally:
+            self.calls_in_flight -= 1
 
     async def _call_latency(self) -> None:
         if self.settings.batch_api_latency_ms:
@@ -305,6 +319,7 @@ class FakeBatches:
                 "unique_requests_executed": len(self.executed),
                 "duplicate_executions": sum(n - 1 for n in twice.values()),
                 "executed_twice": dict(itertools.islice(twice.items(), _LISTED_TWICE)),
+                "max_calls_in_flight": self.max_calls_in_flight,
                 "content_downloads": self.content_downloads,
                 "torn_downloads": self.torn_downloads,
             }
@@ -485,5 +500,6 @@ def add_batch_routes(app: web.Application, teacher: FakeTeacherHandlers) -> Fake
     app.router.add_get("/v1/batches/{batch_id}", batches.get_batch)
     app.router.add_post("/v1/batches/{batch_id}/cancel", batches.cancel_batch)
     app.router.add_get("/stats/batches", batches.stats)
+    app.middlewares.append(batches.count_calls)
     app.on_cleanup.append(batches.close)
     return batches

@@ -352,3 +352,14 @@ def test_ctrl_c_stops_at_once_and_a_rerun_collects(server, tmp_path: Path) -> No
     stats = _stats(url)
     assert stats["batches_created"] == 2 and stats["duplicate_executions"] == 0
     assert set(_records(config.output_dir).values()) == {1}
+
+
+def test_many_batches_are_tracked_within_the_call_limit(server, tmp_path: Path) -> None:
+    url = server(batch_ms_per_request=2, batch_api_latency_ms=5)
+    config = _config(tmp_path, url, rows=600, max_requests_per_file=4, max_concurrent_calls=3)
+    summary = run_generation(config, progress=False)
+    assert summary["status"] == "complete" and summary["done"] == 600
+    assert summary["batches"]["files_by_stage"] == {"settled": 150}
+    stats = _stats(url)
+    assert stats["batches_created"] == 150 and stats["duplicate_executions"] == 0
+    assert 1 < stats["max_calls_in_flight"] <= 3
