@@ -83,6 +83,11 @@ class AnswerRecord(_Stored):
     usage: Usage = Field(description="`{prompt_tokens, completion_tokens}` billed")
     latency_ms: float = Field(ge=0, description="request latency of the successful attempt, in ms")
     finish_reason: str | None = Field(description="the server's `finish_reason` (`stop`, `length`, …)")
+    thinking_source: Literal["markers", "field"] | None = Field(
+        default=None,
+        description="where the thinking came from: `markers` in the answer text, or a reasoning model's "
+        "separate `field` (`reasoning_content` / `reasoning`)",
+    )
     agreement: float | None = Field(
         default=None,
         description="with self-consistency on: the share of its input's compared answers that agree with the "
@@ -239,6 +244,12 @@ def _type_name(annotation: object) -> str:
         if hasattr(annotation, "__args__")
         else getattr(annotation, "__name__", str(annotation))
     )
-    return (
+    text = (
         text.replace("typing.", "").replace("NoneType", "null").replace("None", "null").replace(" | ", " or ")
     )
+    if text.startswith("Optional[") and text.endswith("]"):
+        text = f"{text[9:-1]} or null"
+    if text.startswith("Literal["):
+        values, rest = text[8:].split("]", 1)
+        text = " or ".join(f"`{value.strip().strip(chr(39))}`" for value in values.split(",")) + rest
+    return text

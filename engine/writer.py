@@ -74,6 +74,18 @@ def _utc_now() -> str:
     return f"{_second[1]}.{int((now - second) * 1000):03d}Z"
 
 
+def _split(response: ChatResponse) -> tuple[tuple[str, str] | None, str | None]:
+    """(thinking, answer) and where the thinking came from: ``field`` when a reasoning model sent it apart
+    (``reasoning_content`` / ``reasoning``; the answer is then the content, after its own answer marker if it
+    wrote one), ``markers`` when the content holds 【思考过程】…【最终答案】 (or the English markers)."""
+    parsed = parse_cot(response.text)
+    reasoning = response.reasoning.strip() if response.reasoning else ""
+    if not reasoning:
+        return parsed, "markers" if parsed is not None else None
+    answer = parsed[1] if parsed is not None else response.text.strip()
+    return ((reasoning, answer) if answer else None), "field"
+
+
 @dataclass(slots=True)
 class _Answer:
     """One answer's record and verdict, before it is written."""
@@ -163,7 +175,7 @@ class RecordWriter:
         prompt_tokens = clamp_u32(usage.prompt_tokens) if usage else 0
         completion_tokens = clamp_u32(usage.completion_tokens) if usage else 0
         instruction = job.meta["instruction"]
-        parsed = parse_cot(response.text)
+        parsed, thinking_source = _split(response)
         row = row_hash(row_id)
         reason = answer_hash = None
         if self.reject_truncated and response.finish_reason == "length":
@@ -190,6 +202,8 @@ class RecordWriter:
             "latency_ms": round(max(response.latency_ms, 0.0), 1),
             "finish_reason": response.finish_reason,
         }
+        if thinking_source is not None:
+            record["thinking_source"] = thinking_source
         if parsed is None:
             record["response"] = response.text
         return _Answer(record, reason, answer_hash, row, prompt_tokens, completion_tokens)

@@ -269,3 +269,46 @@ def test_near_duplicates_across_inputs_are_rejected_and_the_index_survives_a_res
     config_for(tmp_path, teacher.base_url, ["a", "b", "c", "d"])
     summary = run_generation(config, progress=False)
     assert summary["records"]["accepted"] == 2 and summary["rejected_by_reason"]["near_duplicate"] == 2
+
+
+class _ReasoningTeacher(BaseHTTPRequestHandler):
+    """A reasoning model: the thinking in `reasoning_content` (or `reasoning`), the answer alone in `content`."""
+
+    def do_POST(self) -> None:  # noqa: N802 - the http.server interface
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        text = _input_of(body)
+        field = "reasoning" if text.endswith("1") else "reasoning_content"
+        answer = f"结论:{text}的甲方为北京某科技有限公司,乙方为上海某贸易有限公司,金额为人民币十二万元整,签订于二〇二四年三月一日。"
+        message = {"content": answer, field: f"先找甲乙方,再找{text}的金额。"}
+        if text.endswith("2"):  # a model that also writes the markers into its content
+            message["content"] = f"【思考过程】\n略\n【最终答案】\n{answer}"
+        data = json.dumps(
+            {
+                "choices": [{"message": message, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 5, "completion_tokens": 9},
+            }
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = _HostileUsage.do_GET
+    log_message = _HostileUsage.log_message
+
+
+def test_a_reasoning_models_thinking_is_captured_from_its_field(tmp_path):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _ReasoningTeacher)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        summary = run_generation(config_for(tmp_path, url, ["合同0", "合同1", "合同2"]), progress=False)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert summary["records"]["accepted"] == 3, summary
+    for record in iter_records(tmp_path / "run", kinds=("accepted",)):
+        assert record.thinking_source == "field" and record.thinking.startswith("先找甲乙方")
+        assert record.output.startswith("结论:") and "【" not in record.output
+        assert record.full_output == f"【思考】{record.thinking}\n\n【答案】{record.output}"
