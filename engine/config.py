@@ -164,6 +164,11 @@ class GenerateConfig(BaseModel):
         description="a JSON schema the final answer must follow (inline, or the path of a .json file): an "
         "answer that is not JSON or does not fit is rejected as `schema`",
     )
+    structured_output: bool = Field(
+        default=False,
+        description="send answer_schema as response_format json_schema (OpenAI, vLLM): the server keeps to it, "
+        "and the whole reply is the answer (thinking only from a reasoning field)",
+    )
 
     @field_validator("answer_schema", mode="before")
     @classmethod
@@ -188,6 +193,12 @@ class GenerateConfig(BaseModel):
         if value is not None and not value.strip():
             raise ValueError("must not be empty")
         return value
+
+    @model_validator(mode="after")
+    def _schema_to_send(self) -> GenerateConfig:
+        if self.structured_output and self.answer_schema is None:
+            raise ValueError("structured_output needs answer_schema: the schema to send")
+        return self
 
     @model_validator(mode="after")
     def _one_price(self) -> GenerateConfig:

@@ -8,6 +8,7 @@ and issued is reported to it, so it knows how far every row is finished.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from distill.engine.config import GenerateConfig
 from distill.engine.inputs import iter_inputs
@@ -15,6 +16,19 @@ from distill.engine.prompts import build_instruction, build_messages, estimate_p
 from distill.engine.records import record_key
 from distill.engine.resume import ResumePosition
 from distill.engine.types import ChatRequest, Job
+
+
+def request_extras(config: GenerateConfig) -> dict[str, Any]:
+    """Body fields every request of a run carries beyond the chat basics: the answer schema as
+    ``response_format`` when ``structured_output`` is on."""
+    if not config.structured_output or config.answer_schema is None:
+        return {}
+    return {
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "answer", "schema": config.answer_schema, "strict": True},
+        }
+    }
 
 
 def make_jobs(
@@ -30,6 +44,7 @@ def make_jobs(
     samples = range(config.samples_per_input)
     temperatures = [config.temperature_first] + [config.temperature_rest] * (config.samples_per_input - 1)
     max_tokens, model, send_seed = config.max_tokens, config.teacher.model, config.send_seed
+    extra = request_extras(config)
     rows = iter_inputs(
         config.input, config.id_field, config.input_field, start=position.start, derive_ids=derive_ids
     )
@@ -53,6 +68,6 @@ def make_jobs(
                 temperature=temperatures[sample],
                 max_tokens=max_tokens,
                 request_id=f"{row.id}#{sample}",
-                extra_body={"seed": sample} if send_seed else None,
+                extra_body={**extra, "seed": sample} if send_seed else extra or None,
             )
             yield Job((row.id, sample), request, reserved, meta)

@@ -83,10 +83,10 @@ class AnswerRecord(_Stored):
     usage: Usage = Field(description="`{prompt_tokens, completion_tokens}` billed")
     latency_ms: float = Field(ge=0, description="request latency of the successful attempt, in ms")
     finish_reason: str | None = Field(description="the server's `finish_reason` (`stop`, `length`, …)")
-    thinking_source: Literal["markers", "field"] | None = Field(
+    thinking_source: Literal["markers", "field", "none"] | None = Field(
         default=None,
         description="where the thinking came from: `markers` in the answer text, or a reasoning model's "
-        "separate `field` (`reasoning_content` / `reasoning`)",
+        "separate `field` (`reasoning_content` / `reasoning`); `none` for a structured answer without thinking",
     )
     agreement: float | None = Field(
         default=None,

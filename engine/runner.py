@@ -360,6 +360,7 @@ def _record_writer(run: PreparedRun, cost: CostMeter, stats: RunStats, stop: asy
         target_accepted=run.config.target_accepted,
         agreement=run.config.filters.agreement and run.config.samples_per_input > 1,
         min_agreement=run.config.filters.min_agreement,
+        whole_reply_is_answer=run.config.structured_output,
     )
 
 

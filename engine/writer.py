@@ -74,13 +74,18 @@ def _utc_now() -> str:
     return f"{_second[1]}.{int((now - second) * 1000):03d}Z"
 
 
-def _split(response: ChatResponse) -> tuple[tuple[str, str] | None, str | None]:
+def _split(
+    response: ChatResponse, whole_reply_is_answer: bool = False
+) -> tuple[tuple[str, str] | None, str | None]:
     """(thinking, answer) and where the thinking came from: ``field`` when a reasoning model sent it apart
     (``reasoning_content`` / ``reasoning``; the answer is then the content, after its own answer marker if it
-    wrote one), ``markers`` when the content holds 【思考过程】…【最终答案】 (or the English markers)."""
+    wrote one), ``markers`` when the content holds 【思考过程】…【最终答案】 (or the English markers), ``none``
+    when structured output makes the whole reply the answer."""
     parsed = parse_cot(response.text)
     reasoning = response.reasoning.strip() if response.reasoning else ""
     if not reasoning:
+        if parsed is None and whole_reply_is_answer and response.text.strip():
+            return ("", response.text.strip()), "none"
         return parsed, "markers" if parsed is not None else None
     answer = parsed[1] if parsed is not None else response.text.strip()
     return ((reasoning, answer) if answer else None), "field"
@@ -116,6 +121,7 @@ class RecordWriter:
         target_accepted: int | None = None,
         agreement: bool = False,
         min_agreement: float = 0.5,
+        whole_reply_is_answer: bool = False,
     ) -> None:
         self.shards = shards
         self.ledger = ledger
@@ -125,6 +131,7 @@ class RecordWriter:
         self.position = position
         self.source_model = source_model
         self.reject_truncated = reject_truncated
+        self.whole_reply_is_answer = whole_reply_is_answer  # structured output: no markers to split by
         self.stop = stop
         self.budget_reached = False
         self.target_accepted = target_accepted
@@ -175,7 +182,7 @@ class RecordWriter:
         prompt_tokens = clamp_u32(usage.prompt_tokens) if usage else 0
         completion_tokens = clamp_u32(usage.completion_tokens) if usage else 0
         instruction = job.meta["instruction"]
-        parsed, thinking_source = _split(response)
+        parsed, thinking_source = _split(response, self.whole_reply_is_answer)
         row = row_hash(row_id)
         reason = answer_hash = None
         if self.reject_truncated and response.finish_reason == "length":

@@ -1,4 +1,4 @@
-"""A hostile OpenAI-compatible server for tests: every way a server can try to hurt a client, one per path.
+"""A hostile (and a realistic) OpenAI-compatible server for tests: one server behaviour per URL path.
 
 A client pointed at ``http://127.0.0.1:PORT/<mode>/v1`` meets ``mode`` on every ``POST .../chat/completions``;
 ``GET .../models`` always answers (so reachability checks pass and the harm comes on the paid call).
@@ -20,6 +20,17 @@ A client pointed at ``http://127.0.0.1:PORT/<mode>/v1`` meets ``mode`` on every 
 - ``huge_line_stream``: a streamed answer with one 4 MiB event line.
 - ``retry_after_huge`` / ``retry_after_inf``: 429 with ``Retry-After: 999999`` / ``inf``.
 - ``model_not_found``: 404 ``model_not_found`` (the model name is wrong).
+
+Behaviours of real teachers (plain and streamed, as the request asks):
+
+- ``reasoning``: a reasoning model: the thinking in ``message.reasoning_content`` (streamed as
+  ``delta.reasoning_content``), the answer alone in ``content``, reasoning tokens in
+  ``usage.completion_tokens_details``. ``reasoning_alt``: the same in ``message.reasoning``.
+  ``reasoning_cut``: the same, cut off by ``max_tokens`` (``finish_reason: length``).
+- ``structured``: a JSON answer that fills every property of the request's ``response_format`` schema;
+  ``structured_violating``: one that leaves the schema's first required property out.
+
+``GET /stats`` also holds ``last_body``: the body of the last chat request, so a test sees what was sent.
 """
 
 from __future__ import annotations
@@ -57,6 +68,11 @@ MODES = (
     "retry_after_huge",
     "retry_after_inf",
     "model_not_found",
+    "reasoning",
+    "reasoning_alt",
+    "reasoning_cut",
+    "structured",
+    "structured_violating",
 )
 MODEL = "hostile"
 _CUT = 300  # where a careless client cuts error messages
@@ -89,6 +105,7 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
 class HostileServer:
     def __init__(self) -> None:
         self.stats: Counter[str] = Counter()
+        self.last_body: Any = None
         self._bomb: bytes | None = None
 
     def bomb(self) -> bytes:
@@ -111,7 +128,7 @@ class HostileServer:
         return _json(_completion("【思考过程】redirected【最终答案】accepted from elsewhere", {}))
 
     async def get_stats(self, request: web.Request) -> web.Response:
-        return _json(dict(self.stats))
+        return _json({**self.stats, "last_body": self.last_body})
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         mode = request.match_info["mode"]
@@ -121,8 +138,9 @@ class HostileServer:
             body = orjson.loads(await request.read())
         except orjson.JSONDecodeError:
             return _json({"error": {"message": "bad json"}}, status=400)
+        self.last_body = body
         auth = request.headers.get("Authorization", "")
-        text = cot_answer(prompt_text(body), "hostile", 0.0)
+        text = cot_answer(prompt_text(body), request.headers.get("X-Client-Request-Id", "hostile"), 0.0)
         usage = _usage(body, text)
         if mode == "ok":
             return _json(_completion(text, usage))
@@ -183,7 +201,52 @@ class HostileServer:
                 },
                 404,
             )
+        if mode.startswith("reasoning"):
+            return await self._reasoning(request, body, text, mode)
+        if mode.startswith("structured"):
+            return _json(
+                _completion(orjson.dumps(_fill(body, violate=mode.endswith("violating"))).decode(), usage)
+            )
         return _json({"error": {"message": f"unknown mode {mode}"}}, 400)
+
+    async def _reasoning(
+        self, request: web.Request, body: dict[str, Any], text: str, mode: str
+    ) -> web.StreamResponse:
+        thinking, answer = text.split("【最终答案】") if "【最终答案】" in text else (text, "done")
+        thinking = thinking.replace("【思考过程】", "").strip()
+        answer = answer.strip()
+        field = "reasoning" if mode == "reasoning_alt" else "reasoning_content"
+        finish = "length" if mode == "reasoning_cut" else "stop"
+        if finish == "length":
+            answer = answer[: len(answer) // 2]
+        reasoning_tokens = count_tokens(thinking)
+        completion = reasoning_tokens + count_tokens(answer)
+        usage = {
+            "prompt_tokens": count_tokens(prompt_text(body)),
+            "completion_tokens": completion,
+            "total_tokens": count_tokens(prompt_text(body)) + completion,
+            "completion_tokens_details": {"reasoning_tokens": reasoning_tokens},
+        }
+        if not body.get("stream"):
+            data = _completion(answer, usage)
+            data["choices"][0]["message"][field] = thinking
+            data["choices"][0]["finish_reason"] = finish
+            return _json(data)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+
+        def event(delta: dict[str, Any], finish_reason: str | None = None, **extra: Any) -> bytes:
+            choice = {"index": 0, "delta": delta, "finish_reason": finish_reason}
+            return b"data: " + orjson.dumps({"model": MODEL, "choices": [choice], **extra}) + b"\n\n"
+
+        for piece in thinking.split("\n"):
+            await response.write(event({field: piece + "\n"}))
+        for piece in answer.split(" "):
+            await response.write(event({"content": piece + " "}))
+        await response.write(event({}, finish))
+        await response.write(b"data: " + orjson.dumps({"choices": [], "usage": usage}) + b"\n\n")
+        await response.write(b"data: [DONE]\n\n")
+        return response
 
     async def _endless(self, request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
@@ -207,6 +270,27 @@ class HostileServer:
         except ConnectionError:
             pass
         return response
+
+
+def _fill(body: dict[str, Any], *, violate: bool) -> dict[str, Any]:
+    """A JSON answer for the request's ``response_format`` schema: every property filled with a value of its
+    type; with ``violate``, the first required property left out."""
+    schema = ((body.get("response_format") or {}).get("json_schema") or {}).get("schema") or {}
+    samples = {
+        "string": "甲方A公司",
+        "integer": 3000,
+        "number": 3000.0,
+        "boolean": True,
+        "array": [],
+        "object": {},
+    }
+    answer = {
+        name: samples.get(spec.get("type") if isinstance(spec, dict) else "string", "x")
+        for name, spec in (schema.get("properties") or {}).items()
+    }
+    if violate and schema.get("required"):
+        answer.pop(schema["required"][0], None)
+    return answer
 
 
 def build_app() -> web.Application:
