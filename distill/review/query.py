@@ -148,19 +148,33 @@ class Search:
     """The rowids whose input or answer contains the search text, kept in a temporary table.
 
     Filled once per search text (and topped up with rows indexed since), so changing any other filter, the
-    sort or the page reuses it. A text of three or more characters asks the trigram index first; a text so
-    common that it matches more than ``FTS_CAP`` rows is cheaper to find by one scan, as is a shorter text.
+    sort or the page reuses it. A text of three or more characters asks the trigram index, unless one of its
+    trigrams is in more than ``FTS_CAP`` rows (the index's own vocabulary says so in milliseconds): verifying
+    that many candidates costs more than one scan of the text, which is also what a shorter text gets.
     """
 
     FTS_CAP = 5_000
+    TRIGRAMS_CHECKED = 4  # the rarest of a few trigrams already bounds the matches
 
     def __init__(self, index: RunIndex) -> None:
         self.db = index.db
         self.index = index
         self.db.execute("CREATE TEMP TABLE IF NOT EXISTS hits (rowid INTEGER PRIMARY KEY)")
+        self.db.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.fts_vocab USING fts5vocab(s, fts, row)")
         self.text: str | None = None
         self.generation: str | None = None
         self.upto = 0
+
+    def _rare(self, text: str) -> bool:
+        """Whether some trigram of ``text`` is in at most FTS_CAP indexed rows."""
+        folded = text.lower()  # the trigram tokenizer folds case
+        trigrams = sorted({folded[i : i + 3] for i in range(len(folded) - 2)})
+        step = max(1, len(trigrams) // self.TRIGRAMS_CHECKED)
+        for trigram in trigrams[::step][: self.TRIGRAMS_CHECKED]:
+            row = self.db.execute("SELECT doc FROM temp.fts_vocab WHERE term = ?", (trigram,)).fetchone()
+            if row is None or row[0] <= self.FTS_CAP:
+                return True
+        return False
 
     def prepare(self, text: str) -> None:
         generation = self.index.generation()
@@ -170,23 +184,21 @@ class Search:
         last = self.db.execute("SELECT max(rowid) FROM s.body").fetchone()[0] or 0
         if last <= self.upto:
             return
-        pattern = _like_pattern(text)
         start = self.upto
-        if len(text) >= MIN_INDEXED_QUERY and not any(c in text for c in "%_\\"):
-            covered = min(self.index.fts_upto, last)
-            if covered > start:
-                # The trigram index's LIKE takes no ESCAPE clause, hence the plain pattern and the guard above.
-                found = self.db.execute(
-                    "SELECT rowid FROM s.fts WHERE text LIKE ? AND rowid > ? AND rowid <= ? LIMIT ?",
-                    (f"%{text}%", start, covered, self.FTS_CAP + 1),
-                ).fetchall()
-                if len(found) <= self.FTS_CAP:
-                    self.db.executemany("INSERT INTO temp.hits (rowid) VALUES (?)", found)
-                    start = covered
+        covered = min(self.index.fts_upto, last)
+        usable = len(text) >= MIN_INDEXED_QUERY and not any(c in text for c in "%_\\")
+        if usable and covered > start and self._rare(text):
+            # The trigram index's LIKE takes no ESCAPE clause, hence the plain pattern and the guard above.
+            self.db.execute(
+                "INSERT INTO temp.hits (rowid) SELECT rowid FROM s.fts WHERE text LIKE ? AND rowid > ?"
+                " AND rowid <= ?",
+                (f"%{text}%", start, covered),
+            )
+            start = covered
         self.db.execute(
             "INSERT INTO temp.hits (rowid) SELECT rowid FROM s.body WHERE rowid > ? AND rowid <= ?"
             " AND text LIKE ? ESCAPE '\\'",
-            (start, last, pattern),
+            (start, last, _like_pattern(text)),
         )
         self.upto = last
 
