@@ -28,7 +28,7 @@ from typing import Any, Protocol
 from distill.engine.admission import Admission
 from distill.engine.client import OpenAIChatClient
 from distill.engine.errors import RATE_LIMITED, CallError
-from distill.engine.pool import Lane, OneEndpoint
+from distill.engine.pool import HARD_FAILURES, Lane, OneEndpoint
 from distill.engine.retry import RetryPolicy
 from distill.engine.types import CallFailure, ChatResponse, Job
 
@@ -253,7 +253,11 @@ class _Dispatcher:
             lane.admission.pause(
                 error.retry_after if error.retry_after is not None else self.rate_limit_pause_s
             )
-        if not (error.retryable or elsewhere) or not self.retry.should_retry(attempt):
+        # The endpoint's own fault, not the request's: another endpoint takes it, whatever the attempts so far.
+        owed_elsewhere = elsewhere and error.error_class in HARD_FAILURES
+        if not owed_elsewhere and (
+            not (error.retryable or elsewhere) or not self.retry.should_retry(attempt)
+        ):
             outcome.failed[error.error_class] += 1
             self.on_result(job, _failure(error, attempt))
             return None

@@ -41,8 +41,9 @@ from distill.engine.types import ChatResponse
 from distill.endpoint import Endpoint
 
 UP, OUT, DEAD = "up", "out", "dead"
-# The endpoint is broken, whatever the request: out at once.
-_HARD_FAILURES = frozenset({CONNECTION, AUTH, QUOTA_EXCEEDED, NOT_FOUND, REDIRECT})
+# The endpoint is broken, whatever the request: out at once. In a pool, a request that met one of these is
+# sent to another endpoint without counting against its retries (the endpoints dying bounds it).
+HARD_FAILURES = frozenset({CONNECTION, AUTH, QUOTA_EXCEEDED, NOT_FOUND, REDIRECT})
 # Could be one unlucky request: out after this many in a row.
 _SOFT_FAILURES = frozenset({SERVER_ERROR, TIMEOUT})
 _SOFT_IN_A_ROW = 3
@@ -92,10 +93,10 @@ class Lane:
     def failed(self, error: CallError) -> bool:
         """Count ``error``; True when it was the endpoint's fault (the breaker may have taken it out)."""
         self.errors[error.error_class] += 1
-        lane_failure = error.error_class in _HARD_FAILURES or error.error_class in _SOFT_FAILURES
+        lane_failure = error.error_class in HARD_FAILURES or error.error_class in _SOFT_FAILURES
         if self.state != UP:
             return lane_failure  # sent before the lane went out: the breaker has already acted on it
-        if error.error_class in _HARD_FAILURES:
+        if error.error_class in HARD_FAILURES:
             self.trip(error)
         elif error.error_class in _SOFT_FAILURES:
             self.streak += 1
