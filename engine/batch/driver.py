@@ -35,6 +35,7 @@ from distill.engine.batch.journal import (
 )
 from distill.engine.batch.openai_batches import OpenAIBatches, ProviderError, batch_summary
 from distill.engine.batch.plan import (
+    RequestBody,
     RowTracker,
     index_path,
     input_path,
@@ -133,7 +134,7 @@ class BatchDriver:
         *,
         write: ResultSink,
         cost: CostMeter,
-        request_body: Any,
+        request_body: RequestBody,
     ) -> None:
         self.run = run
         self.config = run.config
@@ -159,6 +160,9 @@ class BatchDriver:
     def record_config(self) -> None:
         """Keep the settings beside the journal, so ``distill batches cancel RUN_DIR`` needs no config file."""
         config = self.config.model_dump(mode="json")
+        # Absolute, so the cancel command works from any directory.
+        config["input"] = str(self.config.input.resolve())
+        config["output_dir"] = str(self.config.output_dir.resolve())
         if self.journal.config != config:
             self.journal.append({"event": "config", "config": config})
 
@@ -477,6 +481,8 @@ class BatchDriver:
             f"not answered: the batch ended {entry.status} and its requests were sent again "
             f"{entry.depth} time(s) without an answer"
         )
+        if entry.error:
+            message += f"; the provider said {entry.error}"
         for custom_id, place in index.items():
             key = int(custom_id, 16)
             if key in unanswered and key not in self.done:
@@ -522,7 +528,7 @@ async def run_batches(
     api_key: str | None,
     write: ResultSink,
     cost: CostMeter,
-    request_body: Any,
+    request_body: RequestBody,
     progress: bool = True,
     progress_stream: TextIO | None = None,
     cancel: bool = False,

@@ -71,6 +71,7 @@ class BatchFile:
     cancel_requested: bool = False
     usage: dict[str, int] | None = None
     turnaround_s: float | None = None  # from creation to the end, as the provider reports them
+    error: str | None = None  # why the provider failed the batch
 
     @property
     def submitted(self) -> bool:
@@ -212,6 +213,7 @@ class Journal:
             entry.error_file_id = event.get("error_file_id")
             entry.usage = event.get("usage")
             entry.turnaround_s = event.get("turnaround_s")
+            entry.error = event.get("error")
         elif kind == "collected":
             entry.collected = True
             entry.records = event["records"]

@@ -226,4 +226,15 @@ def batch_summary(batch: Batch) -> dict[str, Any]:
         "usage": {"prompt_tokens": usage.input_tokens, "completion_tokens": usage.output_tokens}
         if usage
         else None,
+        "error": _first_error(batch),
     }
+
+
+def _first_error(batch: Batch) -> str | None:
+    """Why a batch failed (its first validation error), cut short; None when it did not."""
+    errors = batch.errors.data if batch.errors and batch.errors.data else None
+    if not errors:
+        return None
+    first = errors[0]
+    where = f" (line {first.line})" if first.line else ""
+    return f"{first.code or 'error'}: {first.message or ''}{where}"[:300]

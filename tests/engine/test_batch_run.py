@@ -363,3 +363,18 @@ def test_many_batches_are_tracked_within_the_call_limit(server, tmp_path: Path) 
     stats = _stats(url)
     assert stats["batches_created"] == 150 and stats["duplicate_executions"] == 0
     assert 1 < stats["max_calls_in_flight"] <= 3
+
+
+def test_a_batch_the_provider_keeps_failing_ends_in_failure_records(server, tmp_path: Path) -> None:
+    url = server(batch_ms_per_request=0.1, batch_max_requests=3)
+    config = _config(tmp_path, url, rows=5, max_requests_per_file=5, max_resends=1)
+    summary = run_generation(config, progress=False)
+    assert summary["status"] == "complete" and summary["records"] == {
+        "accepted": 0,
+        "rejected": 0,
+        "failed": 5,
+    }
+    failure = json.loads(next(iter(list_shards(config.output_dir, "failed"))).read_text().splitlines()[0])
+    assert "sent again 1 time(s)" in failure["message"] and "too_many_requests" in failure["message"]
+    stats = _stats(url)
+    assert stats["batches_created"] == 2 and stats["requests_executed"] == 0
