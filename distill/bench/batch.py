@@ -76,6 +76,15 @@ def _start_server(storage: Path) -> tuple[subprocess.Popen, str]:
     return server, line.removeprefix("listening on ").strip()
 
 
+def _timed(command: list[str]) -> tuple[bytes, int, float, Any]:
+    """Run ``command``: its stdout, exit status, seconds and its own resource usage (``wait4``)."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    out = process.stdout.read() if process.stdout else b""
+    _, status, usage = os.wait4(process.pid, 0)
+    return out, os.waitstatus_to_exitcode(status), time.perf_counter() - started, usage
+
+
 def run_bench(config: BatchBenchConfig) -> dict[str, Any]:
     work = Path(config.work_dir or tempfile.mkdtemp(prefix="distill-bench-batch-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -100,15 +109,11 @@ def run_bench(config: BatchBenchConfig) -> dict[str, Any]:
         settings["teacher"] = {"base_url": url + "/v1", "model": "fake-teacher", "api_key_env": None}
         config_path = work / "generate.yaml"
         config_path.write_text(yaml.safe_dump(settings, allow_unicode=True))
+        generate = [sys.executable, "-m", "distill", "generate", "--config", str(config_path)]
+        # Baseline, same input: a dry run reads, validates and renders every request, and sends nothing.
+        _, _, dry_s, dry_usage = _timed(generate + ["--dry-run"])
         started = time.time()
-        client = subprocess.Popen(
-            [sys.executable, "-m", "distill", "generate", "--config", str(config_path), "--no-progress"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-        )
-        out = client.stdout.read() if client.stdout else b""
-        _, status, usage = os.wait4(client.pid, 0)
-        ended = time.time()
+        out, status, total_s, usage = _timed(generate + ["--no-progress"])
         summary = json.loads(out)
         with urllib.request.urlopen(url + "/stats/batches", timeout=60) as response:
             stats = json.loads(response.read())
@@ -134,10 +139,12 @@ def run_bench(config: BatchBenchConfig) -> dict[str, Any]:
         "start_to_plan_s": round(first - started, 2),
         "plan_s": round(last_planned - first, 2),
         "upload_and_create_s": round(last_created - last_planned, 2),
-        "total_s": round(ended - started, 2),
+        "total_s": round(total_s, 2),
         "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
-        "exit_status": os.waitstatus_to_exitcode(status),
+        "exit_status": status,
         "status": summary["status"],
+        "baseline_dry_run_s": round(dry_s, 2),
+        "baseline_dry_run_peak_rss_mb": round(dry_usage.ru_maxrss / 1024, 1),
     }
     print(json.dumps(figures, indent=2))
     if config.out:

@@ -22,6 +22,7 @@ from distill.engine.runner import EXIT_CODES, run_generation
 from distill.engine.shards import list_shards
 from openai import AsyncOpenAI
 
+from distill.bench.batch import BatchBenchConfig, run_bench
 from distill.errors import UserError
 from distill.testing.fake_teacher import FakeTeacherSettings, start_in_thread
 
@@ -378,3 +379,10 @@ def test_a_batch_the_provider_keeps_failing_ends_in_failure_records(server, tmp_
     assert "sent again 1 time(s)" in failure["message"] and "too_many_requests" in failure["message"]
     stats = _stats(url)
     assert stats["batches_created"] == 2 and stats["requests_executed"] == 0
+
+
+def test_the_batch_benchmark_plans_uploads_and_submits_within_the_limits(tmp_path: Path) -> None:
+    figures = run_bench(BatchBenchConfig(requests=3000, max_requests_per_file=1000, work_dir=tmp_path))
+    assert figures["within_limits"] and figures["files"] == 3 and figures["batches_created"] == 3
+    assert figures["requests"] == 3000 and figures["status"] == "batches_open" and figures["exit_status"] == 6
+    assert figures["peak_rss_mb"] > 0 and figures["baseline_dry_run_s"] > 0
