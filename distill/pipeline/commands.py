@@ -7,8 +7,15 @@ from pathlib import Path
 
 from pydantic import Field
 
-from distill.options import Command
-from distill.pipeline.config import ContractsConfig
+from distill.options import Command, Loaded
+from distill.pipeline.config import ContractsConfig, LoadedRunConfig, RunConfig
+
+RUN_EPILOG = """\
+examples:
+  distill run demo-tiny --output-dir runs/tiny     # the bundled tiny example, a few minutes
+  distill run configs/demo.yaml                    # the seed's experiment on 160 contracts
+  distill run my-run.yaml --with-thinking          # any key of the file is also a flag
+"""
 
 
 class MakeContractsConfig(ContractsConfig):
@@ -42,24 +49,27 @@ class MakeContractsCommand(Command):
         return 0
 
 
-COMMANDS = (MakeContractsCommand(),)
-
-
-def register(commands: argparse._SubParsersAction, benchmarks: argparse._SubParsersAction) -> None:
-    """`distill run`, until it is declared as a command too."""
-    run = commands.add_parser(
-        "run",
-        help="the whole distillation end to end: generate → export → train → evaluate → report",
-        description="Run every stage of CONFIG; a stage whose output is complete for the same config is skipped, "
-        "so an interrupted run resumes where it stopped.",
+class RunCommand(Command):
+    name = "run"
+    help = "the whole distillation end to end: generate → export → train → evaluate → report"
+    description = (
+        "Run every stage of CONFIG; a stage whose output is complete for the same config is skipped, so an "
+        "interrupted run resumes where it stopped. CONFIG is a file or a bundled config's name (demo, "
+        "demo-tiny, demo-full)."
     )
-    run.add_argument("config", help="YAML run config, e.g. configs/demo.yaml")
-    run.add_argument("--output-dir", help="override the config's output_dir")
-    run.add_argument("--force", action="store_true", help="redo every stage even when its output is complete")
-    run.set_defaults(handler=_run)
+    epilog = RUN_EPILOG
+    config = RunConfig
+    positional_config = True
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--force", action="store_true", help="redo every stage even when its output is complete"
+        )
+
+    def run_loaded(self, loaded: Loaded[RunConfig], args: argparse.Namespace) -> int:
+        from distill.pipeline.run import run_pipeline
+
+        return run_pipeline(LoadedRunConfig(loaded.config, loaded.source, loaded.lines), force=args.force)
 
 
-def _run(args: argparse.Namespace) -> int:
-    from distill.pipeline.run import run_pipeline
-
-    return run_pipeline(args.config, output_dir=args.output_dir, force=args.force)
+COMMANDS = (MakeContractsCommand(), RunCommand())

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import os
 import signal
 import sys
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 from distill.endpoint import Endpoint
 from distill.errors import UserError
 from distill.pipeline import steps
-from distill.pipeline.config import LoadedRunConfig, load_run_config
+from distill.pipeline.config import LoadedRunConfig
 from distill.pipeline.servers import reference_teacher_server, vllm_server
 from distill.pipeline.stages import StageBook, StageRecord
 from distill.testing.reference_teacher import JUDGE_MODEL_NAME as REFERENCE_JUDGE_MODEL
@@ -153,11 +152,9 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def run_pipeline(
-    config_path: str | os.PathLike, *, output_dir: str | None = None, force: bool = False
-) -> int:
-    """Run (or resume) every stage of the config; returns the process exit status."""
-    loaded = load_run_config(config_path, output_dir=output_dir)
+def run_pipeline(loaded: LoadedRunConfig, *, force: bool = False) -> int:
+    """Run (or resume) every stage of a loaded config (`distill run`'s file and flags, or ``load_run_config``);
+    returns the process exit status."""
     run_dir = loaded.config.output_dir
     started = time.monotonic()
     with _run_lock(run_dir), _sigterm_as_interrupt(), contextlib.ExitStack() as stack:
