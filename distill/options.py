@@ -91,7 +91,7 @@ class _Switch(argparse.Action):
         negative = f"--{head}.no-{tail}" if head else f"--no-{tail}"
         super().__init__([positive, negative], dest, nargs=0, **kwargs)
 
-    def __call__(self, parser, namespace, values, option_string=None) -> None:  # noqa: ANN001
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
         setattr(namespace, self.dest, option_string == self.option_strings[0])
 
     def format_usage(self) -> str:
@@ -170,7 +170,6 @@ def _settings(
     model: type[BaseModel],
     path: tuple[str, ...],
     prefix: str,
-    skip: frozenset[str],
     file_only: list[str],
     optional_section: str | None = None,
 ) -> list[_Setting]:
@@ -180,12 +179,10 @@ def _settings(
         dotted = ".".join(key_path)
         extra = _extra(field)
         kind = _unwrap(field.annotation)
-        if dotted in skip:
-            continue
         if _is_model(kind) and extra.get("flag", "") is not None:
             section_prefix = prefix + extra.get("flag_prefix", f"{name.replace('_', '-')}.")
             optional = optional_section if field.is_required() else dotted
-            found += _settings(kind, key_path, section_prefix, skip, file_only, optional)
+            found += _settings(kind, key_path, section_prefix, file_only, optional)
             continue
         options = _argparse_options(field.annotation) if extra.get("flag", "") is not None else None
         if options is None:
@@ -199,12 +196,10 @@ def _settings(
 class ConfigFlags:
     """The flags one config model adds to a parser, and the validated config they build with the file."""
 
-    def __init__(
-        self, model: type[BaseModel], parser: argparse.ArgumentParser, *, skip: Sequence[str] = ()
-    ) -> None:
+    def __init__(self, model: type[BaseModel], parser: argparse.ArgumentParser) -> None:
         self.model = model
         self.file_only: list[str] = []
-        settings = _settings(model, (), "", frozenset(skip), self.file_only)
+        settings = _settings(model, (), "", self.file_only)
         self.flags = [setting.flag for setting in settings]
         group = parser.add_argument_group(
             "settings", "Each flag overrides the same key of the --config file; defaults are shown."
