@@ -2,7 +2,7 @@
 
 Each package's ``commands`` module lists its subcommands (``distill.options.Command``); their flags are
 generated from their config models. Heavy parts (torch, vLLM) are imported inside ``run``, so
-``distill generate`` never loads torch.
+``distill generate`` never loads torch, and the benchmarks' harnesses load only for ``distill bench``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import argparse
 import sys
 
 from distill import __version__
-from distill.bench import commands as bench_commands
 from distill.engine import commands as engine_commands
 from distill.errors import exit_status
 from distill.evaluator import commands as evaluator_commands
@@ -28,11 +27,12 @@ COMMAND_MODULES = (
     pipeline_commands,
     review_commands,
     testing_commands,
-    bench_commands,
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(*, benchmarks: bool = True) -> argparse.ArgumentParser:
+    """The whole command tree; ``benchmarks=False`` leaves ``distill bench`` without its benchmarks (the
+    harnesses import most of the project, which a command that is not a benchmark does not need)."""
     parser = argparse.ArgumentParser(
         prog="distill",
         description="Distil a teacher LLM API into a small local student: generate → export → train → eval.",
@@ -45,7 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
         None: commands,
         "bench": bench.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK"),
     }
-    for module in COMMAND_MODULES:
+    modules = COMMAND_MODULES
+    if benchmarks:
+        from distill.bench import commands as bench_commands
+
+        modules = (*modules, bench_commands)
+    for module in modules:
         for command in getattr(module, "COMMANDS", ()):
             add_command(groups[command.group], command)
         if hasattr(module, "register"):  # subcommands not yet declared as `Command`s
@@ -64,7 +69,8 @@ def _refuse_abbreviations(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(benchmarks=bool(argv) and argv[0] == "bench").parse_args(argv)
     return exit_status(lambda: args.handler(args))
 
 

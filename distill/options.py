@@ -109,8 +109,10 @@ def _argparse_options(annotation: Any) -> dict[str, Any] | None:
     if origin is Literal:
         choices = typing.get_args(kind)
         return {"type": type(choices[0]), "choices": choices}
-    if origin is list and (scalar := _scalar(_unwrap(typing.get_args(kind)[0]))) is not None:
-        return {"type": scalar, "action": "append", "metavar": _METAVARS[scalar]}
+    if origin is list:
+        item = _argparse_options(typing.get_args(kind)[0])
+        if item is not None and "action" not in item:  # a list of scalars or of choices: a repeatable flag
+            return {**item, "action": "append"}
     if origin in _UNIONS and any(
         arm is str or typing.get_origin(arm) is Literal for arm in typing.get_args(kind)
     ):

@@ -1,6 +1,6 @@
 """Why the engine keeps its own admission control instead of aiolimiter: the measurement.
 
-``python -m distill.bench.admission`` (needs ``aiolimiter``, in the ``dev`` extra). A simulated teacher
+``distill bench admission`` (needs ``aiolimiter``, in the ``dev`` extra). A simulated teacher
 answers each request after 50 ms and reports ``usage``; every request reserves its prompt plus ``max_tokens``
 before it is sent, as a client must (the answer's length is unknown until it arrives), and really uses far
 less. Under a tokens-per-minute limit:
@@ -15,12 +15,13 @@ than its per-period capacity, and the CPU time of one acquire/release pair for e
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from distill.engine.admission import Admission
 
@@ -150,17 +151,17 @@ def run(seconds: float, warmup_s: float, pairs: int) -> dict[str, Any]:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m distill.bench.admission", description=__doc__)
-    parser.add_argument("--seconds", type=float, default=90.0, help="run length of each side")
-    parser.add_argument(
-        "--warmup", type=float, default=65.0, help="seconds left out (the first minute's burst)"
-    )
-    parser.add_argument("--pairs", type=int, default=200_000, help="acquire/release pairs timed for CPU")
-    args = parser.parse_args(argv)
-    print(json.dumps(run(args.seconds, args.warmup, args.pairs), indent=2))
+class AdmissionBenchConfig(BaseModel):
+    """``distill bench admission``'s settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seconds: float = Field(default=90.0, gt=0, description="run length of each side")
+    warmup: float = Field(default=65.0, ge=0, description="seconds left out (the first minute's burst)")
+    pairs: int = Field(default=200_000, ge=1, description="acquire/release pairs timed for CPU")
+
+
+def bench_admission(config: AdmissionBenchConfig) -> int:
+    """Both sides, printed as JSON."""
+    print(json.dumps(run(config.seconds, config.warmup, config.pairs), indent=2))
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -4,11 +4,25 @@ from __future__ import annotations
 
 import argparse
 
-from distill.bench import batch, engine, eval, eval_overhead, review, serve, train
+from distill.bench import (
+    admission,
+    batch,
+    engine,
+    engine_data,
+    eval,
+    eval_overhead,
+    pool,
+    review,
+    serve,
+    train,
+)
+from distill.bench.admission import AdmissionBenchConfig
 from distill.bench.batch import BatchBenchConfig
 from distill.bench.engine import EngineBenchConfig
+from distill.bench.engine_data import EngineDataBenchConfig
 from distill.bench.eval import EvalBenchConfig
 from distill.bench.eval_overhead import EvalOverheadBenchConfig
+from distill.bench.pool import PoolBenchConfig
 from distill.bench.review import ReviewBenchConfig
 from distill.bench.serve import ServeBenchConfig
 from distill.bench.train import TrainBenchConfig
@@ -95,6 +109,39 @@ class BatchBench(Command):
         return batch.bench_batch(config)
 
 
+class EngineDataBench(Command):
+    group = "bench"
+    name = "engine-data"
+    help = "the engine's data path per record (validate, jobs, on_result) and resume start-up"
+    description = engine_data.__doc__
+    config = EngineDataBenchConfig
+
+    def run(self, config: EngineDataBenchConfig, args: argparse.Namespace) -> int:
+        return engine_data.bench_engine_data(config)
+
+
+class PoolBench(Command):
+    group = "bench"
+    name = "pool"
+    help = "a pool of four rate-limited endpoints: the summed rate, and one endpoint killed mid-run"
+    description = pool.__doc__
+    config = PoolBenchConfig
+
+    def run(self, config: PoolBenchConfig, args: argparse.Namespace) -> int:
+        return pool.bench_pool(config)
+
+
+class AdmissionBench(Command):
+    group = "bench"
+    name = "admission"
+    help = "the engine's admission control vs aiolimiter under a tokens-per-minute limit"
+    description = admission.__doc__
+    config = AdmissionBenchConfig
+
+    def run(self, config: AdmissionBenchConfig, args: argparse.Namespace) -> int:
+        return admission.bench_admission(config)
+
+
 COMMANDS = (
     EngineBench(),
     TrainBench(),
@@ -103,4 +150,7 @@ COMMANDS = (
     ReviewBench(),
     ServeBench(),
     BatchBench(),
+    EngineDataBench(),
+    PoolBench(),
+    AdmissionBench(),
 )

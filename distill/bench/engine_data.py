@@ -1,7 +1,7 @@
 """The engine's data path, measured: what `distill generate` spends per record beside the network.
 
-    python benchmarks/engine_data.py            # 1,000,000 rows (~2 GB of temporary files, a few minutes)
-    python benchmarks/engine_data.py --rows 100000
+    distill bench engine-data                 # 1,000,000 rows (~2 GB of temporary files, a few minutes)
+    distill bench engine-data --rows 100000
 
 Figures (printed as a markdown table; docs/engine.md holds a full run):
 - validate: the pass over every input line before any request (rows/s, peak RSS of that pass);
@@ -16,15 +16,14 @@ Figures (printed as a markdown table; docs/engine.md holds a full run):
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import orjson
+from pydantic import BaseModel, ConfigDict, Field
 
 from distill.endpoint import Endpoint
 from distill.engine.config import FilterConfig, GenerateConfig
@@ -212,13 +211,19 @@ def bench_resume(workdir: Path, finished: int) -> dict:
         stop()
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+class EngineDataBenchConfig(BaseModel):
+    """``distill bench engine-data``'s settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rows: int = Field(default=1_000_000, ge=1, description="input rows (1,000,000: ~2 GB of temporary files)")
+    workdir: Path | None = Field(
+        default=None, description="where the temporary files go (default: a fresh temp dir)"
     )
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--workdir", help="where the temporary files go (default: a fresh temp dir)")
-    args = parser.parse_args()
+
+
+def bench_engine_data(args: EngineDataBenchConfig) -> int:
+    """Every part, printed as a markdown table and the raw figures."""
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         workdir = Path(tmp)
         inputs = workdir / "in.jsonl"
@@ -255,7 +260,3 @@ def main() -> int:
         print(f"| {name} | {figure} |")
     print("\n```json\n" + orjson.dumps(results, option=orjson.OPT_INDENT_2).decode() + "\n```")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

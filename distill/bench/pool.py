@@ -1,4 +1,4 @@
-"""``python -m distill.bench.pool``: a pool of four fake endpoints, each enforcing 600 RPM.
+"""``distill bench pool``: a pool of four fake endpoints, each enforcing 600 RPM.
 
 - rate: the whole ``distill generate`` path over the pool for ~75 s; the achieved rate over the steady
   window (whole seconds after the first five, from the servers' own counts) against the summed 2,400 RPM
@@ -12,7 +12,6 @@ Each fake endpoint is its own process (``distill serve-fake-teacher``); the gene
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
@@ -22,7 +21,9 @@ import time
 from collections import Counter
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from distill.bench.engine_harness import (
     TASK,
@@ -153,22 +154,26 @@ def kill(workdir: Path, rows: int, kill_after: int) -> dict[str, Any]:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m distill.bench.pool", description=__doc__)
-    parser.add_argument("--seconds", type=float, default=75.0, help="length of the rate run")
-    parser.add_argument("--kill-rows", type=int, default=1500, help="requests in the kill run")
-    parser.add_argument("--kill-after", type=int, default=200, help="answers of the victim before the kill")
-    parser.add_argument("--only", choices=("rate", "kill"), action="append")
-    args = parser.parse_args(argv)
+class PoolBenchConfig(BaseModel):
+    """``distill bench pool``'s settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seconds: float = Field(default=75.0, gt=0, description="length of the rate run")
+    kill_rows: int = Field(default=1500, ge=1, description="requests in the kill run")
+    kill_after: int = Field(default=200, ge=1, description="answers of the victim before the kill")
+    only: list[Literal["rate", "kill"]] | None = Field(
+        default=None, description="run only this part (repeatable) (default: both)"
+    )
+
+
+def bench_pool(config: PoolBenchConfig) -> int:
+    """Run the parts asked for and print their figures as JSON."""
     workdir = Path(tempfile.mkdtemp(prefix="distill-bench-pool-"))
     report: dict[str, Any] = {}
-    if not args.only or "rate" in args.only:
-        report["rate"] = rate(workdir, args.seconds)
-    if not args.only or "kill" in args.only:
-        report["kill"] = kill(workdir, args.kill_rows, args.kill_after)
+    if not config.only or "rate" in config.only:
+        report["rate"] = rate(workdir, config.seconds)
+    if not config.only or "kill" in config.only:
+        report["kill"] = kill(workdir, config.kill_rows, config.kill_after)
     print(json.dumps(report, indent=2))
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
