@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-import jsonschema
 from distill.engine.batch.settings import BatchSettings
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -181,6 +180,8 @@ class GenerateConfig(BaseModel):
             except ValueError as exc:
                 raise ValueError(f"the schema file {value} is not JSON: {exc}") from None
         if isinstance(value, dict):
+            import jsonschema  # ~60 ms to import: only configs with an answer schema pay for it
+
             try:
                 jsonschema.validators.validator_for(value).check_schema(value)
             except jsonschema.SchemaError as exc:

@@ -15,7 +15,6 @@ import unicodedata
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-import jsonschema
 import orjson
 from distill.engine.config import FilterConfig
 
@@ -102,9 +101,7 @@ class QualityFilter:
         self.config = config
         self.near = near  # the MinHash/LSH index of accepted answers, when filters.near_dedupe is set
         # A structured answer's schema, compiled once (jsonschema picks the draft the schema declares).
-        self._schema = (
-            jsonschema.validators.validator_for(answer_schema)(answer_schema) if answer_schema else None
-        )
+        self._schema = _compile_schema(answer_schema) if answer_schema else None
         # answer hash -> hash of the row whose answer it was (0: unknown, from an old ledger)
         self.seen_answers: dict[int, int] = seen_answers if seen_answers is not None else {}
         # One alternation over case-folded text: a single C-level scan per answer (IGNORECASE is 7x slower).
@@ -201,6 +198,13 @@ def vote(keys: list[str]) -> tuple[str | None, float]:
     counts = Counter(keys)
     best = max(counts, key=lambda key: (counts[key], -keys.index(key)))
     return best, counts[best] / len(keys)
+
+
+def _compile_schema(schema: dict[str, Any]) -> Any:
+    # jsonschema costs ~60 ms of start-up to import: only runs with an answer schema pay for it.
+    import jsonschema
+
+    return jsonschema.validators.validator_for(schema)(schema)
 
 
 def _fold(text: str) -> str:

@@ -22,13 +22,7 @@ from typing import Any, TextIO
 
 import orjson
 from distill.engine import filters
-from distill.engine.batch.driver import (
-    BATCHES_OPEN,
-    ONLINE_REST,
-    batch_price,
-    refuse_open_batches,
-    run_batches,
-)
+from distill.engine.batch.journal import BATCHES_OPEN, ONLINE_REST, refuse_open_batches
 from distill.engine.client import request_body
 from distill.engine.config import GenerateConfig
 from distill.engine.cost import CostMeter
@@ -276,6 +270,9 @@ async def generate_in_batches(
 ) -> dict[str, Any]:
     """``mode: batch``: the same records through the provider's batch API (engine/batch); same summary.
     ``cancel``: cancel the run's open batches instead, and record what they return."""
+    # The batch driver brings the openai SDK (0.8 s of CPU to import): only batch runs pay for it.
+    from distill.engine.batch.driver import batch_price, run_batches
+
     config, ledger = run.config, run.ledger
     stats = RunStats(run.total, ledger.finished)
     cost = CostMeter(

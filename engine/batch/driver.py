@@ -24,7 +24,9 @@ from typing import Any, Protocol, TextIO
 
 from distill.engine.batch.collect import CollectCounts, Collector, ResultSink
 from distill.engine.batch.journal import (
+    BATCHES_OPEN,
     ENDED,
+    ONLINE_REST,
     SETTLED_CANCELLED,
     SETTLED_COMPLETE,
     SETTLED_GAVE_UP,
@@ -56,14 +58,11 @@ from distill.engine.resume import ResumePosition
 from distill.engine.types import CallFailure
 
 from distill.endpoint import Price, normalise_base_url
-from distill.errors import UserError
 
 COMPLETE = "complete"
-BATCHES_OPEN = "batches_open"  # stopped (or not waiting) while batches run at the provider: rerun to collect
 BUDGET = "budget_reached"
 FATAL = "fatal"
 INTERRUPTED = "interrupted"
-ONLINE_REST = "online_rest"  # batches done; the unanswered rest goes online (fallback: online)
 
 OUTPUT_SUFFIX = ".output.jsonl"
 ERRORS_SUFFIX = ".errors.jsonl"
@@ -504,22 +503,6 @@ class BatchDriver:
                 await self.provider.cancel(str(entry.batch_id))
             cancelled.append(str(entry.batch_id))
         return cancelled
-
-
-def refuse_open_batches(run_dir: Path) -> None:
-    """An online run must not send a request that waits in a batch: refuse while batch files are unsettled."""
-    if not Journal.exists(run_dir):
-        return
-    journal = Journal(run_dir)
-    try:
-        unsettled = journal.unsettled()
-    finally:
-        journal.close()
-    if unsettled:
-        raise UserError(
-            f"{run_dir}: {len(unsettled)} batch file(s) of this run are not collected yet: run it with --mode batch "
-            "to collect them (or `distill batches cancel` first); sending their requests online would pay twice"
-        )
 
 
 async def run_batches(

@@ -27,6 +27,11 @@ from distill.engine.shards import repair_torn_tail, write_all
 
 from distill.errors import UserError
 
+# Statuses of a batch run that the online runner reports too (defined here, beside the journal that decides
+# them, so the online path needs neither the driver nor the openai SDK it imports).
+BATCHES_OPEN = "batches_open"  # stopped (or not waiting) while batches run at the provider: rerun to collect
+ONLINE_REST = "online_rest"  # batches done; the unanswered rest goes online (fallback: online)
+
 BATCH_DIR = "batches"
 JOURNAL_NAME = "journal.jsonl"
 
@@ -263,3 +268,19 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def refuse_open_batches(run_dir: Path) -> None:
+    """An online run must not send a request that waits in a batch: refuse while batch files are unsettled."""
+    if not Journal.exists(run_dir):
+        return
+    journal = Journal(run_dir)
+    try:
+        unsettled = journal.unsettled()
+    finally:
+        journal.close()
+    if unsettled:
+        raise UserError(
+            f"{run_dir}: {len(unsettled)} batch file(s) of this run are not collected yet: run it with --mode batch "
+            "to collect them (or `distill batches cancel` first); sending their requests online would pay twice"
+        )
