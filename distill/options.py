@@ -7,10 +7,10 @@ A subcommand names its config model; this module turns the model's fields (name,
 - A field ``max_tokens`` is ``--max-tokens``; a field of a nested model is ``--section.field-name``
   (``--filters.min-output-chars``). A nested model declared with ``json_schema_extra={"flag_prefix": ""}``
   gives its fields flags without the section's name (``GenerateConfig.teacher`` → ``--base-url``; a prefix
-  such as ``"judge-"`` gives ``--judge-base-url``). A field can name its own flag with
-  ``json_schema_extra={"flag": "latency"}`` (``--latency``), or have none with ``{"flag": None}``. Both are
-  relative to the enclosing section: the same model nested as ``evaluate`` in another gets
-  ``--evaluate.latency``.
+  such as ``"judge-"`` gives ``--judge-base-url``), relative to the enclosing section's own prefix. A field
+  can name its own flag: ``json_schema_extra={"flag": "json"}`` is relative to its section (``--json`` at the
+  top, ``--section.json`` below it), ``{"flag": "--latency"}`` is that flag wherever the model is nested
+  (``EvalConfig.latency.enabled`` → ``--latency``/``--no-latency``), and ``{"flag": None}`` means no flag.
 - ``bool`` → ``--x`` / ``--no-x``; ``Literal`` → its choices; a list of scalars → a repeatable flag that
   replaces the list; ``X | None`` → ``X``; a union with ``str`` → the text, parsed by the model. Dicts and
   lists of models have no flag: they are set in the file, and ``--help`` names them.
@@ -190,7 +190,8 @@ def _settings(
         if options is None:
             file_only.append(dotted)
             continue
-        option = f"--{prefix}{extra.get('flag') or name.replace('_', '-')}"
+        declared = extra.get("flag") or name.replace("_", "-")
+        option = declared if declared.startswith("--") else f"--{prefix}{declared}"
         found.append(_Setting(Flag(option, key_path, field.is_required()), field, options, optional_section))
     return found
 

@@ -97,7 +97,7 @@ class VllmEngineSettings(BaseModel):
 
 class GenerationConfig(VllmEngineSettings):
     backend: Literal["auto", "vllm", "transformers"] = Field(
-        default="auto", description="student generation backend", json_schema_extra={"flag": "backend"}
+        default="auto", description="student generation backend", json_schema_extra={"flag": "--backend"}
     )
     max_new_tokens: int = Field(default=512, ge=1)
     batch_size: int = Field(default=16, ge=1, description="transformers backend only")
@@ -115,7 +115,7 @@ class LatencyConfig(LoadProfile):
     enabled: bool = Field(
         default=True,
         description="run the latency/throughput load sweep",
-        json_schema_extra={"flag": "latency"},
+        json_schema_extra={"flag": "--latency"},
     )
     concurrency: list[int] = Field(default_factory=lambda: [1, 2, 4, 8], min_length=1)
     requests: int | None = Field(default=16, ge=1, description="requests per load point (null: duration_s)")

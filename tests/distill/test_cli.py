@@ -26,3 +26,28 @@ def test_help_does_not_import_torch():
 def test_export_review_choices_are_the_review_modes():
     choices = typing.get_args(typing.get_args(ExportConfig.model_fields["review"].annotation)[0])
     assert set(choices) == set(EXPORT_MODES)
+
+
+# The flags each command had before they were generated from the config models: every one still works.
+EARLIER_FLAGS = {
+    "generate": "--config --input --output-dir --base-url --model --api-key-env --task --template --id-field "
+    "--input-field --samples-per-input --temperature-first --temperature-rest --max-tokens --concurrency --rpm "
+    "--tpm --retries --budget --shard-max-bytes --force --retry-failed --no-progress",
+    "export": "--run-dir --out-dir --format --with-thinking --name --review",
+    "train": "--config --data --eval-file --output-dir --base-model --format --lora-rank --lora-alpha "
+    "--learning-rate --epochs --per-device-batch-size --gradient-accumulation-steps --max-steps --val-size "
+    "--eval-steps --max-length --overlong --token-budget --save-steps --seed --dtype --device --deepspeed --nproc "
+    "--nnodes --node-rank --master-addr --master-port --packing --no-packing --resume --merge",
+    "eval": "--config --eval-set --output-dir --limit --backend --no-latency --no-plots",
+    "run": "--output-dir --force",
+    "make-contracts": "--out --train --eval --train-seed --eval-seed --english-share",
+    "serve-reference-teacher": "--truth --port --latency-ms --latency-spread-ms --stream-ms-per-token",
+    "serve-fake-teacher": "--config --port --latency-ms --rpm --tpm --error-500-rate --model",
+}
+
+
+def test_earlier_flag_names_keep_working():
+    commands = build_parser()._subparsers._group_actions[0].choices
+    for name, flags in EARLIER_FLAGS.items():
+        options = {option for action in commands[name]._actions for option in action.option_strings}
+        assert set(flags.split()) <= options, (name, set(flags.split()) - options)

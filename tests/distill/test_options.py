@@ -25,6 +25,7 @@ class Filters(BaseModel):
     min_chars: int = Field(default=50, ge=0, description="shortest answer")
     dedupe: bool = True
     phrases: list[str] = Field(default_factory=lambda: ["sorry"])
+    strict: bool = Field(default=False, json_schema_extra={"flag": "--strict"})
 
 
 class Settings(BaseModel):
@@ -74,7 +75,14 @@ def test_flag_names_follow_the_model():
     options = {option for action in parser._actions for option in action.option_strings}
     assert {"--output-dir", "--max-tokens", "--mode", "--base-url", "--model", "--rpm"} <= options
     assert {"--judge-base-url", "--judge-model", "--filters.min-chars", "--filters.phrases"} <= options
-    assert {"--filters.dedupe", "--filters.no-dedupe", "--timing", "--no-timing"} <= options
+    assert {
+        "--filters.dedupe",
+        "--filters.no-dedupe",
+        "--timing",
+        "--no-timing",
+        "--strict",
+        "--no-strict",
+    } <= options
     assert not {"--prices", "--secret", "--latency", "--teacher.base-url"} & options
     assert "Set in a --config file only: prices, secret." in parser.format_help()
 
@@ -229,6 +237,7 @@ def test_declared_flag_names_are_relative_to_their_section():
         "--generate.max-tokens",
     } <= options
     assert "--generate.filters.min-chars" in options
+    assert "--strict" in options  # declared with its dashes: the same flag at any depth
     args = parser.parse_args(["--generate.output-dir", "o", "--generate.model", "m", "--generate.no-timing"])
     run = flags.load(None, args).config
     assert run.generate.latency is False and run.generate.teacher.model == "m"
