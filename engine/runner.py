@@ -318,6 +318,9 @@ async def generate_in_batches(
                 extra["message"] = (
                     "batches are still running at the provider: rerun the same command to collect"
                 )
+    with contextlib.suppress(OSError):
+        if writer.shards.broken is None:
+            writer.flush_held_rows()  # self-consistency: answers already paid for are written, not re-sent
     summary = summarise(run, stats, cost, status, **extra)
     with contextlib.suppress(OSError):
         write_summary(run.run_dir, summary)
