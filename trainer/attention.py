@@ -13,6 +13,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+try:  # torch >= 2.10: FlashAttention over packed rows in one call (CUDA)
+    from torch.nn.attention.varlen import varlen_attn
+except ImportError:  # older torch: the per-sample loop below, on any device
+    varlen_attn = None
+
 NAME = "distill_packed"
 _registered = False
 
@@ -32,9 +37,12 @@ def packed_attention(
     if bounds is None:
         raise RuntimeError(f"attention '{NAME}' needs cu_seq_lens_q (packed training batches only)")
     dropout = dropout if module.training else 0.0
-    if query.is_cuda and query.dtype in (torch.bfloat16, torch.float16) and dropout == 0.0:
-        from torch.nn.attention.varlen import varlen_attn
-
+    if (
+        varlen_attn is not None
+        and query.is_cuda
+        and query.dtype in (torch.bfloat16, torch.float16)
+        and not dropout
+    ):
         longest = int(kwargs.get("max_length_q") or (bounds[1:] - bounds[:-1]).max())
         bounds = bounds.to(device=query.device, dtype=torch.int32)  # already there: the loss moves it once
         out = varlen_attn(

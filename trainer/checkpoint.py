@@ -62,16 +62,18 @@ def save_checkpoint(
     directory = checkpoints_dir(output_dir) / f"step-{step:06d}"
     if rank == 0:
         shutil.rmtree(directory, ignore_errors=True)
-        directory.mkdir(parents=True)
     if deepspeed:
         import torch.distributed as dist
 
         dist.barrier()
+    # Every rank makes it (exist_ok): a rank on another node must not rely on rank 0 having made it first.
+    directory.mkdir(parents=True, exist_ok=True)
+    if deepspeed:
         stepper.save(directory)
     else:
         weights = {
             name: tensor.detach().cpu().contiguous()
-            for name, tensor in get_peft_model_state_dict(stepper.module).items()
+            for name, tensor in get_peft_model_state_dict(stepper.student).items()
         }
         save_file(weights, str(directory / _ADAPTER_FILE))
         stepper.save(directory)
@@ -108,7 +110,7 @@ def load_checkpoint(directory: Path, stepper, *, rank: int, deepspeed: bool) -> 
         adapter = directory / _ADAPTER_FILE
         if not adapter.is_file():
             raise UserError(f"{adapter}: resume: the checkpoint has no adapter weights")
-        result = set_peft_model_state_dict(stepper.module, load_file(str(adapter)))
+        result = set_peft_model_state_dict(stepper.student, load_file(str(adapter)))
         if getattr(result, "unexpected_keys", None):
             raise UserError(
                 f"{adapter}: resume: weights do not match this model ({result.unexpected_keys[:3]})"

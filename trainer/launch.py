@@ -1,8 +1,8 @@
 """Start the DeepSpeed ranks with torchrun and wait for them.
 
 `distill train --deepspeed cfg --nproc N [--nnodes M --node-rank R --master-addr A --master-port P]` runs
-``python -m torch.distributed.run ... -m trainer.launch <resolved config JSON>`` on this node; each rank
-then calls `run_training` (which sees LOCAL_RANK and trains instead of launching again). torchrun rather
+``python -m torch.distributed.run ... -m distill.trainer.launch <resolved config JSON>`` on this node; each
+rank then trains with `distill.trainer.rank.train_here`. torchrun rather
 than the `deepspeed` launcher: it needs no hostfile, ssh or mpi4py, and is the same on CPU and GPU.
 """
 
@@ -13,10 +13,13 @@ import os
 import socket
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 from distill.trainer.config import TrainConfig
 from distill.trainer.distributed import extensions_dir
+from distill.trainer.optim import deepspeed_config
+from distill.trainer.rank import train_here
 
 from distill.errors import UserError, exit_status
 
@@ -62,13 +65,14 @@ def _environment(config: TrainConfig) -> dict[str, str]:
 
 def launch(config: TrainConfig) -> Path:
     """Run the ranks to completion; return the adapter directory (written by global rank 0)."""
-    from distill.trainer.optim import deepspeed_config
-
     deepspeed_config(config, micro_batches=1, world=config.nproc * config.nnodes)  # bad JSON fails here, once
     output_dir = config.output_path
     output_dir.mkdir(parents=True, exist_ok=True)
     config_json = output_dir / "train_config.json"
-    config_json.write_text(json.dumps(config.model_dump(mode="json"), indent=1), encoding="utf-8")
+    # Atomic: on a shared disk, every node's launcher writes this same file while other nodes' ranks read it.
+    staging = output_dir / f".train_config.json.{socket.gethostname()}.{os.getpid()}"
+    staging.write_text(json.dumps(config.model_dump(mode="json"), indent=1), encoding="utf-8")
+    os.replace(staging, config_json)
     result = subprocess.run(launch_command(config, config_json), env=_environment(config), check=False)
     if result.returncode != 0:
         raise UserError(
@@ -79,17 +83,13 @@ def launch(config: TrainConfig) -> Path:
 
 
 def _rank_main(config_json: str) -> int:
-    import warnings
-
-    from distill.trainer.train import run_training
-
     # DeepSpeed still calls collectives torch 2.13 deprecates: one FutureWarning per call, per rank.
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.distributed")
 
     config = TrainConfig.model_validate(json.loads(Path(config_json).read_text(encoding="utf-8")))
 
     def train() -> int:
-        run_training(config)
+        train_here(config)
         return 0
 
     # Every rank fails alike; rank 0 alone says why.

@@ -13,8 +13,8 @@ import torch
 from distill.trainer.checkpoint import save_checkpoint
 from distill.trainer.config import TrainConfig
 from distill.trainer.distributed import Dist
-from distill.trainer.loss import mean_loss, summed_loss
-from distill.trainer.model import autocast_dtype
+from distill.trainer.loss import AnswerLoss, mean_loss, summed_loss
+from distill.trainer.optim import DeepSpeedStepper, PlainStepper
 from distill.trainer.packing import MicroBatch, Plan, build_plan, collate_packed, collate_padded
 from distill.trainer.progress import TrainProgress
 from distill.trainer.tokenize import Sample
@@ -89,25 +89,19 @@ def plan_for(config: TrainConfig, samples: list[Sample], world: int) -> Plan:
     )
 
 
-def make_stepper(model, config: TrainConfig, plan: Plan, dist: Dist):
-    from distill.trainer.optim import DeepSpeedStepper, PlainStepper
-
+def make_stepper(objective: AnswerLoss, config: TrainConfig, plan: Plan, dist: Dist):
+    """The optimizer side for ``objective`` (the student and its loss): plain AdamW, or DeepSpeed's engine."""
     if dist.deepspeed:
-        return DeepSpeedStepper(model, config, len(plan.steps), plan.micro_batches, dist.world)
-    return PlainStepper(model, config, len(plan.steps))
+        return DeepSpeedStepper(objective, config, len(plan.steps), plan.micro_batches, dist.world)
+    return PlainStepper(objective, config, len(plan.steps))
 
 
 def evaluate(
-    forward,
-    sets: dict[str, list[MicroBatch]],
-    device: torch.device,
-    history: History,
-    step: int,
-    autocast: torch.dtype | None = None,
+    forward, sets: dict[str, list[MicroBatch]], device: torch.device, history: History, step: int
 ) -> dict[str, float]:
     results = {}
     for name, batches in sets.items():
-        loss = mean_loss(forward, batches, device, autocast)
+        loss = mean_loss(forward, batches, device)
         if loss is not None:
             getattr(history, name).append([step, loss])
             results[name] = loss
@@ -131,12 +125,11 @@ def run_steps(
     """Steps ``start`` .. ``last_step``-1 of ``plan``, then a final evaluation."""
     forward = getattr(stepper, "engine", None) or stepper.module
     forward.train()
-    autocast = autocast_dtype(config.dtype)
     for step in range(start, last_step):
         began = time.perf_counter()
         step_loss = torch.zeros((), device=device)  # summed on the device: no host sync per micro-batch
         for indices in plan.steps[step][dist.rank]:
-            loss = summed_loss(forward, batches(indices), device, autocast) / plan.label_tokens[step]
+            loss = summed_loss(forward, batches(indices), device) / plan.label_tokens[step]
             stepper.backward(loss)
             stepper.micro_step()
             step_loss += loss.detach()
@@ -160,7 +153,7 @@ def run_steps(
         history.steps.append(record)
         progress.step(record)
         if (step + 1) % config.eval_steps == 0 and step + 1 < last_step:
-            results = evaluate(forward, eval_sets, device, history, step + 1, autocast)
+            results = evaluate(forward, eval_sets, device, history, step + 1)
             if results:
                 progress.note(
                     f"step {step + 1}: " + ", ".join(f"{k} loss {v:.4f}" for k, v in results.items())
@@ -175,6 +168,6 @@ def run_steps(
                 keep=config.save_total_limit,
                 deepspeed=dist.deepspeed,
             )
-    results = evaluate(forward, eval_sets, device, history, last_step, autocast)
+    results = evaluate(forward, eval_sets, device, history, last_step)
     if results:
         progress.note("final: " + ", ".join(f"{k} loss {v:.4f}" for k, v in results.items()))

@@ -13,8 +13,22 @@ from distill.errors import UserError
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "bf16-mixed": torch.float32}
 
 
-def autocast_dtype(setting: str) -> torch.dtype | None:
-    return torch.bfloat16 if setting == "bf16-mixed" else None
+def bf16_units(device: torch.device) -> bool:
+    """Whether ``device`` multiplies bf16 in hardware: a CUDA GPU that supports it, or a CPU with AVX512-BF16
+    or AMX. Elsewhere torch emulates bf16 matmuls, measured ~100x slower than fp32 on an AVX2 CPU."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    cpu = torch._C._cpu
+    return any(
+        getattr(cpu, probe, lambda: False)()
+        for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    )
+
+
+def autocast_dtype(setting: str, device: torch.device) -> torch.dtype | None:
+    """The dtype the body's matmuls run in: bf16 under bf16-mixed where the device has bf16 units, else none
+    (fp32), since bf16-mixed exists to be faster and emulated bf16 is far slower than fp32."""
+    return torch.bfloat16 if setting == "bf16-mixed" and bf16_units(device) else None
 
 
 def pick_device(setting: str) -> torch.device:
@@ -62,7 +76,8 @@ def load_student(model_dir: Path, dtype: str, device: torch.device, attention: s
 
 
 def keep_head_in_fp32(model) -> None:
-    """Under bf16 autocast, run the output head in fp32 anyway.
+    """Under bf16 autocast, run the output head in fp32 anyway (the trainer's own loss already does: this is
+    for a model whose head `AnswerLoss` leaves to the model, and for any caller that runs the model itself).
 
     bf16 keeps about three significant digits: logits near 20 come out ±0.1, an error the loss would carry
     straight through. The head, a fifth of the work, stays exact; the body's bf16 still leaves bf16-mixed losses
@@ -82,7 +97,7 @@ def add_lora(model, config: TrainConfig):
     """The base model as ``config`` trains it: a LoRA adapter on it and, under bf16-mixed, an exact head."""
     from peft import LoraConfig, get_peft_model
 
-    if autocast_dtype(config.dtype):
+    if config.dtype == "bf16-mixed":
         keep_head_in_fp32(model)
 
     targets = linear_suffixes(model) if config.lora_target == "all" else config.lora_target

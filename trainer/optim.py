@@ -62,6 +62,11 @@ class PlainStepper:
     def module(self):
         return self.model
 
+    @property
+    def student(self):
+        """The PEFT model inside the objective: what is saved and checkpointed."""
+        return self.model.student
+
     def backward(self, loss: torch.Tensor) -> None:
         loss.backward()
 
@@ -139,6 +144,10 @@ class DeepSpeedStepper:
     @property
     def module(self):
         return self.engine.module
+
+    @property
+    def student(self):
+        return self.engine.module.student
 
     def backward(self, loss: torch.Tensor) -> None:
         # ZeRO averages gradients over processes; our loss is already a share of the global label count.

@@ -169,9 +169,9 @@ def run_distill(spec: dict[str, Any], samples: list[Sample], packing: bool) -> d
     from distill.trainer import attention
     from distill.trainer.config import TrainConfig
     from distill.trainer.distributed import Dist
-    from distill.trainer.loop import Batches, History, plan_for, run_steps
-    from distill.trainer.model import add_lora
-    from distill.trainer.optim import PlainStepper
+    from distill.trainer.loop import Batches, History, make_stepper, plan_for, run_steps
+    from distill.trainer.loss import AnswerLoss
+    from distill.trainer.model import add_lora, autocast_dtype
     from distill.trainer.progress import TrainProgress
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -192,9 +192,12 @@ def run_distill(spec: dict[str, Any], samples: list[Sample], packing: bool) -> d
             val_size=0,
             seed=spec["seed"],
         )
-        model = add_lora(build_model(spec, attention.register() if packing else "sdpa"), config)
+        device = torch.device(spec["device"])
+        student = add_lora(build_model(spec, attention.register() if packing else "sdpa"), config)
         plan = plan_for(config, samples, 1)
-        stepper = PlainStepper(model, config, len(plan.steps))
+        stepper = make_stepper(
+            AnswerLoss(student, autocast_dtype(config.dtype, device)), config, plan, Dist()
+        )
         history = History()
         last = min(spec["steps"], len(plan.steps))
         run_steps(
@@ -203,7 +206,7 @@ def run_distill(spec: dict[str, Any], samples: list[Sample], packing: bool) -> d
             plan=plan,
             batches=Batches(samples, packing, pad_id=0),
             eval_sets={},
-            device=torch.device(spec["device"]),
+            device=device,
             dist=Dist(),
             history=history,
             start=0,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from distill.trainer import attention
-from distill.trainer.loss import summed_loss
+from distill.trainer.loss import AnswerLoss, summed_loss
 from distill.trainer.packing import build_plan, collate_packed, collate_padded
 from distill.trainer.tokenize import Sample
 
@@ -32,7 +32,7 @@ def tiny(tiny_model):
 
 def test_per_sample_loss_is_the_same_packed_and_unpacked(tiny):
     samples = _samples([37, 5, 120, 64, 2])
-    alone = tiny("sdpa")
+    alone = AnswerLoss(tiny("sdpa"))
     packed_model = tiny(attention.register())
     cpu = torch.device("cpu")
     with torch.no_grad():
@@ -64,7 +64,7 @@ def test_packed_gradients_match_unpacked(tiny_model):
         )
         batches = [collate_packed(samples)] if packed else [collate_padded([s], 0) for s in samples]
         for batch in batches:
-            summed_loss(model, batch, torch.device("cpu")).backward()
+            summed_loss(AnswerLoss(model), batch, torch.device("cpu")).backward()
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.requires_grad]))
     assert torch.allclose(grads[0], grads[1], rtol=1e-8, atol=1e-10)
 
