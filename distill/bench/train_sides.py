@@ -74,6 +74,20 @@ def build_model(spec: dict[str, Any], attention: str):
     return model.to(spec["device"])
 
 
+def _memory_now(device: str) -> int:
+    """Bytes in use now: allocated CUDA memory, or this process's resident set on the CPU."""
+    if device == "cuda":
+        return torch.cuda.memory_allocated()
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * resource.getpagesize()
+
+
+def _memory_peak(device: str) -> int:
+    if device == "cuda":
+        return torch.cuda.max_memory_allocated()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def _throughput(ends: list[float], tokens: list[int], warmup: int) -> dict[str, Any]:
     """Steps after the first ``warmup`` (at least one: its end is where the clock starts)."""
     warmup = max(1, warmup)
@@ -98,6 +112,7 @@ def run_hf(spec: dict[str, Any], samples: list[Sample]) -> dict[str, Any]:
     model = get_peft_model(
         model, LoraConfig(r=32, lora_alpha=64, target_modules=linear_suffixes(model), task_type="CAUSAL_LM")
     )
+    loaded = _memory_now(spec["device"])
     rows = [
         {
             "input_ids": s.input_ids.tolist(),
@@ -162,6 +177,8 @@ def run_hf(spec: dict[str, Any], samples: list[Sample]) -> dict[str, Any]:
     result["padded_tokens"] = int(sum(padded_per_step[timed]))
     result["pad_fraction"] = round(1 - sum(per_step[timed]) / max(1, sum(padded_per_step[timed])), 3)
     result["last_loss"] = losses[-1] if losses else None
+    result["loaded_bytes"] = loaded
+    result["forward_tokens"] = max(real)  # real tokens in the largest forward (a padded batch)
     return result
 
 
@@ -195,6 +212,7 @@ def run_distill(spec: dict[str, Any], samples: list[Sample], packing: bool) -> d
         device = torch.device(spec["device"])
         student = add_lora(build_model(spec, attention.register() if packing else "sdpa"), config)
         plan = plan_for(config, samples, 1)
+        loaded = _memory_now(spec["device"])
         stepper = make_stepper(
             AnswerLoss(student, autocast_dtype(config.dtype, device)), config, plan, Dist()
         )
@@ -218,6 +236,10 @@ def run_distill(spec: dict[str, Any], samples: list[Sample], packing: bool) -> d
     )
     result["micro_batches_per_step"] = plan.micro_batches
     result["last_loss"] = history.steps[-1]["loss"]
+    result["loaded_bytes"] = loaded
+    result["forward_tokens"] = max(  # real tokens in the largest forward (a packed row)
+        sum(samples[i].length for i in indices) for step in plan.steps[:last] for indices in step[0]
+    )
     return result
 
 
@@ -234,13 +256,15 @@ def main(spec_path: str) -> int:
         result = run_hf(spec, samples)
     else:
         result = run_distill(spec, samples, packing=side != "distill-padded")
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = _memory_peak(spec["device"])
+    # Memory per token: what training added to the loaded model, over the tokens of the largest forward.
+    result["kib_per_token"] = round((peak - result.pop("loaded_bytes")) / 1024 / result["forward_tokens"], 1)
     result.update(
         side=spec["side"],
         dtype=spec["dtype"],
         round=spec["round"],
         total_seconds=round(time.perf_counter() - started, 1),
-        peak_rss_mib=round(peak_kib / 1024),
+        peak_rss_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         threads=torch.get_num_threads(),
         device=torch.cuda.get_device_name(0) if spec["device"] == "cuda" else "cpu",
     )
