@@ -115,6 +115,8 @@ class AnswerLoss(torch.nn.Module):
                 return torch.nn.functional.cross_entropy(logits.float(), targets, reduction="sum")
             hidden = base.get_decoder()(**inputs).last_hidden_state
         hidden = hidden.reshape(-1, hidden.shape[-1])[keep]
+        # Under ZeRO-3 the engine gathers this weight on first use in the forward (DeepSpeed's external
+        # parameters: read here rather than in the head's own forward), since the engine runs this module.
         return linear_cross_entropy(hidden, base.get_output_embeddings().weight, targets)
 
 
