@@ -15,14 +15,11 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "bf16-mixed": torch.flo
 
 def bf16_units(device: torch.device) -> bool:
     """Whether ``device`` multiplies bf16 in hardware: a CUDA GPU that supports it, or a CPU with AVX512-BF16
-    or AMX. Elsewhere torch emulates bf16 matmuls, measured ~100x slower than fp32 on an AVX2 CPU."""
+    or AMX. Elsewhere torch emulates bf16 matmuls, measured 10-100x slower than fp32 on an AVX2 CPU."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    cpu = torch._C._cpu
-    return any(
-        getattr(cpu, probe, lambda: False)()
-        for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    )
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # the checks torch's own compiler uses
+    return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
 
 
 def autocast_dtype(setting: str, device: torch.device) -> torch.dtype | None:

@@ -28,10 +28,13 @@ def test_bench_smoke_reports_every_side(tmp_path):
     assert all("error" not in result for result in report["results"]), report["results"]
     for result in report["results"]:
         assert result["steps_timed"] == 2 and result["real_tokens"] > 0 and result["real_tok_per_s"] > 0
+        assert result["peak_rss_mib"] > 0 and result["kib_per_token"] > 0
+        assert 0 < result["forward_tokens"] <= (384 if result["side"] == "distill" else 4 * 96)
     hf = next(r for r in report["results"] if r["side"] == "hf")
     assert 0 < hf["pad_fraction"] < 1 and hf["padded_tokens"] > hf["real_tokens"]
     assert set(report["summary"]) == {"hf", "distill", "distill-padded"}
     assert report["summary"]["hf"]["vs_hf"] == 1.0
+    assert report["summary"]["distill"]["kib_per_token"] > 0
 
 
 def test_summary_sums_rounds_before_dividing():
