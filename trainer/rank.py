@@ -86,6 +86,11 @@ def _train(config: TrainConfig, dist: Dist, device: torch.device) -> Path:
     progress = TrainProgress(last_step, start, output_dir / "train_log.jsonl", enabled=dist.main)
     if dist.main:
         progress.note(_summary_line(config, prepared, plan, dist, start, last_step))
+        if config.dtype == "bf16-mixed" and autocast_dtype(config.dtype, device) is None:
+            progress.note(
+                "dtype bf16-mixed: this CPU has no bf16 units (AVX512-BF16 or AMX), where bf16 matmuls run "
+                "many times slower than fp32; training in fp32"
+            )
     try:
         run_steps(
             config,

@@ -83,9 +83,12 @@ def _memory_now(device: str) -> int:
 
 
 def _memory_peak(device: str) -> int:
+    """Peak bytes: allocated CUDA memory, or this process's own resident high-water mark (VmHWM; ru_maxrss
+    would also count the parent's resident set at the moment it started this process)."""
     if device == "cuda":
         return torch.cuda.max_memory_allocated()
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM"))
 
 
 def _throughput(ends: list[float], tokens: list[int], warmup: int) -> dict[str, Any]:
@@ -264,7 +267,7 @@ def main(spec_path: str) -> int:
         dtype=spec["dtype"],
         round=spec["round"],
         total_seconds=round(time.perf_counter() - started, 1),
-        peak_rss_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        peak_rss_mib=round(_memory_peak("cpu") / 2**20),
         threads=torch.get_num_threads(),
         device=torch.cuda.get_device_name(0) if spec["device"] == "cuda" else "cpu",
     )
