@@ -85,6 +85,14 @@ def _timed(command: list[str]) -> tuple[bytes, int, float, Any]:
     return out, os.waitstatus_to_exitcode(status), time.perf_counter() - started, usage
 
 
+def _own_rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def run_bench(config: BatchBenchConfig) -> dict[str, Any]:
     work = Path(config.work_dir or tempfile.mkdtemp(prefix="distill-bench-batch-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -143,6 +151,8 @@ def run_bench(config: BatchBenchConfig) -> dict[str, Any]:
         "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
         "exit_status": status,
         "status": summary["status"],
+        # ru_maxrss of a child starts at its parent's RSS at fork: a peak above this figure is the child's own.
+        "bench_process_rss_mb": round(_own_rss_mb(), 1),
         "baseline_dry_run_s": round(dry_s, 2),
         "baseline_dry_run_peak_rss_mb": round(dry_usage.ru_maxrss / 1024, 1),
     }
