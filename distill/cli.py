@@ -40,21 +40,20 @@ def build_parser(*, benchmarks: bool = True) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"distill {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMAND_MODULES:
+        for command in module.COMMANDS:
+            add_command(commands, command)
+        if hasattr(
+            module, "register"
+        ):  # a command with actions of its own, built by hand (`distill batches`)
+            module.register(commands)
     bench = commands.add_parser("bench", help="run a benchmark and print its figures", allow_abbrev=False)
-    groups = {
-        None: commands,
-        "bench": bench.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK"),
-    }
-    modules = COMMAND_MODULES
+    benchmark_commands = bench.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
     if benchmarks:
         from distill.bench import commands as bench_commands
 
-        modules = (*modules, bench_commands)
-    for module in modules:
-        for command in getattr(module, "COMMANDS", ()):
-            add_command(groups[command.group], command)
-        if hasattr(module, "register"):  # subcommands not yet declared as `Command`s
-            module.register(commands, groups["bench"])
+        for command in bench_commands.COMMANDS:
+            add_command(benchmark_commands, command)
     _refuse_abbreviations(parser)
     return parser
 

@@ -314,7 +314,7 @@ class Command:
     """One subcommand: its words, its config model, and the library call it hands the config to.
 
     A subclass sets the class attributes and ``run``; ``add_arguments`` adds flags that are actions rather
-    than settings (``--force``). ``group = "bench"`` puts it under ``distill bench``.
+    than settings (``--force``).
     """
 
     name: ClassVar[str]
@@ -322,7 +322,6 @@ class Command:
     description: ClassVar[str | None] = None
     epilog: ClassVar[str | None] = None
     config: ClassVar[type[BaseModel]]
-    group: ClassVar[str | None] = None
     # `distill run CONFIG` also takes the file as its one positional argument.
     positional_config: ClassVar[bool] = False
 

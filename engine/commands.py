@@ -119,6 +119,6 @@ class ExportCommand(Command):
 COMMANDS = (GenerateCommand(), ExportCommand())
 
 
-def register(commands: argparse._SubParsersAction, benchmarks: argparse._SubParsersAction) -> None:
+def register(commands: argparse._SubParsersAction) -> None:
     """``distill batches status|cancel`` (a command with actions of its own, built by hand)."""
     batch_commands.register(commands)

@@ -30,7 +30,6 @@ from distill.options import Command
 
 
 class EngineBench(Command):
-    group = "bench"
     name = "engine"
     help = "the generation engine's targets: CPU per request vs a bare loop, RPM, 10k in flight, 1M rows"
     description = engine.__doc__
@@ -41,7 +40,6 @@ class EngineBench(Command):
 
 
 class TrainBench(Command):
-    group = "bench"
     name = "train"
     help = "trainer throughput vs a plain HF Trainer with padded batches (same data, same run)"
     description = train.__doc__
@@ -53,7 +51,6 @@ class TrainBench(Command):
 
 
 class EvalBench(Command):
-    group = "bench"
     name = "eval"
     help = "batched student generation (vLLM, transformers) vs one-prompt-at-a-time transformers"
     description = eval.__doc__
@@ -64,7 +61,6 @@ class EvalBench(Command):
 
 
 class EvalOverheadBench(Command):
-    group = "bench"
     name = "eval-overhead"
     help = "one distill eval against local fake endpoints: the evaluator's own time vs generation and HTTP"
     description = eval_overhead.__doc__
@@ -76,7 +72,6 @@ class EvalOverheadBench(Command):
 
 
 class ReviewBench(Command):
-    group = "bench"
     name = "review"
     help = "review page: first page and filter changes on a large run"
     description = review.__doc__
@@ -87,7 +82,6 @@ class ReviewBench(Command):
 
 
 class ServeBench(Command):
-    group = "bench"
     name = "serve"
     help = "student vs teacher under load: latency percentiles, throughput, goodput and cost per point of a sweep"
     description = serve.__doc__
@@ -99,7 +93,6 @@ class ServeBench(Command):
 
 
 class BatchBench(Command):
-    group = "bench"
     name = "batch"
     help = "batch mode at scale: plan, upload and submit a 1M-request run; time and peak memory"
     description = batch.__doc__
@@ -110,7 +103,6 @@ class BatchBench(Command):
 
 
 class EngineDataBench(Command):
-    group = "bench"
     name = "engine-data"
     help = "the engine's data path per record (validate, jobs, on_result) and resume start-up"
     description = engine_data.__doc__
@@ -121,7 +113,6 @@ class EngineDataBench(Command):
 
 
 class PoolBench(Command):
-    group = "bench"
     name = "pool"
     help = "a pool of four rate-limited endpoints: the summed rate, and one endpoint killed mid-run"
     description = pool.__doc__
@@ -132,7 +123,6 @@ class PoolBench(Command):
 
 
 class AdmissionBench(Command):
-    group = "bench"
     name = "admission"
     help = "the engine's admission control vs aiolimiter under a tokens-per-minute limit"
     description = admission.__doc__
