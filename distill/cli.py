@@ -1,38 +1,40 @@
 """The ``distill`` console command: one parser built from every package's subcommands.
 
 Each package's ``commands`` module lists its subcommands (``distill.options.Command``); their flags are
-generated from their config models. Heavy parts (torch, vLLM) are imported inside ``run``, so
-``distill generate`` never loads torch, and the benchmarks' harnesses load only for ``distill bench``.
+generated from their config models. ``distill X`` imports only X's module (a config model pulls in its
+package), so ``distill generate`` starts with what generation needs and never loads torch; heavy parts
+(torch, vLLM) are imported inside ``run`` in any case.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 from distill import __version__
-from distill.engine import commands as engine_commands
 from distill.errors import exit_status
-from distill.evaluator import commands as evaluator_commands
 from distill.options import add_command
-from distill.pipeline import commands as pipeline_commands
-from distill.review import commands as review_commands
-from distill.testing import commands as testing_commands
-from distill.trainer import commands as trainer_commands
 
-COMMAND_MODULES = (
-    engine_commands,
-    trainer_commands,
-    evaluator_commands,
-    pipeline_commands,
-    review_commands,
-    testing_commands,
-)
+# Every command and the module that declares it, in the order `distill --help` lists them.
+COMMAND_MODULES = {
+    "generate": "distill.engine.commands",
+    "export": "distill.engine.commands",
+    "batches": "distill.engine.commands",
+    "train": "distill.trainer.commands",
+    "eval": "distill.evaluator.commands",
+    "run": "distill.pipeline.commands",
+    "make-contracts": "distill.pipeline.commands",
+    "review": "distill.review.commands",
+    "serve-fake-teacher": "distill.testing.commands",
+    "serve-reference-teacher": "distill.testing.commands",
+    "bench": "distill.bench.commands",
+}
 
 
-def build_parser(*, benchmarks: bool = True) -> argparse.ArgumentParser:
-    """The whole command tree; ``benchmarks=False`` leaves ``distill bench`` without its benchmarks (the
-    harnesses import most of the project, which a command that is not a benchmark does not need)."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command tree. With ``command``, only that command's module is imported and built; the other
+    commands are bare names (enough to parse ``distill COMMAND ...``)."""
     parser = argparse.ArgumentParser(
         prog="distill",
         description="Distil a teacher LLM API into a small local student: generate → export → train → eval.",
@@ -40,22 +42,29 @@ def build_parser(*, benchmarks: bool = True) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"distill {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in COMMAND_MODULES:
-        for command in module.COMMANDS:
-            add_command(commands, command)
-        if hasattr(
-            module, "register"
-        ):  # a command with actions of its own, built by hand (`distill batches`)
-            module.register(commands)
-    bench = commands.add_parser("bench", help="run a benchmark and print its figures", allow_abbrev=False)
-    benchmark_commands = bench.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
-    if benchmarks:
-        from distill.bench import commands as bench_commands
-
-        for command in bench_commands.COMMANDS:
-            add_command(benchmark_commands, command)
+    wanted = {COMMAND_MODULES[command]} if command in COMMAND_MODULES else set(COMMAND_MODULES.values())
+    for name, module_name in COMMAND_MODULES.items():
+        if name in commands.choices:
+            continue
+        if module_name not in wanted:
+            commands.add_parser(name)
+        elif name == "bench":
+            _add_benchmarks(commands, importlib.import_module(module_name))
+        else:
+            module = importlib.import_module(module_name)
+            for declared in module.COMMANDS:
+                add_command(commands, declared)
+            if hasattr(module, "register"):  # a command with actions of its own, built by hand (`batches`)
+                module.register(commands)
     _refuse_abbreviations(parser)
     return parser
+
+
+def _add_benchmarks(commands: argparse._SubParsersAction, module) -> None:
+    bench = commands.add_parser("bench", help="run a benchmark and print its figures")
+    benchmarks = bench.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
+    for declared in module.COMMANDS:
+        add_command(benchmarks, declared)
 
 
 def _refuse_abbreviations(parser: argparse.ArgumentParser) -> None:
@@ -69,7 +78,7 @@ def _refuse_abbreviations(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser(benchmarks=bool(argv) and argv[0] == "bench").parse_args(argv)
+    args = build_parser(argv[0] if argv else None).parse_args(argv)
     return exit_status(lambda: args.handler(args))
 
 

@@ -1,10 +1,11 @@
+import importlib
 import subprocess
 import sys
 import typing
 
 from distill.engine.config import ExportConfig
 
-from distill.cli import build_parser
+from distill.cli import COMMAND_MODULES, build_parser
 from distill.review.decisions import EXPORT_MODES
 
 
@@ -51,3 +52,25 @@ def test_earlier_flag_names_keep_working():
     for name, flags in EARLIER_FLAGS.items():
         options = {option for action in commands[name]._actions for option in action.option_strings}
         assert set(flags.split()) <= options, (name, set(flags.split()) - options)
+
+
+def test_the_command_map_lists_every_declared_command():
+    declared = {
+        command.name
+        for module in set(COMMAND_MODULES.values()) - {"distill.bench.commands"}
+        for command in importlib.import_module(module).COMMANDS
+    }
+    declared |= {"batches", "bench"}  # built by hand, and the benchmarks' group
+    assert declared == set(COMMAND_MODULES)
+    assert set(build_parser()._subparsers._group_actions[0].choices) == set(COMMAND_MODULES)
+
+
+def test_a_command_imports_only_its_own_package():
+    code = (
+        "import sys\nfrom distill.cli import main\ntry:\n    main(['generate', '--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[:2] in (['distill', p] for p in "
+        "('trainer', 'evaluator', 'pipeline', 'review', 'testing', 'bench'))))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "--max-tokens" in done.stdout
+    assert done.stdout.strip().splitlines()[-1] == "[]"

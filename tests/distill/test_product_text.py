@@ -13,7 +13,7 @@ from distill.cli import build_parser
 ROOT = Path(__file__).resolve().parents[2]
 LEAKS = re.compile(
     r"\bissues? #?\d+|/work/|/root/|/tmp/|\b(this|that|a|the) session\b(?! (figures|counters|only))|"
-    r"\bengineers?\b|\bFACTS\.md\b|\bworktree\b",
+    r"\bengineers?\b|\bFACTS\.md\b|\bworktree\b|\bheavy(-job)? lock\b|\bthe lock's queue\b",
     re.IGNORECASE,
 )
 
