@@ -1,10 +1,10 @@
 """`distill run`'s config: one YAML file for the whole distillation, validated up front.
 
-The run-level keys say where things go, which teacher and judge to use and what to train; the ``generate``,
-``train`` and ``evaluate`` sections are passed to the engine, the trainer and the evaluator as they are, on
-top of what the pipeline fills in itself (input files, output directories, endpoints), and are validated by
-those packages' own config models before anything runs, so a typo in a nested key fails in the first second
-with its file and line, not an hour later.
+The run-level keys say what the task is, which teacher and judge to use and which student to train. The
+``generate``, ``train`` and ``evaluate`` sections are the engine's, the trainer's and the evaluator's own config
+models, less the keys `distill run` fills in itself (input files, output directories, endpoints, students):
+see ``pipeline.sections``. A typo or a bad value anywhere, nested keys included, fails when the file is loaded,
+with its file and line, before any stage runs.
 """
 
 from __future__ import annotations
@@ -16,11 +16,55 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from distill.config_files import describe_validation_error, read_yaml
 from distill.endpoint import Endpoint
+from distill.engine.config import GenerateConfig
 from distill.errors import UserError
+from distill.evaluator.config import EvalConfig
+from distill.pipeline.sections import section_model
+from distill.trainer.config import TrainConfig
+
+# What `distill run` decides in each section, and why: a section that sets one of these is refused.
+GENERATE_OWNED = {
+    "input": "the data stage writes the inputs",
+    "id_field": "the data stage writes the inputs",
+    "input_field": "the data stage writes the inputs",
+    "output_dir": "it is under output_dir",
+    "task": "task: holds the instruction",
+    # generate.teacher holds the teacher's limits, timeouts and price; the run's teacher: says who it is.
+    "teacher.base_url": "teacher: chooses the endpoint",
+    "teacher.model": "teacher: chooses the endpoint",
+    "teacher.api_key_env": "teacher: chooses the endpoint",
+    "teacher.label": "teacher: chooses the endpoint",
+}
+TRAIN_OWNED = {
+    "data": "the export stage writes the training set",
+    "output_dir": "it is under output_dir",
+    "base_model": "student: names it",
+    "format": "with_thinking: chooses it",
+}
+EVALUATE_OWNED = {
+    "eval_set": "the data stage writes the held-out set",
+    "output_dir": "it is under output_dir",
+    "task": "task: holds the instruction",
+    "id_field": "the data stage writes the held-out set",
+    "input_field": "the data stage writes the held-out set",
+    "reference_field": "the data stage writes the held-out set",
+    "students": "student: names the model; the run compares it before and after training",
+    "teacher.base_url": "teacher: chooses the endpoint",
+    "teacher.model": "teacher: chooses the endpoint",
+    "teacher.api_key_env": "teacher: chooses the endpoint",
+    "judge.base_url": "judge: chooses the endpoint",
+    "judge.model": "judge: chooses the endpoint",
+    "judge.api_key_env": "judge: chooses the endpoint",
+}
+OWNED = {"generate": GENERATE_OWNED, "train": TRAIN_OWNED, "evaluate": EVALUATE_OWNED}
+
+GenerateSection = section_model(GenerateConfig, GENERATE_OWNED, name="GenerateSection")
+TrainSection = section_model(TrainConfig, TRAIN_OWNED, name="TrainSection")
+EvaluateSection = section_model(EvalConfig, EVALUATE_OWNED, name="EvaluateSection")
 
 
 class ContractsConfig(BaseModel):
-    """The bundled task's data: synthetic contracts, drawn from two independent seeds."""
+    """The bundled task's data: synthetic contracts with known answers, drawn from two independent seeds."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -35,6 +79,12 @@ class ContractsConfig(BaseModel):
         if self.train_seed == self.eval_seed:
             raise ValueError("train_seed and eval_seed must differ: the held-out set must be independent")
         return self
+
+
+class ContractsTask(ContractsConfig):
+    """The bundled task as a run's task."""
+
+    kind: Literal["contracts"] = "contracts"
 
 
 class TeacherConfig(BaseModel):
@@ -90,19 +140,18 @@ class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     output_dir: Path = Path("runs/demo")
-    contracts: ContractsConfig = Field(default_factory=ContractsConfig)
+    task: ContractsTask = Field(default_factory=ContractsTask)
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
     judge: JudgeConfig = Field(default_factory=JudgeConfig)
-    student: str = "smollm2-135m-instruct"
+    student: str = Field(default="smollm2-135m-instruct", description="alias, HF model directory or .gguf")
     # Train on the answer only (the seed's option 1) or on 【思考】…【答案】… (option 2).
     with_thinking: bool = False
     # required: stop after generation until people review the records (`distill review`), then train on the
     # approved ones only (edited answers in place).
     review: Literal["off", "required"] = "off"
-    # Passed through to the engine / trainer / evaluator configs (see their docs for the keys).
-    generate: dict[str, Any] = Field(default_factory=dict)
-    train: dict[str, Any] = Field(default_factory=dict)
-    evaluate: dict[str, Any] = Field(default_factory=dict)
+    generate: GenerateSection = Field(default_factory=GenerateSection)  # type: ignore[valid-type]
+    train: TrainSection = Field(default_factory=TrainSection)  # type: ignore[valid-type]
+    evaluate: EvaluateSection = Field(default_factory=EvaluateSection)  # type: ignore[valid-type]
 
 
 class _Prefixed:
@@ -121,14 +170,42 @@ class LoadedRunConfig:
     def __init__(self, config: RunConfig, source: str, lines: dict[tuple, int]) -> None:
         self.config, self.source, self.lines = config, source, lines
 
+    def where(self, *key: str) -> str:
+        """``file:line`` of a key (or of the nearest enclosing key that has a line)."""
+        for cut in range(len(key), 0, -1):
+            if key[:cut] in self.lines:
+                return f"{self.source}:{self.lines[key[:cut]]}"
+        return self.source
+
     def section_error(self, exc: ValidationError, section: str) -> UserError:
+        """A full engine/trainer/evaluator config built from a section failed: blame the section's keys."""
         return UserError(describe_validation_error(_Prefixed(exc, (section,)), self.source, self.lines))
+
+
+def _refuse_owned(data: dict[str, Any], source: str, lines: dict[tuple, int]) -> None:
+    for section, owned in OWNED.items():
+        values = data.get(section)
+        for dotted, why in owned.items():
+            path = dotted.split(".")
+            value: Any = values
+            for part in path:
+                value = value.get(part, _ABSENT) if isinstance(value, dict) else _ABSENT
+            if value is not _ABSENT:
+                key = (section, *path)
+                raise UserError(
+                    f"{source}:{lines.get(key, '?')}: {'.'.join(key)}: set by `distill run` itself ({why}); "
+                    "remove it from this section"
+                )
+
+
+_ABSENT = object()
 
 
 def load_run_config(path: str | Path, *, output_dir: str | Path | None = None) -> LoadedRunConfig:
     data, lines = read_yaml(path)
     if output_dir is not None:
         data["output_dir"] = str(output_dir)
+    _refuse_owned(data, str(path), lines)
     try:
         config = RunConfig.model_validate(data)
     except ValidationError as exc:

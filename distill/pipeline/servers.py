@@ -10,11 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from distill.endpoint import Endpoint
+from distill.evaluator.vllm_server import serve_vllm
 from distill.processes import free_port, python_module_command, run_server
 from distill.testing.reference_teacher import MODEL_NAME as REFERENCE_MODEL
-
-# Stands in for the endpoints when the config's sections are validated, before any server has started.
-PLACEHOLDER_ENDPOINT = Endpoint(base_url="http://127.0.0.1:1/v1", model="placeholder", api_key_env=None)
 
 
 @contextlib.contextmanager
@@ -56,8 +54,6 @@ def vllm_server(
     model_dir: Path, served_name: str, log_path: Path, *, max_model_len: int = 2048, timeout_s: float = 600.0
 ) -> Iterator[Endpoint]:
     """`vllm serve` of ``model_dir`` as ``served_name`` (the evaluator's launcher, with its CPU settings)."""
-    from distill.evaluator.vllm_server import serve_vllm
-
     with serve_vllm(
         model_dir,
         served_model_name=served_name,

@@ -1,5 +1,5 @@
-"""`distill run` configs fail early, naming the file, the line and the nested key — also inside the
-sections that are passed through to the engine and the evaluator."""
+"""`distill run` configs fail early, naming the file, the line and the nested key — also inside the sections
+that are the engine's, the trainer's and the evaluator's own config models."""
 
 from __future__ import annotations
 
@@ -9,91 +9,112 @@ from pathlib import Path
 
 import pytest
 
+from distill.endpoint import Endpoint
 from distill.errors import UserError
-from distill.pipeline import step_evaluate, step_train
+from distill.pipeline import stage_generate, stage_train
 from distill.pipeline.config import load_run_config
-from distill.pipeline.run import Services
-from distill.pipeline.servers import PLACEHOLDER_ENDPOINT
-from distill.pipeline.steps import StageContext
+from distill.pipeline.context import StageContext
+from distill.pipeline.services import Services
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _context(tmp_path: Path, text: str) -> StageContext:
+def _load(tmp_path: Path, text: str):
     path = tmp_path / "run.yaml"
     path.write_text(text, encoding="utf-8")
-    loaded = load_run_config(path)
-    services = Services(loaded, tmp_path / "run", contextlib.ExitStack())
+    return load_run_config(path)
+
+
+def _context(tmp_path: Path, text: str) -> StageContext:
+    loaded = _load(tmp_path, text)
+    services = Services(loaded.config, tmp_path / "run", contextlib.ExitStack())
     return StageContext(loaded=loaded, run_dir=tmp_path / "run", services=services, records={})
 
 
 def test_unknown_top_level_key_names_file_and_line(tmp_path):
-    with pytest.raises(UserError, match=r"run\.yaml:3: contracts\.trian: unknown key"):
-        _context(tmp_path, "output_dir: out\ncontracts:\n  trian: 5\n")
+    with pytest.raises(UserError, match=r"run\.yaml:4: task\.trian: unknown key"):
+        _load(tmp_path, "output_dir: out\ntask:\n  kind: contracts\n  trian: 5\n")
 
 
 def test_shared_seeds_are_refused(tmp_path):
     with pytest.raises(UserError, match="must differ"):
-        _context(tmp_path, "contracts:\n  train_seed: 4\n  eval_seed: 4\n")
+        _load(tmp_path, "task:\n  train_seed: 4\n  eval_seed: 4\n")
 
 
 def test_api_teacher_needs_an_endpoint(tmp_path):
     with pytest.raises(UserError, match=r"teacher: .*kind: api needs endpoint"):
-        _context(tmp_path, "teacher:\n  kind: api\n")
+        _load(tmp_path, "teacher:\n  kind: api\n")
     with pytest.raises(UserError, match=r"run\.yaml:4: teacher\.endpoint\.base_url: .*must be an http"):
-        _context(
+        _load(
             tmp_path, "teacher:\n  kind: api\n  endpoint:\n    base_url: api.openai.com\n    model: gpt-4o\n"
         )
-    context = _context(
+    loaded = _load(
         tmp_path,
         "teacher:\n  kind: api\n  endpoint: {base_url: 'https://api.example.com/v1', model: gpt-4o}\n",
     )
-    assert context.config.teacher.endpoint.model == "gpt-4o"
+    assert loaded.config.teacher.endpoint.model == "gpt-4o"
 
 
-def test_engine_section_errors_point_into_the_run_config(tmp_path):
-    context = _context(
-        tmp_path, "output_dir: out\ngenerate:\n  teacher:\n    concurrency: 16\n  samples_per_input: 0\n"
-    )
+def test_engine_section_errors_fail_at_load_with_file_and_line(tmp_path):
     with pytest.raises(UserError) as caught:
-        context.generate_config(PLACEHOLDER_ENDPOINT)
+        _load(
+            tmp_path, "output_dir: out\ngenerate:\n  teacher:\n    concurrency: 16\n  samples_per_input: 0\n"
+        )
     assert re.search(
         r"run\.yaml:5: generate\.samples_per_input: .*greater than or equal to 1", str(caught.value)
     )
-    context = _context(tmp_path, "generate:\n  teacher:\n    concurrency: 0\n")
     with pytest.raises(UserError, match=r"run\.yaml:3: generate\.teacher\.concurrency: .*greater than"):
-        context.generate_config(PLACEHOLDER_ENDPOINT)
-    config = _context(tmp_path, "generate:\n  teacher:\n    concurrency: 5\n").generate_config(
-        PLACEHOLDER_ENDPOINT
-    )
-    assert config.teacher.concurrency == 5 and config.teacher.model == PLACEHOLDER_ENDPOINT.model
+        _load(tmp_path, "generate:\n  teacher:\n    concurrency: 0\n")
+    with pytest.raises(UserError, match=r"run\.yaml:4: generate\.filters\.dedup: unknown key"):
+        _load(tmp_path, "generate:\n  max_tokens: 16\n  filters:\n    dedup: false\n")
 
 
-def test_engine_section_may_not_choose_the_endpoint(tmp_path):
-    context = _context(tmp_path, "generate:\n  teacher:\n    base_url: http://example.com/v1\n")
+def test_sections_may_not_set_what_the_pipeline_decides(tmp_path):
     with pytest.raises(
         UserError, match=r"run\.yaml:3: generate\.teacher\.base_url: set by `distill run` itself"
     ):
-        context.generate_config(PLACEHOLDER_ENDPOINT)
-    context = _context(tmp_path, "generate:\n  input: x.jsonl\n")
+        _load(tmp_path, "generate:\n  teacher:\n    base_url: http://example.com/v1\n")
     with pytest.raises(UserError, match=r"run\.yaml:2: generate\.input: set by `distill run` itself"):
-        context.generate_config(PLACEHOLDER_ENDPOINT)
-
-
-def test_evaluator_section_is_validated_by_the_evaluator(tmp_path):
-    context = _context(tmp_path, "evaluate:\n  latency:\n    requests: 8\n    concurency: 2\n")
-    with pytest.raises(UserError, match=r"run\.yaml:4: evaluate\.latency\.concurency: unknown key"):
-        step_evaluate.validate_section(context)
-    context = _context(tmp_path, "evaluate:\n  judge:\n    model: gpt-4o\n")
+        _load(tmp_path, "generate:\n  input: x.jsonl\n")
     with pytest.raises(UserError, match=r"run\.yaml:3: evaluate\.judge\.model: set by `distill run` itself"):
-        step_evaluate.validate_section(context)
+        _load(tmp_path, "evaluate:\n  judge:\n    model: gpt-4o\n")
+    with pytest.raises(UserError, match=r"run\.yaml:3: train\.base_model: set by `distill run` itself"):
+        _load(tmp_path, "train:\n  epochs: 1\n  base_model: other\n")
+
+
+def test_evaluator_and_trainer_sections_are_their_own_models(tmp_path):
+    with pytest.raises(UserError, match=r"run\.yaml:4: evaluate\.latency\.concurency: unknown key"):
+        _load(tmp_path, "evaluate:\n  latency:\n    requests: 8\n    concurency: 2\n")
+    with pytest.raises(UserError, match=r"run\.yaml:3: evaluate\.metrics\.normalisers: .*unknown normaliser"):
+        _load(tmp_path, "evaluate:\n  metrics:\n    normalisers: [nfkc, bogus]\n")
+    with pytest.raises(UserError, match=r"run\.yaml:2: train\.lora_rank: .*greater than or equal to 1"):
+        _load(tmp_path, "train:\n  lora_rank: 0\n")
+    loaded = _load(
+        tmp_path, "evaluate:\n  judge:\n    mode: pairwise\ntrain:\n  lora_target: q_proj,v_proj\n"
+    )
+    assert loaded.config.evaluate.judge.mode == "pairwise"
+    assert loaded.config.train.lora_target == ["q_proj", "v_proj"]  # the trainer's own field validator ran
+
+
+def test_cross_field_rules_of_the_trainer_fail_before_any_stage(tmp_path):
+    context = _context(tmp_path, "train:\n  max_length: 4096\n  token_budget: 2048\n")
+    with pytest.raises(UserError, match=r"run\.yaml:1: train: .*token_budget"):
+        stage_train.check(context)
+
+
+def test_the_teacher_endpoint_gets_the_sections_limits(tmp_path):
+    context = _context(tmp_path, "generate:\n  max_tokens: 300\n  teacher:\n    concurrency: 5\n")
+    local = Endpoint(base_url="http://127.0.0.1:9/v1", model="reference-teacher", api_key_env=None)
+    config = stage_generate.generate_config(context, local)
+    assert config.teacher.concurrency == 5 and config.teacher.model == "reference-teacher"
+    assert config.max_tokens == 300 and config.input == tmp_path / "run" / "data" / "train.jsonl"
 
 
 def test_training_on_reasoning_gets_room_for_the_answer_unless_the_section_says_otherwise(tmp_path):
-    assert step_train.train_config(_context(tmp_path, "with_thinking: false\n")).max_length == 1024
-    assert step_train.train_config(_context(tmp_path, "with_thinking: true\n")).max_length == 2048
+    assert stage_train.train_config(_context(tmp_path, "with_thinking: false\n")).max_length == 1024
+    assert stage_train.train_config(_context(tmp_path, "with_thinking: true\n")).max_length == 2048
     chosen = _context(tmp_path, "with_thinking: true\ntrain:\n  max_length: 1536\n")
-    assert step_train.train_config(chosen).max_length == 1536
+    assert stage_train.train_config(chosen).max_length == 1536
 
 
 def test_shipped_configs_are_valid(tmp_path):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from distill.pipeline.stages import StageBook, claim_output_dir, stage_key
+from distill.pipeline.markers import StageBook, claim_output_dir, stage_key
 
 
 def test_key_ignores_dict_order_and_sees_every_value():

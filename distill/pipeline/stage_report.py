@@ -11,12 +11,14 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from distill.pipeline.stages import StageRecord, stage_key
+from distill.evaluator.report import seed_table
+from distill.pipeline.context import StageContext
+from distill.pipeline.markers import StageRecord, stage_key
+from distill.pipeline.stage_train import summary_for_report
 
-if TYPE_CHECKING:
-    from distill.pipeline.steps import StageContext
+NAME = "report"
 
 REFERENCE_NOTE = (
     "**About the teacher.** No strong instruct model can be had offline, so the teacher here is the *reference "
@@ -33,9 +35,13 @@ REFERENCE_JUDGE_NOTE = (
 )
 
 
+def check(context: StageContext) -> None:
+    """Nothing to refuse: the report reads the other stages' records."""
+
+
 def key(context: StageContext) -> str:
     # Always rewritten: it reports this invocation (which stages ran, which were reused) and costs nothing.
-    return stage_key("report", time.time_ns())
+    return stage_key(NAME, time.time_ns())
 
 
 def _pct(value: float | None) -> str:
@@ -76,7 +82,7 @@ def _targets(evaluation: dict[str, Any]) -> list[str]:
     ok_retention = retention is not None and retention >= 0.90
     ok_format = compliance is not None and compliance >= 0.95
     return [
-        "## Targets (issue 5)",
+        "## Targets",
         "",
         "| target | measured | met |",
         "|---|---|---|",
@@ -125,8 +131,6 @@ def _relative(path: str | os.PathLike, start: Path) -> str:
 def render(
     context: StageContext, evaluation: dict[str, Any], training: dict[str, Any], report_seconds: float
 ) -> str:
-    from distill.evaluator.report import seed_table
-
     run_dir = context.run_dir
     records = context.records
     lines = ["# distill run report", ""]
@@ -171,12 +175,10 @@ def render(
     return "\n".join(lines) + "\n"
 
 
-def work(context: StageContext) -> tuple[dict, dict]:
-    from distill.pipeline import step_train
-
+def run(context: StageContext) -> tuple[dict[str, Any], dict[str, Any]]:
     started = time.monotonic()
     evaluation = json.loads(context.records["evaluate"].path("report_json").read_text(encoding="utf-8"))
-    training = step_train.summary_for_report(context)
+    training = summary_for_report(context.records["train"])
     path = context.run_dir / "report.md"
     text = render(context, evaluation, training, time.monotonic() - started)
     staging = path.with_name(path.name + ".tmp")

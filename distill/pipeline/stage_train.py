@@ -1,70 +1,58 @@
-"""The train stage: LoRA SFT of the student on the exported dataset, by the trainer, in a child process.
+"""The train stage: LoRA SFT of the student on the exported dataset, by `distill train` in a child process.
 
 A child process, because training holds gigabytes that the evaluation's vLLM needs next, and because
-Ctrl-C must stop torch's worker threads cleanly. The trainer's config is written to ``configs/train.yaml``
-in the run directory (so the stage can be rerun by hand), from the pipeline's choices plus the run config's
-``train:`` section.
+Ctrl-C must stop torch's worker threads cleanly. The child is the trainer's own command, `distill train
+--config RUN/configs/train.yaml`: the one entry point the CLI and the pipeline share, and the file lets the
+stage be rerun by hand. Its config is the pipeline's choices plus the run config's ``train:`` section.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
-from distill.errors import UserError
 from distill.pipeline.children import run_child
-from distill.pipeline.stages import claim_output_dir, stage_key
+from distill.pipeline.context import StageContext
+from distill.pipeline.markers import StageRecord, claim_output_dir, stage_key
+from distill.pipeline.sections import chosen
+from distill.pipeline.task import dataset_name
 from distill.processes import python_module_command
+from distill.trainer.config import TrainConfig
+from distill.trainer.manifest import read_manifest
 
-if TYPE_CHECKING:
-    from distill.pipeline.steps import StageContext
-
-# Keys the pipeline decides; a `train:` section that sets them is an error, not a silent override.
-_OWNED = ("data", "output_dir", "base_model", "format")
+NAME = "train"
 
 
-def _train_config_data(context: StageContext) -> dict[str, Any]:
-    section = context.config.train
-    clash = [name for name in _OWNED if name in section]
-    if clash:
-        line = context.loaded.lines.get(("train", clash[0]), "?")
-        raise UserError(
-            f"{context.loaded.source}:{line}: train.{clash[0]}: set by `distill run` itself; remove it from this section"
-        )
+def train_config(context: StageContext) -> TrainConfig:
+    """The trainer's config: the run config's ``train:`` section over the pipeline's own choices."""
     thinking = context.config.with_thinking
-    return {
+    data = {
         # Reasoning roughly doubles a sample; a shorter limit would cut off the answer it leads to.
         "max_length": 2048 if thinking else 1024,
-        **section,
-        "data": [str(context.run_dir / "dataset" / "contracts_alpaca.jsonl")],
+        **chosen(context.config.train),
+        "data": [str(context.run_dir / "dataset" / f"{dataset_name(context.config)}_alpaca.jsonl")],
         "output_dir": str(context.run_dir / "train"),
         "base_model": context.config.student,
         "format": "thinking" if thinking else "answer",
     }
-
-
-def train_config(context: StageContext):
-    from distill.trainer.config import TrainConfig
-
     try:
-        return TrainConfig.model_validate(_train_config_data(context))
+        return TrainConfig.model_validate(data)
     except ValidationError as exc:
         raise context.loaded.section_error(exc, "train") from None
 
 
-def validate_section(context: StageContext) -> None:
+def check(context: StageContext) -> None:
+    """The whole trainer config is known before anything runs: validate it now, cross-field rules included."""
     train_config(context)
 
 
 def key(context: StageContext) -> str:
-    return stage_key("train", context.key("export"), context.config.student, context.config.train)
+    return stage_key(NAME, context.key("export"), context.config.student, chosen(context.config.train))
 
 
-def work(context: StageContext) -> tuple[dict, dict]:
-    from distill.trainer.manifest import read_manifest
-
+def run(context: StageContext) -> tuple[dict[str, Any], dict[str, Any]]:
     config = train_config(context).model_copy(update={"resume": True})  # resume = fresh start when none
     out = config.output_path
     claim_output_dir(out, key(context))
@@ -74,7 +62,7 @@ def work(context: StageContext) -> tuple[dict, dict]:
         yaml.safe_dump(config.model_dump(mode="json"), allow_unicode=True, sort_keys=False)
     )
     run_child(
-        python_module_command("distill.pipeline.train_child", str(config_path)),
+        python_module_command("distill", "train", "--config", str(config_path)),
         log_path=context.run_dir / "logs" / "train.log",
         name="training",
     )
@@ -113,10 +101,8 @@ _REPORTED = (
 )
 
 
-def summary_for_report(context: StageContext) -> dict[str, Any]:
-    record = context.records.get("train")
-    if record is None:
-        return {}
+def summary_for_report(record: StageRecord) -> dict[str, Any]:
+    """What the run's report says about training, from the stage's record."""
     d = record.details
     counts = d.get("counts", {})
     lines = [
