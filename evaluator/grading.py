@@ -121,13 +121,12 @@ def read_pairwise(
         if not isinstance(first, Answer) or not isinstance(second, Answer):
             outcomes["missing"] += 1
             continue
-        verdict_first, verdict_second = parse_preference(first.text), parse_preference(second.text)
-        winner = combine_orders(verdict_first, verdict_second)
-        if winner is None:
+        combined = combine_orders(parse_preference(first.text), parse_preference(second.text))
+        if combined is None:
             outcomes["missing"] += 1
             continue
-        plain = {"A": "teacher", "B": "student", TIE: TIE}[verdict_first]
-        inconsistent += winner == TIE and plain != TIE
+        winner, disagree = combined
+        inconsistent += disagree
         outcomes[winner] += 1
     decided = outcomes["teacher"] + outcomes["student"] + outcomes[TIE]
     return {

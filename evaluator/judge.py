@@ -116,15 +116,18 @@ def parse_preference(text: str | None) -> str | None:
     return letters.pop() if len(letters) == 1 else None
 
 
-def combine_orders(teacher_first: str | None, student_first: str | None) -> str | None:
-    """Both orders' verdicts → "teacher", "student", ``TIE`` (also when they disagree), or None (missing)."""
+def combine_orders(teacher_first: str | None, student_first: str | None) -> tuple[str, bool] | None:
+    """Both orders' verdicts → (outcome, whether the orders disagree), or None when a verdict is missing.
+
+    The outcome is "teacher", "student" or ``TIE``, and a tie whenever the orders disagree. They disagree when
+    their plain verdicts differ: (A, A) is position bias, and (tie, A) or (A, tie) is one order naming a winner
+    the other did not.
+    """
     if teacher_first is None or student_first is None:
         return None
-    as_winner = {
-        "first": {"A": "teacher", "B": "student", TIE: TIE}[teacher_first],
-        "second": {"A": "student", "B": "teacher", TIE: TIE}[student_first],
-    }
-    return as_winner["first"] if as_winner["first"] == as_winner["second"] else TIE
+    first = {"A": "teacher", "B": "student", TIE: TIE}[teacher_first]
+    second = {"A": "student", "B": "teacher", TIE: TIE}[student_first]
+    return (first, False) if first == second else (TIE, True)
 
 
 def score_prompt(question: str, reference: str, answer: str) -> str:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from distill.evaluator.calls import Answer
+from distill.evaluator.evalset import EvalItem
+from distill.evaluator.grading import read_pairwise
 from distill.evaluator.judge import (
     AMBIGUOUS,
     EMPTY,
@@ -80,14 +83,36 @@ def test_pairwise_verdicts_and_both_orders():
     assert parse_preference("A and B") is None
     assert parse_preference("no idea") is None
     # Teacher first "A" = teacher; student first "B" = teacher: consistent.
-    assert combine_orders("A", "B") == "teacher"
-    assert combine_orders("B", "A") == "student"
+    assert combine_orders("A", "B") == ("teacher", False)
+    assert combine_orders("B", "A") == ("student", False)
+    assert combine_orders(TIE, TIE) == (TIE, False)
     # Position bias: the judge always picks the first answer → the orders disagree → tie.
-    assert combine_orders("A", "A") == TIE
-    assert combine_orders(TIE, TIE) == TIE
+    assert combine_orders("A", "A") == (TIE, True)
+    # One order names a winner, the other a tie: a disagreement whichever order came first.
+    assert combine_orders(TIE, "A") == (TIE, True)
+    assert combine_orders("A", TIE) == (TIE, True)
+    assert combine_orders("B", TIE) == (TIE, True)
     assert combine_orders("A", None) is None
 
 
 def test_self_preference_detected_across_url_spellings():
     assert judges_itself("http://h:1/v1/", "m", "http://h:1", "m")
     assert not judges_itself("http://h:1/v1", "judge-model", "http://h:1/v1", "m")
+
+
+def test_pairwise_counts_every_order_disagreement():
+    items = [EvalItem(f"i{n}", "input", "reference", "question") for n in range(5)]
+    verdicts = {
+        "i0": ("A", "B"),
+        "i1": ("平局", "A"),
+        "i2": ("A", "平局"),
+        "i3": ("A", "A"),
+        "i4": ("平局", "平局"),
+    }
+    replies = {}
+    for item_id, (teacher_first, student_first) in verdicts.items():
+        for order, text in (("tf", teacher_first), ("sf", student_first)):
+            replies[f"pair|s|{item_id}|{order}"] = Answer(text, "stop", 10, 1, 5.0)
+    counts = read_pairwise("s", items, replies)
+    assert counts["order_disagreements"] == 3  # (tie, A), (A, tie) and (A, A)
+    assert (counts["teacher_wins"], counts["student_wins"], counts["ties"]) == (1, 0, 4)
