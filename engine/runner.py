@@ -478,7 +478,9 @@ class _InterruptHandler:
         self.writer = writer
         self.count = 0
         self.task: asyncio.Future | None = None
-        self._installed: list[int] = []
+        # Each signal taken over, with the handler it had: asyncio resets a removed handler to the default
+        # (SIGTERM: kill the process), not to what the caller had installed, e.g. `distill run`'s clean stop.
+        self._installed: list[tuple[int, Any]] = []
 
     def _handle(self) -> None:
         self.count += 1
@@ -497,13 +499,16 @@ class _InterruptHandler:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                previous = signal.getsignal(signum)
                 loop.add_signal_handler(signum, self._handle)
-                self._installed.append(signum)
+                self._installed.append((signum, previous))
 
     def remove(self) -> None:
         loop = asyncio.get_running_loop()
-        for signum in self._installed:
+        for signum, previous in self._installed:
             loop.remove_signal_handler(signum)
+            if previous is not None:  # None: a handler not set from Python, which cannot be put back
+                signal.signal(signum, previous)
         self._installed.clear()
 
 

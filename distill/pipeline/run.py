@@ -72,7 +72,7 @@ def _run_lock(run_dir: Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
+def sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM unwinds like Ctrl-C, so servers and child processes are stopped on the way out."""
 
     def interrupt(signum, frame):  # noqa: ARG001 - signal handler signature
@@ -90,7 +90,7 @@ def run_pipeline(loaded: LoadedRunConfig, *, force: bool = False) -> int:
     returns the process exit status."""
     run_dir = loaded.config.output_dir
     started = time.monotonic()
-    with _run_lock(run_dir), _sigterm_as_interrupt(), contextlib.ExitStack() as stack:
+    with _run_lock(run_dir), sigterm_as_interrupt(), contextlib.ExitStack() as stack:
         services = Services(loaded.config, run_dir, stack)
         context = StageContext(loaded=loaded, run_dir=run_dir, services=services, records={})
         for stage in STAGES:  # every check before the first stage runs or any server starts

@@ -1,5 +1,6 @@
-"""`distill run` end to end on configs/demo-tiny.yaml, as a real process: interrupted with Ctrl-C in the
-middle, resumed, completed, then run once more — every stage's outputs checked, and nothing redone."""
+"""`distill run` end to end on configs/demo-tiny.yaml, as a real process: stopped with SIGTERM in the middle
+(after the generate stage, whose engine had handled signals itself), resumed, completed, then run once more —
+every stage's outputs checked, nothing redone, and no server or child process left behind."""
 
 from __future__ import annotations
 
@@ -20,9 +21,9 @@ pytestmark = pytest.mark.slow
 
 
 def _distill_run(
-    run_dir: Path, *, interrupt_at: str | None = None, timeout_s: float = 600
+    run_dir: Path, *, interrupt_at: str | None = None, signum: int = signal.SIGINT, timeout_s: float = 600
 ) -> tuple[int, str]:
-    """Run the command; with ``interrupt_at``, send SIGINT (Ctrl-C) as soon as that text is printed."""
+    """Run the command; with ``interrupt_at``, send ``signum`` to it as soon as that text is printed."""
     command = [sys.executable, "-m", "distill", "run", "configs/demo-tiny.yaml", "--output-dir", str(run_dir)]
     process = subprocess.Popen(
         command,
@@ -40,7 +41,7 @@ def _distill_run(
         for line in process.stdout:
             lines.append(line)
             if interrupt_at and interrupt_at in line:
-                process.send_signal(signal.SIGINT)
+                process.send_signal(signum)
                 interrupt_at = None
             if time.monotonic() > deadline:
                 raise TimeoutError("distill run took too long:\n" + "".join(lines[-40:]))
@@ -75,14 +76,26 @@ def _no_server_left(output: str) -> None:
             probe.listen()  # fails if a server still listens there
 
 
+def _no_process_left(run_dir: Path) -> None:
+    """No process (the training child, a server) still runs with this run directory on its command line."""
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().decode(errors="replace")
+        except OSError:
+            continue  # it ended while we looked
+        assert str(run_dir) not in args, f"still running: {args.replace(chr(0), ' ')}"
+
+
 def test_distill_run_interrupted_resumed_and_reused(tmp_path):
     run_dir = tmp_path / "run"
 
-    # 1. Ctrl-C as training starts: the earlier stages are complete, training is not, servers are gone.
-    code, output = _distill_run(run_dir, interrupt_at="train: running")
+    # 1. SIGTERM as training starts, after the engine's generate stage: the earlier stages are complete,
+    #    training is not, and the servers and the training child were stopped on the way out.
+    code, output = _distill_run(run_dir, interrupt_at="train: running", signum=signal.SIGTERM)
     assert code == 130, output
     assert set(_markers(run_dir)) == {"data", "generate", "export"}, output
     _no_server_left(output)
+    _no_process_left(run_dir)
 
     # 2. Resume: the finished stages are reused, the rest runs to the end.
     code, output = _distill_run(run_dir)
@@ -119,6 +132,10 @@ def test_distill_run_interrupted_resumed_and_reused(tmp_path):
     text = (run_dir / "report.md").read_text()
     assert "stands in for a strong API model" in text and "reference-based rubric" in text
     assert "| train |" in text and "field F1" in text
+    # The ROI investment is the 8 teacher answers bought (× the teacher's cost per call), shown as arithmetic.
+    roi = report["comparisons"]["distilled"]["roi"]
+    assert roi["investment_parts"]["data"] == pytest.approx(8 * roi["teacher_cost_per_call"])
+    assert "Investment = data 0.16 (8 teacher answers × 0.02 per call)" in text
 
     # 3. Everything is complete: a third run reuses every stage and starts no server.
     started = time.monotonic()
