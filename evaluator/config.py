@@ -181,7 +181,18 @@ class RoiConfig(BaseModel):
     student_cost_per_hour: float | None = Field(
         default=None, ge=0, description="server cost, with measured req/s"
     )
-    investment: float = Field(default=0.0, ge=0, description="what the distillation cost: data + training")
+    # The investment that break-even pays back: the teacher answers bought for the training data, the
+    # training, the engineering. Break-even months = (data + training + engineering) / monthly saving.
+    data_calls: int = Field(default=0, ge=0, description="teacher answers bought to make the training data")
+    data_cost: float | None = Field(
+        default=None,
+        ge=0,
+        description="what they cost, measured; null: data_calls × the teacher's cost per call",
+    )
+    training_cost: float = Field(default=0.0, ge=0, description="compute for training, in `currency`")
+    engineering_cost: float = Field(
+        default=0.0, ge=0, description="people's time to build and ship the student"
+    )
     win_margin: float = Field(default=0.1, ge=0)
     min_retention: float = Field(default=0.90, ge=0)
     max_break_even_months: float = Field(default=3.0, ge=0)

@@ -117,15 +117,12 @@ def _comparison_lines(name: str, comparison: dict[str, Any]) -> list[str]:
         )
     roi = comparison["roi"]
     currency = roi["currency"]
-    break_even = (
-        "never (no saving)" if roi["never_breaks_even"] else f"{_num(roi['break_even_months'])} months"
-    )
     lines += [
         f"- Cost per call: teacher {_num(roi['teacher_cost_per_call'], 4)} {currency} ({roi['teacher_cost_source']}), "
         f"student {_num(roi['student_cost_per_call'], 6)} {currency} ({roi['student_cost_source']}).",
         f"- Monthly: teacher {_num(roi['teacher_monthly_cost'], 0)}, student {_num(roi['student_monthly_cost'], 0)}, "
-        f"saving {_num(roi['monthly_saving'], 0)} {currency}; investment {_num(roi['investment'], 0)} → break-even "
-        f"{break_even}.",
+        f"saving {_num(roi['monthly_saving'], 0)} {currency}.",
+        f"- {investment_arithmetic(roi)}.",
         f"- Verdict ({'recommended' if roi['recommended'] else 'not recommended'}): **{roi['recommendation']}**"
         + (f" — {'; '.join(roi['reasons'])}" if roi["reasons"] else "")
         + f" (retention from {roi['retention_from']}: {_pct(roi['retention'])}, needs > {_pct(roi['min_retention'])};"
@@ -133,6 +130,24 @@ def _comparison_lines(name: str, comparison: dict[str, Any]) -> list[str]:
         "",
     ]
     return lines
+
+
+def investment_arithmetic(roi: dict[str, Any]) -> str:
+    """How break-even was reached: the investment's parts, their sum, and the division by the saving."""
+    parts = roi["investment_parts"]
+    currency = roi["currency"]
+    invested = (
+        f"Investment = data {_num(parts['data'])} ({parts['data_source']}) + training {_num(parts['training'])} "
+        f"+ engineering {_num(parts['engineering'])} = {_num(parts['total'])} {currency}"
+    )
+    if roi["never_breaks_even"]:
+        return f"{invested}; break-even never: the student saves nothing per month"
+    if roi["break_even_months"] is None:
+        return f"{invested}; break-even unknown"
+    return (
+        f"{invested}; break-even = {_num(parts['total'])} / {_num(roi['monthly_saving'])} saved per month = "
+        f"{roi['break_even_months']:.3g} months"
+    )
 
 
 def _latency_lines(report: dict[str, Any]) -> list[str]:

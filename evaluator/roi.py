@@ -72,7 +72,7 @@ def verdict(
     calls_per_month: float,
     teacher_cost_per_call: float | None,
     student_cost_per_call: float | None,
-    investment: float,
+    investment: float | None,
     retention: float | None,
     min_retention: float = 0.90,
     max_break_even_months: float = 3.0,
@@ -81,7 +81,7 @@ def verdict(
     teacher_monthly = calls_per_month * teacher_cost_per_call if teacher_cost_per_call is not None else None
     student_monthly = calls_per_month * student_cost_per_call if student_cost_per_call is not None else None
     saving = teacher_monthly - student_monthly if None not in (teacher_monthly, student_monthly) else None
-    if saving is None:
+    if saving is None or investment is None:
         break_even = None
     elif saving > 0:
         break_even = investment / saving
@@ -93,7 +93,9 @@ def verdict(
     elif not retention > min_retention:
         reasons.append(f"quality retention {retention:.1%} is not above {min_retention:.0%}")
     if break_even is None:
-        reasons.append("cost per call unknown for teacher or student")
+        reasons.append(
+            "cost per call unknown for teacher or student" if saving is None else "investment unknown"
+        )
     elif not break_even < max_break_even_months:
         reasons.append(f"break-even {break_even:.2f} months is not under {max_break_even_months:g}")
     recommended = not reasons

@@ -4,6 +4,9 @@ Cost per call, each side: a cost per call written in the config wins; otherwise 
 per-million-token price × the mean tokens its answers used, and the student's from ``roi.student_price`` the
 same way, or from ``roi.student_cost_per_hour`` spread over the requests/s measured in the latency test;
 otherwise the seed's own assumptions (¥0.02 and ¥0.001) apply. The report says which source each figure has.
+
+Investment: what the training data cost (measured spend, or the teacher answers bought × the teacher's cost
+per call), plus the configured training and engineering costs.
 """
 
 from __future__ import annotations
@@ -68,6 +71,28 @@ def student_cost(
     return None, "unknown: set roi.student_cost_per_call, student_price or student_cost_per_hour"
 
 
+def investment(config: EvalConfig, teacher_cost_per_call: float | None) -> dict[str, Any]:
+    """The investment break-even pays back, in parts, with where the data part comes from."""
+    roi = config.roi
+    if roi.data_cost is not None:
+        data, source = roi.data_cost, f"measured spend of {roi.data_calls} teacher answers"
+    elif roi.data_calls == 0:
+        data, source = 0.0, "no teacher answers counted (roi.data_calls)"
+    elif teacher_cost_per_call is not None:
+        data = roi.data_calls * teacher_cost_per_call
+        source = f"{roi.data_calls} teacher answers × {teacher_cost_per_call:.4g} per call"
+    else:
+        data, source = None, "unknown: the teacher's cost per call is unknown"
+    parts = (data, roi.training_cost, roi.engineering_cost)
+    return {
+        "data": data,
+        "data_source": source,
+        "training": roi.training_cost,
+        "engineering": roi.engineering_cost,
+        "total": None if data is None else sum(parts),
+    }
+
+
 def roi_for_student(
     config: EvalConfig,
     name: str,
@@ -95,12 +120,13 @@ def roi_for_student(
         retention, retention_source = result.get("f1_retention"), "f1"
     teacher_cpc, teacher_source = teacher_cost(config, systems)
     student_cpc, student_source = student_cost(config, name, systems, latency)
+    invested = investment(config, teacher_cpc)
     result["roi"] = {
         **verdict(
             calls_per_month=roi.calls_per_month,
             teacher_cost_per_call=teacher_cpc,
             student_cost_per_call=student_cpc,
-            investment=roi.investment,
+            investment=invested["total"],
             retention=retention,
             min_retention=roi.min_retention,
             max_break_even_months=roi.max_break_even_months,
@@ -109,5 +135,6 @@ def roi_for_student(
         "retention_from": retention_source,
         "teacher_cost_source": teacher_source,
         "student_cost_source": student_source,
+        "investment_parts": invested,
     }
     return result

@@ -55,6 +55,8 @@ EVALUATE_OWNED = {
     "judge.base_url": "judge: chooses the endpoint",
     "judge.model": "judge: chooses the endpoint",
     "judge.api_key_env": "judge: chooses the endpoint",
+    "roi.data_calls": "the generate stage counts the teacher answers bought",
+    "roi.data_cost": "the generate stage measures what they cost",
 }
 OWNED = {"generate": GENERATE_OWNED, "train": TRAIN_OWNED, "evaluate": EVALUATE_OWNED}
 

@@ -56,7 +56,19 @@ def _pipeline_settings(
         ],
         "generation": {"max_new_tokens": 768 if thinking else 320},
         "metrics": metrics_settings(config),
+        "roi": _data_investment(context),
     }
+
+
+def _data_investment(context: StageContext) -> dict[str, Any]:
+    """The training data's part of the ROI investment: the teacher answers the generate stage bought, and
+    their measured spend when the teacher has a price in the ROI's currency."""
+    details = context.records["generate"].details
+    records = details.get("records", {})
+    cost = details.get("cost") or {}
+    currency = context.config.evaluate.roi.currency
+    measured = cost.get("total") if cost.get("priced") and cost.get("currency") == currency else None
+    return {"data_calls": records.get("accepted", 0) + records.get("rejected", 0), "data_cost": measured}
 
 
 def eval_config(context: StageContext, teacher: Endpoint, judge: Endpoint, adapter: str) -> EvalConfig:

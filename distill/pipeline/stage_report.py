@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from distill.evaluator.report import seed_table
+from distill.evaluator.report import investment_arithmetic, seed_table
 from distill.pipeline.context import StageContext
 from distill.pipeline.markers import StageRecord, stage_key
 from distill.pipeline.stage_train import summary_for_report
@@ -94,6 +94,15 @@ def _targets(evaluation: dict[str, Any]) -> list[str]:
     ]
 
 
+def _roi_lines(evaluation: dict[str, Any]) -> list[str]:
+    lines = ["## Return on investment", ""]
+    for name, comparison in evaluation.get("comparisons", {}).items():
+        roi = comparison["roi"]
+        reasons = f" ({'; '.join(roi['reasons'])})" if roi["reasons"] else ""
+        lines.append(f"- {name}: {investment_arithmetic(roi)}. Verdict: {roi['recommendation']}{reasons}.")
+    return [*lines, ""]
+
+
 def _data_lines(records: dict[str, StageRecord]) -> list[str]:
     lines = ["## Data", ""]
     data = records.get("data")
@@ -150,6 +159,7 @@ def render(
     if evaluation:
         lines += ["## The seed's table", "", *seed_table(evaluation), ""]
         lines += _targets(evaluation)
+        lines += _roi_lines(evaluation)
     lines += ["## Wall time by stage (this machine)", "", *_stage_lines(records, report_seconds), ""]
     lines += _data_lines(records)
     if training:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 from distill.evaluator.config import EvalConfig
-from distill.evaluator.roi_inputs import student_cost, teacher_cost
+from distill.evaluator.report import investment_arithmetic
+from distill.evaluator.roi_inputs import investment, roi_for_student, student_cost, teacher_cost
 
 BASE = {"eval_set": "e.jsonl", "output_dir": "o", "students": [{"name": "s"}]}
 TEACHER = {"base_url": "http://127.0.0.1:1/v1", "model": "m"}
@@ -46,3 +47,31 @@ def test_student_cost_from_price_or_from_an_hourly_server_and_measured_throughpu
         cost == pytest.approx(7.2 / (4.0 * 3600)) and "measured req/s at the knee (concurrency 4)" in source
     )
     assert student_cost(hourly, "s", SYSTEMS, {})[0] is None  # no latency measurement: unknown, not guessed
+
+
+def test_investment_is_the_data_bought_plus_training_and_engineering():
+    counted = config(teacher=TEACHER, roi={"data_calls": 160, "training_cost": 50, "engineering_cost": 2000})
+    parts = investment(counted, 0.02)
+    assert parts["data"] == pytest.approx(3.2) and parts["total"] == pytest.approx(2053.2)
+    assert "160 teacher answers × 0.02 per call" in parts["data_source"]
+    measured = config(teacher=TEACHER, roi={"data_calls": 160, "data_cost": 1.5})
+    assert investment(measured, 0.02)["total"] == 1.5  # the engine's measured spend wins over the estimate
+    assert investment(config(teacher=TEACHER, roi={"data_calls": 160}), None)["total"] is None
+
+
+def test_break_even_follows_the_investment_and_decides_the_verdict():
+    systems = {"teacher": {"tokens": {}, "task": {"f1": 1.0}}, "s": {"tokens": {}, "task": {"f1": 0.95}}}
+    cheap = config(teacher=TEACHER, roi={"data_calls": 1000, "retention_from": "f1"})
+    dear = config(
+        teacher=TEACHER, roi={"data_calls": 1000, "engineering_cost": 60_000, "retention_from": "f1"}
+    )
+    quick = roi_for_student(cheap, "s", systems, {}, {}, [])["roi"]
+    slow = roi_for_student(dear, "s", systems, {}, {}, [])["roi"]
+    assert quick["investment"] == pytest.approx(20.0) and quick["recommended"]
+    # 60,020 / 19,000 saved per month = 3.16 months: over the 3-month rule, so not recommended.
+    assert slow["break_even_months"] == pytest.approx(60_020 / 19_000) and not slow["recommended"]
+    assert any("break-even" in reason for reason in slow["reasons"])
+    assert investment_arithmetic(slow) == (
+        "Investment = data 20.00 (1000 teacher answers × 0.02 per call) + training 0.00 + engineering 60,000.00 "
+        "= 60,020.00 CNY; break-even = 60,020.00 / 19,000.00 saved per month = 3.16 months"
+    )
