@@ -142,7 +142,10 @@ class LatencyConfig(LoadProfile):
 class MetricsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    # Required fields of a structured answer; null: the keys of the references themselves.
+    # A structured answer's JSON Schema (a file, or inline): compliance = valid JSON satisfying it, the fields
+    # are its properties, each normalised by its type. Without one: the fields below, or exact match for text.
+    answer_schema: Path | dict[str, Any] | None = None
+    # Required fields of a structured answer; null: the schema's properties, or the references' own keys.
     fields: list[str] | None = None
     normalisers: list[str] = Field(default_factory=lambda: list(DEFAULT_NORMALISERS))
     field_normalisers: dict[str, list[str]] = Field(default_factory=dict)

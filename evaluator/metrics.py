@@ -1,4 +1,4 @@
-"""Task metrics for structured answers: field precision/recall/F1 and the format-compliance rate.
+"""Task metrics: field precision/recall/F1 and format compliance for structured answers, exact match for text.
 
 An answer is parsed as a JSON object — fenced in ```json, after a 【答案】 marker, or with prose around it — and
 each required field's value is normalised (NFKC folds full-width letters and punctuation, case, whitespace,
@@ -7,7 +7,11 @@ and per field e.g. ``number`` or ``date``) before it is compared with the refere
 Counting, micro-averaged over every (item, field): a right value is a true positive; a wrong value is a false
 positive *and* a false negative (something wrong was asserted, and the right value is missing); a missing
 value is a false negative; a value where the reference has none is a false positive. Keys outside the
-required fields are ignored. Compliance: the answer parses as a JSON object that has every required field.
+required fields are ignored. Compliance: with an answer schema, the final answer is valid JSON that satisfies
+it (``evaluator.answer_schema``); without one, the answer parses as a JSON object that has every required field.
+
+A task whose references are text has no fields: its answers are scored by exact match after normalisation
+(and by the judge).
 """
 
 from __future__ import annotations
@@ -22,11 +26,15 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from distill.engine.parsing import answer_of
+from distill.evaluator.answer_schema import STRING_NORMALISERS, AnswerSchema
 
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
 _EDGE_PUNCT = " \t\n.,;:!?。,;:!?、\"'“”‘’「」『』()()[]【】<>《》"
 _CURRENCY = re.compile(r"(人民币|rmb|cny|usd|元整|元|¥|￥|\$|yuan)", re.IGNORECASE)
 _DATE = re.compile(r"^(\d{4})\s*(?:[-/.年])\s*(\d{1,2})\s*(?:[-/.月])\s*(\d{1,2})\s*日?$")
+# Dates written out in English: "March 5, 2024", "5 March 2024", "Mar 5 2024", "5th of March, 2024".
+_ENGLISH_DATE_FORMATS = ("%B %d %Y", "%d %B %Y", "%b %d %Y", "%d %b %Y")
+_ORDINAL = re.compile(r"(\d)(?:st|nd|rd|th)\b|\bof\b|,", re.IGNORECASE)
 
 
 def _number(text: str) -> str:
@@ -43,11 +51,21 @@ def _number(text: str) -> str:
 def _date(text: str) -> str:
     match = _DATE.match(text.strip())
     if not match:
-        return text
+        return _english_date(text)
     try:
         return dt.date(*(int(part) for part in match.groups())).isoformat()
     except ValueError:
         return text
+
+
+def _english_date(text: str) -> str:
+    bare = " ".join(_ORDINAL.sub(r"\1", text).split())
+    for pattern in _ENGLISH_DATE_FORMATS:
+        try:
+            return dt.datetime.strptime(bare, pattern).date().isoformat()
+        except ValueError:
+            continue
+    return text
 
 
 NORMALISER_FUNCTIONS: dict[str, Callable[[str], str]] = {
@@ -139,23 +157,31 @@ class ItemFields:
 
 
 class FieldScorer:
-    """Compares answers with structured references over ``fields``, each with its normalisers."""
+    """Compares answers with structured references over ``fields``, each with its normalisers.
+
+    With an answer ``schema``, compliance is the schema's (valid JSON that satisfies it), and each field is
+    normalised by its type in the schema unless ``field_normalisers`` names it.
+    """
 
     def __init__(
         self,
         fields: Sequence[str],
         normalisers: Sequence[str],
         field_normalisers: dict[str, list[str]] | None = None,
+        schema: AnswerSchema | None = None,
     ) -> None:
         self.fields = list(fields)
-        self._normalisers = {
-            name: list((field_normalisers or {}).get(name, normalisers)) for name in self.fields
-        }
+        self.schema = schema
+        by_type = schema.field_normalisers() if schema is not None else {}
+        chosen = {**by_type, **(field_normalisers or {})}
+        self._normalisers = {name: list(chosen.get(name, normalisers)) for name in self.fields}
 
     def compare(self, reference: dict[str, Any], answer_text: str | None) -> ItemFields:
         answer = parse_answer_object(answer_text, self.fields) if answer_text else None
         result = ItemFields(answered=answer_text is not None, parsed=answer is not None, compliant=False)
-        if answer is not None:
+        if self.schema is not None:
+            result.compliant = self.schema.complies(answer_text)
+        elif answer is not None:
             result.compliant = all(name in answer for name in self.fields)
         for name in self.fields:
             counts = FieldCounts()
@@ -195,6 +221,27 @@ def summarise(results: Sequence[ItemFields], fields: Sequence[str]) -> dict[str,
         "answers": n - missing,
         "no_answer": missing,
         "per_field_f1": {name: counts.scores()["f1"] for name, counts in per_field.items()},
+    }
+
+
+def exact_match(
+    reference: str, answer_text: str | None, normalisers: Sequence[str] = STRING_NORMALISERS
+) -> bool:
+    """The final answer equals the reference after normalisation (width, case, whitespace, edge punctuation)."""
+    if answer_text is None:
+        return False
+    got = normalise(answer_of(answer_text), normalisers)
+    return got is not None and got == normalise(reference, normalisers)
+
+
+def summarise_exact(matches: Sequence[bool], answered: int) -> dict[str, Any]:
+    """The exact-match rate over every item; an item with no answer counts as a miss."""
+    n = len(matches)
+    return {
+        "exact_match": sum(matches) / n if n else None,
+        "matches": sum(matches),
+        "answers": answered,
+        "no_answer": n - answered,
     }
 
 

@@ -53,10 +53,19 @@ def seed_table(report: dict[str, Any]) -> list[str]:
         lines.append(
             _row("field F1 (要素抽取F1)", [_num(systems[n].get("task", {}).get("f1")) for n in order])
         )
+        compliance = (
+            "format compliance: valid JSON satisfying the schema (格式符合率)"
+            if report.get("scoring") == "answer schema"
+            else "format compliance (格式符合率)"
+        )
+        lines.append(
+            _row(compliance, [_pct(systems[n].get("task", {}).get("format_compliance")) for n in order])
+        )
+    elif report.get("scoring") == "exact match":
         lines.append(
             _row(
-                "format compliance (格式符合率)",
-                [_pct(systems[n].get("task", {}).get("format_compliance")) for n in order],
+                "exact match (完全匹配率)",
+                [_pct(systems[n].get("task", {}).get("exact_match")) for n in order],
             )
         )
     if any("judge" in systems[n] for n in order):

@@ -10,10 +10,12 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from distill.engine.parsing import answer_of
 from distill.engine.types import CallFailure
+from distill.evaluator.answer_schema import AnswerSchema, check_schema, load_answer_schema
 from distill.evaluator.calls import Answer, CallCache, run_calls_sync
 from distill.evaluator.config import EvalConfig
 from distill.evaluator.evalset import EvalItem, load_eval_set
@@ -21,11 +23,13 @@ from distill.evaluator.generation import StudentGenerator
 from distill.evaluator.grading import TEACHER, judge_requests, read_scores
 from distill.evaluator.judge import judges_itself
 from distill.evaluator.latency_stage import LatencyStage
-from distill.evaluator.metrics import FieldScorer, required_fields, summarise
+from distill.evaluator.metrics import FieldScorer, exact_match, required_fields, summarise, summarise_exact
 from distill.evaluator.report import write_report
 from distill.evaluator.roi_inputs import roi_for_student
 from distill.evaluator.students import Student, resolve_students
 from distill.evaluator.teacher import teacher_requests
+
+from distill.errors import UserError
 
 OWN, WAIT = "own", "wait"
 
@@ -107,6 +111,13 @@ def _system_entry(
         entry["task"] = summarise(compared, scorer.fields)
         for row, result in zip(per_item, compared, strict=True):
             row[f"{system}_wrong_fields"] = result.wrong
+    else:
+        matches = [
+            exact_match(item.reference, a.text if a else None) for item, a in zip(items, column, strict=True)
+        ]
+        entry["task"] = summarise_exact(matches, entry["answered"])
+        for row, match in zip(per_item, matches, strict=True):
+            row[f"{system}_exact_match"] = match
     if config.judge is not None and config.judge.mode in ("score", "both"):
         scores, missing = read_scores(system, items, column, replies)
         valid = [score for score in scores if score is not None]
@@ -123,7 +134,32 @@ def _system_entry(
     return entry
 
 
-def _prepare(config: EvalConfig, warnings: list[str]) -> tuple[list[EvalItem], list[Student], dict]:
+def _answer_schema(config: EvalConfig, items: Sequence[EvalItem]) -> AnswerSchema | None:
+    """The configured answer schema, checked, with every reference checked against it."""
+    spec = config.metrics.answer_schema
+    if spec is None:
+        return None
+    schema = (
+        load_answer_schema(spec) if isinstance(spec, Path) else check_schema(spec, "metrics.answer_schema")
+    )
+    if not schema.fields:
+        raise UserError(
+            "metrics.answer_schema: must describe a JSON object with properties (field F1 counts them)"
+        )
+    for item in items:
+        reference = item.structured if item.structured is not None else item.reference
+        problem = schema.problem(reference)
+        if problem is not None:
+            raise UserError(
+                f"{config.eval_set}:{item.line}: {config.reference_field}: does not satisfy the answer schema: "
+                f"{problem}"
+            )
+    return schema
+
+
+def _prepare(
+    config: EvalConfig, warnings: list[str]
+) -> tuple[list[EvalItem], list[Student], dict, AnswerSchema | None]:
     items = load_eval_set(
         config.eval_set,
         config.task,
@@ -132,6 +168,7 @@ def _prepare(config: EvalConfig, warnings: list[str]) -> tuple[list[EvalItem], l
         reference_field=config.reference_field,
         limit=config.limit,
     )
+    schema = _answer_schema(config, items)
     students, tokenizers = resolve_students(config.students, {item.id for item in items})
     for student in students:
         warnings.extend(student.warnings)
@@ -145,7 +182,7 @@ def _prepare(config: EvalConfig, warnings: list[str]) -> tuple[list[EvalItem], l
         warnings.append(
             "the judge is the teacher itself: expect self-preference in its scores of the teacher"
         )
-    return items, students, tokenizers
+    return items, students, tokenizers, schema
 
 
 def run_evaluation(config: EvalConfig, *, say: Callable[[str], None] = _print) -> dict[str, Any]:
@@ -159,9 +196,8 @@ def run_evaluation(config: EvalConfig, *, say: Callable[[str], None] = _print) -
     replies: dict[str, Answer | CallFailure] = {}
     with contextlib.ExitStack() as stack:
         with clock.stage("prepare", OWN):
-            items, students, tokenizers = _prepare(
-                config, warnings
-            )  # bad input fails before output_dir exists
+            # Bad input fails before output_dir exists.
+            items, students, tokenizers, schema = _prepare(config, warnings)
             out.mkdir(parents=True, exist_ok=True)
             ids = [item.id for item in items]
             teacher_cache = stack.enter_context(CallCache(out / "cache" / "teacher.jsonl"))
@@ -206,10 +242,11 @@ def run_evaluation(config: EvalConfig, *, say: Callable[[str], None] = _print) -
             )
 
     with clock.stage("metrics", OWN):
-        fields = required_fields([item.structured for item in items], config.metrics.fields)
+        configured = config.metrics.fields or (schema.fields if schema is not None else None)
+        fields = required_fields([item.structured for item in items], configured)
         structured = bool(fields) and all(item.structured is not None for item in items)
         scorer = (
-            FieldScorer(fields, config.metrics.normalisers, config.metrics.field_normalisers)
+            FieldScorer(fields, config.metrics.normalisers, config.metrics.field_normalisers, schema)
             if structured
             else None
         )
@@ -236,6 +273,8 @@ def run_evaluation(config: EvalConfig, *, say: Callable[[str], None] = _print) -
         report = {
             "items": len(items),
             "fields": fields if structured else None,
+            # How answers were scored: field F1 + compliance (with or without a schema), or exact match.
+            "scoring": ("answer schema" if schema is not None else "fields") if structured else "exact match",
             "teacher": config.teacher.name if config.teacher else None,
             "judge": config.judge.name if config.judge else None,
             "judge_mode": config.judge.mode if config.judge else None,

@@ -26,6 +26,10 @@ def _stop_group(process: subprocess.Popen, grace_s: float) -> None:
             process.wait(timeout=wait_s)
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_child(
     command: Sequence[str],
     *,
@@ -47,6 +51,9 @@ def run_child(
             stdin=subprocess.DEVNULL,
             env={**os.environ, **(env or {})},
             start_new_session=True,  # its own group, so stopping it reaches vLLM's and torch's workers too
+            # A shell starts background jobs (and nohup) with Ctrl-C ignored, and children inherit that:
+            # give the child the default, so the clean stop below (SIGINT first) reaches it.
+            preexec_fn=_default_sigint,
         )
         try:
             assert process.stdout is not None

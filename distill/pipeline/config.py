@@ -9,14 +9,26 @@ with its file and line, before any stage runs.
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from distill.config_files import describe_validation_error, read_yaml
 from distill.endpoint import Endpoint
 from distill.engine.config import GenerateConfig
+from distill.engine.prompts import BUILTIN_TEMPLATES
 from distill.errors import UserError
 from distill.evaluator.config import EvalConfig
 from distill.pipeline.sections import section_model
@@ -29,6 +41,7 @@ GENERATE_OWNED = {
     "input_field": "the data stage writes the inputs",
     "output_dir": "it is under output_dir",
     "task": "task: holds the instruction",
+    "template": "task.template chooses it",
     # generate.teacher holds the teacher's limits, timeouts and price; the run's teacher: says who it is.
     "teacher.base_url": "teacher: chooses the endpoint",
     "teacher.model": "teacher: chooses the endpoint",
@@ -87,6 +100,84 @@ class ContractsTask(ContractsConfig):
     """The bundled task as a run's task."""
 
     kind: Literal["contracts"] = "contracts"
+    template: str = Field(default="zh", description="the teacher's prompt: zh (the seed's), en, or a file")
+
+
+class FileTask(BaseModel):
+    """The user's own task: inputs in a JSONL file, an instruction, a held-out set, optionally an answer schema.
+
+    Relative paths are relative to the run config's own directory.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["file"] = "file"
+    name: str = Field(
+        default="task",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",
+        description="names the training files and the report",
+    )
+    inputs: Path = Field(description="JSONL file of the inputs to distil, one JSON object a line")
+    id_field: str | None = Field(default="id", description="null: ids derived from the input text")
+    input_field: str = "input"
+    reference_field: str = Field(default="reference", description="the known answer, where a row has one")
+    instruction: str | None = Field(
+        default=None, description="the task description the teacher and student get"
+    )
+    instruction_file: Path | None = Field(default=None, description="the instruction, from a UTF-8 text file")
+    template: str = Field(default="en", description="the teacher's prompt: en, zh (the seed's), or a file")
+    eval_set: Path | None = Field(default=None, description="held-out JSONL file, never trained on")
+    eval_split: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="or: this share of the inputs, chosen by a stable hash of the id",
+    )
+    answer_schema: Path | dict[str, Any] | None = Field(
+        default=None, description="JSON Schema of a structured answer: a file (JSON or YAML) or inline"
+    )
+
+    @field_validator("inputs", "instruction_file", "eval_set", "answer_schema", "template")
+    @classmethod
+    def _beside_the_config(cls, value: Any, info: ValidationInfo) -> Any:
+        base = (info.context or {}).get("config_dir")
+        if base is None or value is None or isinstance(value, dict):
+            return value
+        if info.field_name == "template":
+            return (
+                value if value in BUILTIN_TEMPLATES or Path(value).is_absolute() else str(Path(base) / value)
+            )
+        return value if Path(value).is_absolute() else Path(base) / value
+
+    @field_validator("id_field", "input_field", "reference_field")
+    @classmethod
+    def _not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @model_validator(mode="after")
+    def _complete(self) -> FileTask:
+        if (self.instruction is None) == (self.instruction_file is None):
+            raise ValueError("give the task's instruction: either instruction or instruction_file, not both")
+        if self.instruction is not None and not self.instruction.strip():
+            raise ValueError("instruction is empty")
+        if (self.eval_set is None) == (self.eval_split is None):
+            raise ValueError(
+                "give the held-out set: eval_set (a JSONL file) or eval_split (a share of the inputs), not both"
+            )
+        return self
+
+
+def _task_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return value.get("kind") or ("file" if "inputs" in value else "contracts")
+    return getattr(value, "kind", "contracts")
+
+
+Task = Annotated[
+    Annotated[ContractsTask, Tag("contracts")] | Annotated[FileTask, Tag("file")], Discriminator(_task_kind)
+]
 
 
 class TeacherConfig(BaseModel):
@@ -142,7 +233,7 @@ class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     output_dir: Path = Path("runs/demo")
-    task: ContractsTask = Field(default_factory=ContractsTask)
+    task: Task = Field(default_factory=ContractsTask)
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
     judge: JudgeConfig = Field(default_factory=JudgeConfig)
     student: str = Field(default="smollm2-135m-instruct", description="alias, HF model directory or .gguf")
@@ -164,6 +255,22 @@ class _Prefixed:
 
     def errors(self) -> list[dict[str, Any]]:
         return [{**error, "loc": (*self.prefix, *error["loc"])} for error in self.exc.errors()]
+
+
+class _Untagged:
+    """A ValidationError without the task kind pydantic puts in each location (``task.file.inputs``)."""
+
+    def __init__(self, exc: ValidationError) -> None:
+        self.exc = exc
+
+    def errors(self) -> list[dict[str, Any]]:
+        errors = []
+        for error in self.exc.errors():
+            loc = tuple(error["loc"])
+            if loc[:1] == ("task",) and len(loc) > 1 and loc[1] in ("contracts", "file"):
+                loc = loc[:1] + loc[2:]
+            errors.append({**error, "loc": loc})
+        return errors
 
 
 class LoadedRunConfig:
@@ -203,13 +310,27 @@ def _refuse_owned(data: dict[str, Any], source: str, lines: dict[tuple, int]) ->
 _ABSENT = object()
 
 
+def bundled_config(path: str | Path) -> Path | None:
+    """The config shipped with distill at ``path`` (``configs/…`` or a path inside it), when no such file is
+    here: `distill run configs/examples/job-postings.yaml` works from any directory, with or without a checkout."""
+    relative = Path(path)
+    if relative.exists() or relative.is_absolute():
+        return None
+    parts = relative.parts[1:] if relative.parts[:1] == ("configs",) else relative.parts
+    if not parts:
+        return None
+    shipped = resources.files("distill.configs").joinpath(*parts)
+    return Path(str(shipped)) if shipped.is_file() else None
+
+
 def load_run_config(path: str | Path, *, output_dir: str | Path | None = None) -> LoadedRunConfig:
+    path = bundled_config(path) or path
     data, lines = read_yaml(path)
     if output_dir is not None:
         data["output_dir"] = str(output_dir)
     _refuse_owned(data, str(path), lines)
     try:
-        config = RunConfig.model_validate(data)
+        config = RunConfig.model_validate(data, context={"config_dir": Path(path).parent})
     except ValidationError as exc:
-        raise UserError(describe_validation_error(exc, str(path), lines)) from None
+        raise UserError(describe_validation_error(_Untagged(exc), str(path), lines)) from None
     return LoadedRunConfig(config, str(path), lines)

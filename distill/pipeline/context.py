@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from distill.pipeline.config import LoadedRunConfig, RunConfig
 from distill.pipeline.markers import StageRecord
 from distill.pipeline.services import Services
+from distill.pipeline.task import TaskView
 
 
 @dataclass
@@ -23,6 +24,7 @@ class StageContext:
     loaded: LoadedRunConfig
     run_dir: Path
     services: Services
+    task: TaskView
     records: dict[str, StageRecord] = field(default_factory=dict)
 
     @property

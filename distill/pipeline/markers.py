@@ -97,9 +97,10 @@ def claim_output_dir(out: Path, key: str) -> None:
     Partial work in ``out`` (engine shards, training checkpoints) is kept for resuming only if it was started
     under the same key; work left by another config is removed first, so nothing from it leaks in.
     """
-    marker = out / ".pipeline-stage-key"
+    # Beside ``out``, not in it: the engine and the trainer accept only an empty directory or one of their own.
+    marker = out.with_name(f".{out.name}.stage-key")
     previous = marker.read_text().strip() if marker.is_file() else None
     if previous != key and out.exists():
         shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text(key + "\n")

@@ -1,6 +1,7 @@
 """`distill run CONFIG`: the whole distillation, one stage after another, resumable.
 
-data → generate (engine, resumable by itself) → export → train (trainer) → evaluate (evaluator: base
+data → generate (engine, resumable by itself) → references (the held-out set's, from the teacher when the
+task has none) → export → train (trainer) → evaluate (evaluator: base
 student, distilled student, teacher) → report. Each stage is a module with one small interface
 (``pipeline.context.Stage``); this module orders them, checks them all before the first one runs, and skips a
 stage whose marker says it finished for the same inputs (``pipeline.markers``). Servers (reference teacher,
@@ -24,6 +25,7 @@ from distill.pipeline import (
     stage_evaluate,
     stage_export,
     stage_generate,
+    stage_references,
     stage_report,
     stage_train,
 )
@@ -32,10 +34,12 @@ from distill.pipeline.console import say
 from distill.pipeline.context import Stage, StageContext
 from distill.pipeline.markers import StageBook, StageRecord
 from distill.pipeline.services import Services
+from distill.pipeline.task import task_view
 
 STAGES: tuple[Stage, ...] = (
     stage_data,
     stage_generate,
+    stage_references,
     stage_export,
     stage_train,
     stage_evaluate,
@@ -92,14 +96,14 @@ def run_pipeline(loaded: LoadedRunConfig, *, force: bool = False) -> int:
     started = time.monotonic()
     with _run_lock(run_dir), sigterm_as_interrupt(), contextlib.ExitStack() as stack:
         services = Services(loaded.config, run_dir, stack)
-        context = StageContext(loaded=loaded, run_dir=run_dir, services=services, records={})
+        context = StageContext(loaded=loaded, run_dir=run_dir, services=services, task=task_view(loaded))
         for stage in STAGES:  # every check before the first stage runs or any server starts
             stage.check(context)
         book = StageBook(run_dir)
         for stage in STAGES:
             context.records[stage.NAME] = _run_stage(book, stage, context, force)
             if stage is stage_data:
-                services.truth_path = context.records[stage.NAME].path("truth")
+                services.known_answers = context.records[stage.NAME].outputs
     total = time.monotonic() - started
     say(f"finished in {total:.0f} s; report: {run_dir / 'report.md'}")
     sys.stdout.flush()

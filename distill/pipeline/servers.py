@@ -17,7 +17,7 @@ from distill.testing.reference_teacher import MODEL_NAME as REFERENCE_MODEL
 
 @contextlib.contextmanager
 def reference_teacher_server(
-    truth_path: Path,
+    known: dict[str, Path],
     log_path: Path,
     *,
     latency_ms: float,
@@ -29,8 +29,7 @@ def reference_teacher_server(
     command = python_module_command(
         "distill",
         "serve-reference-teacher",
-        "--truth",
-        str(truth_path),
+        *[arg for flag, path in known.items() for arg in (f"--{flag}", str(path))],
         "--port",
         str(port),
         "--latency-ms",
@@ -45,7 +44,7 @@ def reference_teacher_server(
             base_url=server.base_url + "/v1",
             model=REFERENCE_MODEL,
             api_key_env=None,
-            label="reference teacher (answers from the generator's ground truth; stands in for a strong API model)",
+            label="reference teacher (answers from the task's known answers; stands in for a strong API model)",
         )
 
 

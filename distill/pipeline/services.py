@@ -22,7 +22,8 @@ class Services:
         self.config = config
         self.run_dir = run_dir
         self.stack = stack
-        self.truth_path: Path | None = None  # the data stage's known answers, for the reference teacher
+        # The data stage's outputs: what the reference teacher may know (truth: contracts; answers: the user's).
+        self.known_answers: dict[str, str] | None = None
         self._teacher: Endpoint | None = None
         self._reference: Endpoint | None = None
 
@@ -36,13 +37,16 @@ class Services:
     def reference(self) -> Endpoint:
         """The reference teacher process (it also serves the reference judge)."""
         if self._reference is None:
-            if self.truth_path is None:
-                raise AssertionError("the data stage sets truth_path before any server is needed")
+            if self.known_answers is None:
+                raise AssertionError("the data stage sets known_answers before any server is needed")
+            known = {
+                key: Path(path) for key, path in self.known_answers.items() if key in ("truth", "answers")
+            }
             teacher = self.config.teacher
             self._reference = self._start(
                 "the reference teacher",
                 reference_teacher_server(
-                    self.truth_path,
+                    known,
                     self.run_dir / "logs" / "reference-teacher.log",
                     latency_ms=teacher.latency_ms,
                     latency_spread_ms=teacher.latency_spread_ms,
@@ -88,5 +92,6 @@ class Services:
             base_url=reference.base_url,
             model=REFERENCE_JUDGE_MODEL,
             api_key_env=None,
-            label="reference field-agreement judge (10 × fields matching the reference / 5; a rubric, not a model)",
+            label="reference judge (a rubric, not a model: 10 × the share of fields that match the reference "
+            "for a JSON answer, 10 × word-overlap F1 with the reference for text)",
         )

@@ -18,7 +18,6 @@ from distill.pipeline.context import StageContext
 from distill.pipeline.markers import stage_key
 from distill.pipeline.sections import chosen, merge
 from distill.pipeline.stage_generate import teacher_max_tokens
-from distill.pipeline.task import instruction, metrics_settings
 
 NAME = "evaluate"
 DISTILLED, ORIGINAL = "distilled", "base"
@@ -30,12 +29,12 @@ def _pipeline_settings(
     config = context.config
     thinking = config.with_thinking
     return {
-        "eval_set": str(context.run_dir / "data" / "eval.jsonl"),
+        "eval_set": str(context.records["references"].path("eval")),
         "output_dir": str(context.run_dir / "eval"),
-        "task": instruction(config),
+        "task": context.task.instruction,
         "teacher": {
             **teacher.model_dump(exclude_unset=True),
-            "template": config.generate.template,
+            "template": context.task.template,
             "max_tokens": teacher_max_tokens(config),
         },
         "judge": judge.model_dump(exclude_unset=True),
@@ -55,7 +54,7 @@ def _pipeline_settings(
             },
         ],
         "generation": {"max_new_tokens": 768 if thinking else 320},
-        "metrics": metrics_settings(config),
+        "metrics": context.task.metrics_settings(),
         "roi": _data_investment(context),
     }
 
@@ -88,14 +87,15 @@ def key(context: StageContext) -> str:
     config = context.config
     return stage_key(
         NAME,
-        context.key("data"),
+        context.key("references"),
         context.key("train"),
         config.teacher.model_dump(),
         config.judge.model_dump(),
         chosen(config.evaluate),
-        config.generate.template,
         teacher_max_tokens(config),
-        instruction(config),
+        context.task.instruction,
+        context.task.template,
+        context.task.metrics_settings(),
     )
 
 

@@ -7,7 +7,6 @@ from typing import Any
 from distill.engine.export import export_dataset
 from distill.pipeline.context import StageContext
 from distill.pipeline.markers import stage_key
-from distill.pipeline.task import dataset_name
 from distill.review.gate import EXPORT_MODE as REVIEW_EXPORT_MODE
 from distill.review.gate import require_review, review_key
 
@@ -36,7 +35,7 @@ def run(context: StageContext) -> tuple[dict[str, Any], dict[str, Any]]:
         run_dir,
         context.run_dir / "dataset",
         with_thinking=context.config.with_thinking,
-        name=dataset_name(context.config),
+        name=context.task.name,
         review=REVIEW_EXPORT_MODE if context.config.review == "required" else None,
     )
     outputs: dict[str, Any] = {f"{fmt}": path for fmt, path in result["files"].items()}

@@ -22,17 +22,27 @@ NAME = "report"
 
 REFERENCE_NOTE = (
     "**About the teacher.** No strong instruct model can be had offline, so the teacher here is the *reference "
-    "teacher*: a local OpenAI-compatible server whose answers and step-by-step reasoning are derived from the "
-    "contract generator's ground truth. It stands in for a strong API model such as GPT-4o (realistic latency, "
-    "streaming and token usage), so its F1 of 1.0 is by construction, not a model's achievement. What this run "
-    "measures is how much of a perfect teacher's behaviour the student recovers."
+    "teacher*: a local OpenAI-compatible server whose answers are the task's known answers ({known}). It stands "
+    "in for a strong API model such as GPT-4o (realistic latency, streaming and token usage), so its scores are "
+    "right by construction, not a model's achievement. What this run measures is how much of a perfect "
+    "teacher's behaviour the student recovers."
 )
 REFERENCE_JUDGE_NOTE = (
     "**About the judge.** There is no strong judge model offline either. The judge is a *reference-based rubric* "
-    "served by the same reference-teacher process: it parses the answer as the task's JSON and scores "
-    "10 × (fields that agree with the reference) / 5. It never rewards fluent reasoning with wrong values, and "
-    "an answer that is not the required JSON scores 0."
+    "served by the same reference-teacher process: a JSON answer scores 10 × (fields that agree with the "
+    "reference) / (fields of the reference), and 0 when it is not JSON; a text answer scores 10 × the F1 of its "
+    "words against the reference's. It never rewards fluent reasoning with wrong values."
 )
+# Where the held-out set's references came from, in the report's words.
+REFERENCE_SOURCES = {
+    "generator": "the contract generator's ground truth, for contracts drawn from an independent seed",
+    "inputs": "the `{field}` field of the held-out rows of the inputs file",
+    "eval_set": "the `{field}` field of the eval set file",
+    "teacher": (
+        "**the teacher's own answers** (the task gives none): the teacher's row measures how consistently it "
+        "answers, not how right it is"
+    ),
+}
 
 
 def check(context: StageContext) -> None:
@@ -68,30 +78,49 @@ def _stage_lines(records: dict[str, StageRecord], report_seconds: float) -> list
     return lines
 
 
+def _target_row(name: str, measured: str, ok: bool) -> str:
+    return f"| {name} | {measured} | {'yes' if ok else 'no'} |"
+
+
 def _targets(evaluation: dict[str, Any]) -> list[str]:
     systems = evaluation.get("systems", {})
-    teacher = systems.get("teacher", {}).get("task", {})
-    distilled = systems.get("distilled", {}).get("task", {})
-    base = systems.get("base", {}).get("task", {})
+    teacher = systems.get("teacher", {})
+    distilled = systems.get("distilled", {})
+    base = systems.get("base", {})
     if not teacher or not distilled:
         return []
-    retention = (
-        distilled["f1"] / teacher["f1"] if teacher.get("f1") and distilled.get("f1") is not None else None
-    )
-    compliance = distilled.get("format_compliance")
-    ok_retention = retention is not None and retention >= 0.90
-    ok_format = compliance is not None and compliance >= 0.95
-    return [
-        "## Targets",
-        "",
-        "| target | measured | met |",
-        "|---|---|---|",
-        f"| distilled F1 ≥ 90% of the teacher's | {_num(distilled.get('f1'))} / {_num(teacher.get('f1'))} = "
-        f"{_pct(retention)} (base student: {_num(base.get('f1'))}) | {'yes' if ok_retention else 'no'} |",
-        f"| distilled format compliance ≥ 95% | {_pct(compliance)} (base student: "
-        f"{_pct(base.get('format_compliance'))}) | {'yes' if ok_format else 'no'} |",
-        "",
-    ]
+    rows = []
+    if evaluation.get("fields"):
+        t, d, b = teacher.get("task", {}), distilled.get("task", {}), base.get("task", {})
+        retention = d["f1"] / t["f1"] if t.get("f1") and d.get("f1") is not None else None
+        compliance = d.get("format_compliance")
+        rows.append(
+            _target_row(
+                "distilled field F1 ≥ 90% of the teacher's",
+                f"{_num(d.get('f1'))} / {_num(t.get('f1'))} = {_pct(retention)} (base student: {_num(b.get('f1'))})",
+                retention is not None and retention >= 0.90,
+            )
+        )
+        rows.append(
+            _target_row(
+                "distilled format compliance ≥ 95%",
+                f"{_pct(compliance)} (base student: {_pct(b.get('format_compliance'))})",
+                compliance is not None and compliance >= 0.95,
+            )
+        )
+    judge = (evaluation.get("comparisons", {}).get("distilled") or {}).get("judge")
+    if judge and not evaluation.get("fields"):
+        retention = judge.get("retention")
+        rows.append(
+            _target_row(
+                "distilled judge score ≥ 90% of the teacher's",
+                f"{_num(judge.get('avg_student'))} / {_num(judge.get('avg_teacher'))} = {_pct(retention)}",
+                retention is not None and retention >= 0.90,
+            )
+        )
+    if not rows:
+        return []
+    return ["## Targets", "", "| target | measured | met |", "|---|---|---|", *rows, ""]
 
 
 def _roi_lines(evaluation: dict[str, Any]) -> list[str]:
@@ -103,17 +132,48 @@ def _roi_lines(evaluation: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
-def _data_lines(records: dict[str, StageRecord]) -> list[str]:
-    lines = ["## Data", ""]
+def _task_lines(context: StageContext, records: dict[str, StageRecord]) -> list[str]:
+    task = context.task
     data = records.get("data")
+    references = records.get("references")
+    lines = ["## Task and data", ""]
+    if task.kind == "contracts":
+        lines.append("- Task: the bundled contract extraction (synthetic contracts with known answers).")
+    else:
+        scoring = (
+            "a structured answer checked against its answer schema" if task.schema else "a free-text answer"
+        )
+        lines.append(f"- Task: **{task.name}**, {scoring}. Instruction: “{_shorten(task.instruction)}”")
+    if data:
+        details = data.details
+        for name, file in details.get("files", {}).items():
+            lines.append(f"- `{name}`: {file['path']} (sha256 {file['sha256']})")
+        lines.append(
+            f"- {details.get('train_inputs')} training inputs; held-out set: {details.get('eval_items')} items"
+            + (f" ({details['held_out']}; never trained on)" if details.get("held_out") else "")
+            + "."
+        )
+        source = details.get("references", "")
+        field = getattr(context.config.task, "reference_field", "reference")
+        sentence = REFERENCE_SOURCES.get(source, source).format(field=field)
+        kept = references.details if references else {}
+        if source == "teacher" and kept.get("items") is not None:
+            sentence += f"; {kept['items']} of {kept['held_out']} held-out inputs got a usable answer" + (
+                f" ({kept['left_out']} left out)" if kept.get("left_out") else ""
+            )
+        lines.append(f"- References of the held-out set: {sentence}.")
+    return [*lines, ""]
+
+
+def _shorten(text: str, limit: int = 200) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _data_lines(records: dict[str, StageRecord]) -> list[str]:
+    lines = []
     generate = records.get("generate")
     export = records.get("export")
-    if data:
-        lines.append(
-            f"- Synthetic contracts: {data.details.get('train_inputs')} distillation inputs and an "
-            f"independent held-out set of {data.details.get('eval_contracts')} (another seed; no shared "
-            "ids or texts)."
-        )
     if generate:
         records_ = generate.details.get("records", {})
         reasons = ", ".join(
@@ -142,26 +202,32 @@ def render(
 ) -> str:
     run_dir = context.run_dir
     records = context.records
-    lines = ["# distill run report", ""]
+    lines = [f"# distill run report: {context.task.name}", ""]
     for name, comparison in evaluation.get("comparisons", {}).items():
         label = evaluation["students"][name]["label"]
         lines.append(f"**{name}** ({label}): {comparison['roi']['recommendation']}")
     lines += [
         "",
-        f"{evaluation.get('items', 0)} held-out contracts. Teacher: {evaluation.get('teacher')}. "
+        f"{evaluation.get('items', 0)} held-out items. Teacher: {evaluation.get('teacher')}. "
         f"Judge: {evaluation.get('judge')}.",
         "",
     ]
     if context.config.teacher.kind == "reference":
-        lines += [REFERENCE_NOTE, ""]
+        known = (
+            "the contract generator's ground truth"
+            if context.task.kind == "contracts"
+            else "the task's files"
+        )
+        lines += [REFERENCE_NOTE.format(known=known), ""]
     if context.config.judge.kind == "reference":
         lines += [REFERENCE_JUDGE_NOTE, ""]
     if evaluation:
         lines += ["## The seed's table", "", *seed_table(evaluation), ""]
         lines += _targets(evaluation)
         lines += _roi_lines(evaluation)
-    lines += ["## Wall time by stage (this machine)", "", *_stage_lines(records, report_seconds), ""]
+    lines += _task_lines(context, records)[:-1]
     lines += _data_lines(records)
+    lines += ["## Wall time by stage (this machine)", "", *_stage_lines(records, report_seconds), ""]
     if training:
         lines += ["## Training", "", *[f"- {line}" for line in training.get("lines", [])], ""]
         for figure in training.get("figures", []):
@@ -175,7 +241,7 @@ def render(
     lines += [
         "## Details",
         "",
-        f"- Full evaluation (ROI arithmetic, latency percentiles, per-field F1): "
+        f"- Full evaluation (ROI arithmetic, latency percentiles, per-field F1 or exact match): "
         f"[{_relative(run_dir / 'eval' / 'report.md', run_dir)}](eval/report.md)",
         "- Per-item answers: eval/items.jsonl; stage markers: stages/*.json; logs: logs/",
         "",

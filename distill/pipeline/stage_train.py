@@ -17,7 +17,6 @@ from distill.pipeline.children import run_child
 from distill.pipeline.context import StageContext
 from distill.pipeline.markers import StageRecord, claim_output_dir, stage_key
 from distill.pipeline.sections import chosen
-from distill.pipeline.task import dataset_name
 from distill.processes import python_module_command
 from distill.trainer.config import TrainConfig
 from distill.trainer.manifest import read_manifest
@@ -32,7 +31,7 @@ def train_config(context: StageContext) -> TrainConfig:
         # Reasoning roughly doubles a sample; a shorter limit would cut off the answer it leads to.
         "max_length": 2048 if thinking else 1024,
         **chosen(context.config.train),
-        "data": [str(context.run_dir / "dataset" / f"{dataset_name(context.config)}_alpaca.jsonl")],
+        "data": [str(context.run_dir / "dataset" / f"{context.task.name}_alpaca.jsonl")],
         "output_dir": str(context.run_dir / "train"),
         "base_model": context.config.student,
         "format": "thinking" if thinking else "answer",

@@ -1,20 +1,22 @@
-"""The demo's judge: a reference-based field-agreement score, because no strong judge model exists offline.
+"""The demo's judge: a reference-based rubric, because no strong judge model exists offline.
 
-It reads the judge prompt the evaluator sends (the question, the reference answer, the answer to grade),
-parses both answers as the task's JSON and scores ``10 × (fields that agree) / 5``. It is a rubric, not a
-model: it never rewards good reasoning with a wrong value, and an answer that is not the required JSON gets
-0. The report says so wherever this judge's scores appear.
+It reads the judge prompt the evaluator sends (the question, the reference answer, the answer to grade). A
+JSON reference (a structured task, the bundled contracts) is compared field by field: ``10 × (fields of the
+reference the answer gets right) / (fields of the reference)``, values compared after width, space and
+number normalisation; an answer that is not JSON gets 0. A text reference is compared by word overlap:
+``10 × F1`` of the answer's words (characters, for Chinese) against the reference's. It is a rubric, not a
+model: it never rewards fluent reasoning with wrong values. The report says so wherever its scores appear.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import unicodedata
+from collections import Counter
 from typing import Any
 
 from distill.engine.parsing import answer_of
-from distill.pipeline.contract_parts import FIELDS
+from distill.evaluator.metrics import normalise as normalise_value
 
 # Labels of the seed's judge prompt: "问题:…\n参考答案:…\n待评估答案:…\n只输出0到10的分数:".
 REFERENCE_LABELS = ("参考答案:", "参考答案:", "Reference answer:")
@@ -36,31 +38,43 @@ def find_json_object(text: str) -> dict[str, Any] | None:
     return None
 
 
-def normalise(field: str, value: Any) -> str:
-    """Compare values the way the task defines them: width-, space- and (for 金额) separator-insensitive."""
-    text = unicodedata.normalize("NFKC", str(value)).strip()
-    text = re.sub(r"\s+", " ", text)
-    if field == "金额":
-        text = text.replace(",", "").removesuffix("元").strip()
-        text = re.sub(r"\.0+$", "", text)
-    return text
+def normalise(value: Any) -> str:
+    """A field's value as the rubric compares it: width-, space- and number-format-insensitive."""
+    return normalise_value(value, ["nfkc", "whitespace", "number"]) or ""
 
 
 def agreeing_fields(reference: dict[str, Any], candidate: dict[str, Any]) -> int:
     return sum(
         1
-        for field in FIELDS
-        if field in candidate
-        and normalise(field, candidate[field]) == normalise(field, reference.get(field, ""))
+        for field in reference
+        if field in candidate and normalise(candidate[field]) == normalise(reference[field])
     )
 
 
 def score(reference: dict[str, Any], candidate_text: str) -> float:
-    """0–10: the share of the five fields the candidate answer gets right, times ten."""
+    """0–10: the share of the reference's fields the candidate answer gets right, times ten."""
     candidate = find_json_object(candidate_text)
-    if candidate is None:
+    if candidate is None or not reference:
         return 0.0
-    return round(10.0 * agreeing_fields(reference, candidate) / len(FIELDS), 1)
+    return round(10.0 * agreeing_fields(reference, candidate) / len(reference), 1)
+
+
+_WORD = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]|[^\W_]+")
+
+
+def words(text: str) -> Counter[str]:
+    """The words of ``text`` (each Chinese character is one), folded for width and case."""
+    return Counter(_WORD.findall(normalise_value(text, ["nfkc", "casefold"]) or ""))
+
+
+def text_score(reference: str, candidate_text: str) -> float:
+    """0–10: ten times the F1 of the answer's words against the reference's (word overlap)."""
+    want, got = words(reference), words(answer_of(candidate_text))
+    common = sum((want & got).values())
+    if not common:
+        return 0.0
+    precision, recall = common / sum(got.values()), common / sum(want.values())
+    return round(10.0 * 2 * precision * recall / (precision + recall), 1)
 
 
 def _section(prompt: str, labels: tuple[str, ...], stop_labels: tuple[str, ...]) -> str | None:
@@ -80,9 +94,7 @@ def judge_reply(prompt: str) -> str | None:
     candidate_text = _section(prompt, CANDIDATE_LABELS, ())
     if reference_text is None or candidate_text is None:
         return None
-    reference = find_json_object(reference_text)
-    if reference is None or not any(field in reference for field in FIELDS):
-        return None
     candidate_text = _CLOSING.sub("", candidate_text)
-    value = score(reference, candidate_text)
+    reference = find_json_object(reference_text)
+    value = score(reference, candidate_text) if reference else text_score(reference_text, candidate_text)
     return f"{value:g}"

@@ -104,3 +104,75 @@ def test_parse_prefers_the_object_holding_the_required_fields():
 def test_required_fields_from_config_or_references():
     assert required_fields([{"b": 1, "a": 2}, {"c": 3}], None) == ["b", "a", "c"]
     assert required_fields([{"b": 1}], ["x"]) == ["x"]
+
+
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "title": {"type": "string"},
+        "salary": {"type": "integer"},
+        "start": {"type": "string", "format": "date"},
+        "remote": {"type": "boolean"},
+    },
+    "required": ["title", "salary", "start", "remote"],
+    "additionalProperties": False,
+}
+JOB = {"title": "Data Engineer", "salary": 90000, "start": "2025-03-05", "remote": True}
+
+
+def _schema_scorer() -> FieldScorer:
+    from distill.evaluator.answer_schema import check_schema
+
+    schema = check_schema(SCHEMA, "schema")
+    return FieldScorer(schema.fields, NORMALISERS, None, schema)
+
+
+def test_with_a_schema_compliance_is_valid_json_that_satisfies_it():
+    scorer = _schema_scorer()
+    exact = json.dumps(JOB)
+    fenced = "[Thinking]\nread it\n\n[Final Answer]\n```json\n" + exact + "\n```"
+    assert scorer.compare(JOB, exact).compliant and scorer.compare(JOB, fenced).compliant
+    in_prose = "Here it is: " + exact  # the fields still count, but it is not a compliant answer
+    assert (
+        not scorer.compare(JOB, in_prose).compliant
+        and scorer.compare(JOB, in_prose).per_field["title"].tp == 1
+    )
+    wrong_type = json.dumps({**JOB, "salary": "90k"})
+    assert not scorer.compare(JOB, wrong_type).compliant
+    bad_date = json.dumps({**JOB, "start": "next March"})
+    assert not scorer.compare(JOB, bad_date).compliant  # formats are checked too
+    extra_key = json.dumps({**JOB, "note": "x"})
+    assert not scorer.compare(JOB, extra_key).compliant
+
+
+def test_with_a_schema_each_field_is_normalised_by_its_type():
+    scorer = _schema_scorer()
+    # Width, case and spacing of a string; 90,000 for 90000; a date written out in English; all still right.
+    answer = json.dumps(
+        {"title": "ＤＡＴＡ  engineer", "salary": "90,000", "start": "March 5, 2025", "remote": True}
+    )
+    result = scorer.compare(JOB, answer)
+    assert result.wrong == [] and not result.compliant  # right values, but salary is a string: not compliant
+    assert summarise([result], scorer.fields)["f1"] == 1.0
+
+
+def test_text_answers_are_scored_by_exact_match_after_normalisation():
+    from distill.evaluator.metrics import exact_match, summarise_exact
+
+    reference = "Ana reports that the login page crashes on opening and asks for a fix."
+    assert exact_match(
+        reference,
+        "[Thinking]\nx\n\n[Final Answer]\n  ana reports that the login page crashes on opening and asks for a fix ",
+    )
+    assert not exact_match(reference, "Ana reports a crash.")
+    assert not exact_match(reference, None)
+    summary = summarise_exact([True, False, False, False], answered=3)
+    assert summary["exact_match"] == 0.25 and summary["no_answer"] == 1
+
+
+@pytest.mark.parametrize(
+    "written",
+    ["2024-03-05", "2024年3月5日", "March 5, 2024", "5 March 2024", "Mar 5 2024", "5th of March, 2024"],
+)
+def test_dates_in_any_common_writing_compare_equal(written):
+    assert normalise(written, ["nfkc", "date"]) == "2024-03-05"

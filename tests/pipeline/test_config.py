@@ -15,6 +15,7 @@ from distill.pipeline import stage_generate, stage_train
 from distill.pipeline.config import load_run_config
 from distill.pipeline.context import StageContext
 from distill.pipeline.services import Services
+from distill.pipeline.task import task_view
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -28,7 +29,7 @@ def _load(tmp_path: Path, text: str):
 def _context(tmp_path: Path, text: str) -> StageContext:
     loaded = _load(tmp_path, text)
     services = Services(loaded.config, tmp_path / "run", contextlib.ExitStack())
-    return StageContext(loaded=loaded, run_dir=tmp_path / "run", services=services, records={})
+    return StageContext(loaded=loaded, run_dir=tmp_path / "run", services=services, task=task_view(loaded))
 
 
 def test_unknown_top_level_key_names_file_and_line(tmp_path):

@@ -102,7 +102,7 @@ def test_an_unknown_contract_is_a_400_not_a_made_up_answer(teacher):
             ),
         )
     assert caught.value.code == 400
-    assert "only knows the contracts" in json.loads(caught.value.read())["error"]["message"]
+    assert "only knows the inputs" in json.loads(caught.value.read())["error"]["message"]
 
 
 def test_judge_prompts_get_a_field_agreement_score(teacher):
@@ -170,3 +170,26 @@ def test_the_command_serves_over_a_real_process_with_streaming(contract_sets, tm
     assert usage["completion_tokens"] > 50
     assert elapsed >= 0.2  # the configured time to first token is really waited
     assert "REFERENCE TEACHER" in (tmp_path / "teacher.log").read_text()
+
+
+def test_a_users_task_is_answered_from_its_known_answers_and_judged_by_its_rubric():
+    from distill.testing.reference_judge import judge_reply
+    from distill.testing.reference_teacher import KnownAnswer, ReferenceTeacher
+
+    known = [
+        KnownAnswer("Item 7 costs 3 dollars", {"name": "Item 7", "price": 3}),
+        KnownAnswer("Hello there", "Hi!"),
+    ]
+    teacher = ReferenceTeacher([], known)
+    prompt = "Task: extract.\n\nInput: Item 7 costs   3 dollars\n\nAnswer with [Thinking] and [Final Answer]."
+    reply = teacher({"messages": [{"role": "user", "content": prompt}]})
+    assert reply.startswith("[Thinking]") and reply.endswith('[Final Answer]\n{"name": "Item 7", "price": 3}')
+    # The judge: field agreement for a JSON reference (numbers compared as numbers), word overlap for text.
+    json_prompt = '问题:q\n参考答案:{"name": "Item 7", "price": 3}\n待评估答案:{"name": "Item 7", "price": "3.0"}\n只输出0到10的分数:'
+    assert judge_reply(json_prompt) == "10"
+    half = '问题:q\n参考答案:{"name": "Item 7", "price": 3}\n待评估答案:{"name": "Item 8", "price": 3}\n只输出0到10的分数:'
+    assert judge_reply(half) == "5"
+    text = "问题:q\n参考答案:Ana reports that the app crashes.\n待评估答案:Ana reports a crash.\n只输出0到10的分数:"
+    assert 0 < float(judge_reply(text)) < 10
+    same = "问题:q\n参考答案:Ana reports that the app crashes.\n待评估答案:ana reports that the app crashes\n只输出0到10的分数:"
+    assert judge_reply(same) == "10"

@@ -15,16 +15,21 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-STAGES = ("data", "generate", "export", "train", "evaluate", "report")
+STAGES = ("data", "generate", "references", "export", "train", "evaluate", "report")
 
 pytestmark = pytest.mark.slow
 
 
 def _distill_run(
-    run_dir: Path, *, interrupt_at: str | None = None, signum: int = signal.SIGINT, timeout_s: float = 600
+    run_dir: Path,
+    *,
+    config: str | Path = "configs/demo-tiny.yaml",
+    interrupt_at: str | None = None,
+    signum: int = signal.SIGINT,
+    timeout_s: float = 600,
 ) -> tuple[int, str]:
     """Run the command; with ``interrupt_at``, send ``signum`` to it as soon as that text is printed."""
-    command = [sys.executable, "-m", "distill", "run", "configs/demo-tiny.yaml", "--output-dir", str(run_dir)]
+    command = [sys.executable, "-m", "distill", "run", str(config), "--output-dir", str(run_dir)]
     process = subprocess.Popen(
         command,
         cwd=REPO,
@@ -93,14 +98,14 @@ def test_distill_run_interrupted_resumed_and_reused(tmp_path):
     #    training is not, and the servers and the training child were stopped on the way out.
     code, output = _distill_run(run_dir, interrupt_at="train: running", signum=signal.SIGTERM)
     assert code == 130, output
-    assert set(_markers(run_dir)) == {"data", "generate", "export"}, output
+    assert set(_markers(run_dir)) == {"data", "generate", "references", "export"}, output
     _no_server_left(output)
     _no_process_left(run_dir)
 
     # 2. Resume: the finished stages are reused, the rest runs to the end.
     code, output = _distill_run(run_dir)
     assert code == 0, output
-    for stage in ("data", "generate", "export"):
+    for stage in ("data", "generate", "references", "export"):
         assert f"{stage}: already complete for this config" in output
     for stage in ("train", "evaluate", "report"):
         assert f"{stage}: done in" in output
@@ -142,10 +147,10 @@ def test_distill_run_interrupted_resumed_and_reused(tmp_path):
     code, output = _distill_run(run_dir)
     assert code == 0, output
     assert time.monotonic() - started < 60
-    for stage in ("data", "generate", "export", "train", "evaluate"):
+    for stage in ("data", "generate", "references", "export", "train", "evaluate"):
         assert f"{stage}: already complete for this config" in output
     assert "starting the reference teacher" not in output
     again = _markers(run_dir)
-    for stage in ("data", "generate", "export", "train", "evaluate"):
+    for stage in ("data", "generate", "references", "export", "train", "evaluate"):
         assert again[stage]["finished_at"] == first[stage]["finished_at"]
     assert "reused (complete for this config)" in (run_dir / "report.md").read_text()

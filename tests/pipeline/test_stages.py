@@ -35,6 +35,8 @@ def test_starting_a_stage_forgets_its_old_completion(tmp_path):
 def test_claimed_directory_keeps_own_partial_work_and_drops_others(tmp_path):
     out = tmp_path / "train"
     claim_output_dir(out, "k1")
+    assert not out.exists() or not any(out.iterdir())  # nothing of the pipeline's inside the tools' directory
+    out.mkdir()
     (out / "checkpoint").write_text("step 5")
     claim_output_dir(out, "k1")
     assert (out / "checkpoint").read_text() == "step 5"
