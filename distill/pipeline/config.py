@@ -42,6 +42,7 @@ GENERATE_OWNED = {
     "output_dir": "it is under output_dir",
     "task": "task: holds the instruction",
     "template": "task.template chooses it",
+    "answer_schema": "task.answer_schema sets it",
     # generate.teacher holds the teacher's limits, timeouts and price; the run's teacher: says who it is.
     "teacher.base_url": "teacher: chooses the endpoint",
     "teacher.model": "teacher: chooses the endpoint",

@@ -46,6 +46,8 @@ def generate_config(
         "teacher": endpoint,
         "task": context.task.instruction,
         "template": context.task.template,
+        # With a schema, an answer that is not JSON satisfying it is rejected (reason: schema), never trained on.
+        "answer_schema": context.task.schema.schema if context.task.schema is not None else None,
     }
     try:
         return GenerateConfig.model_validate(data)
@@ -64,7 +66,8 @@ def teacher_settings(context: StageContext) -> tuple[Any, ...]:
         identity = {"kind": "reference"}  # its answers depend only on the data, which is in the keys already
     # generate.teacher holds limits, timeouts and prices: they change how fast, not what the teacher says.
     section = {k: v for k, v in chosen(context.config.generate).items() if k != "teacher"}
-    return identity, section, context.task.instruction, context.task.template
+    schema = context.task.schema.schema if context.task.schema is not None else None
+    return identity, section, context.task.instruction, context.task.template, schema
 
 
 def check(context: StageContext) -> None:
