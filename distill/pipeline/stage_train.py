@@ -8,11 +8,13 @@ stage be rerun by hand. Its config is the pipeline's choices plus the run config
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
+from distill.errors import UserError
 from distill.pipeline.children import run_child
 from distill.pipeline.context import StageContext
 from distill.pipeline.markers import StageRecord, claim_output_dir, stage_key
@@ -20,6 +22,7 @@ from distill.pipeline.sections import chosen
 from distill.processes import python_module_command
 from distill.trainer.config import TrainConfig
 from distill.trainer.manifest import read_manifest
+from distill.trainer.student import DEFAULT_STUDENT, packaged_gguf
 
 NAME = "train"
 
@@ -42,9 +45,32 @@ def train_config(context: StageContext) -> TrainConfig:
         raise context.loaded.section_error(exc, "train") from None
 
 
+def _check_student(context: StageContext) -> None:
+    """The student is a known alias, a Hugging Face model directory or a .gguf file: say which is wrong now."""
+    spec = context.config.student
+    path = Path(spec).expanduser()
+    where = f"{context.loaded.where('student')}: student"
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise UserError(f"{where}: {path} is a directory without config.json, not a Hugging Face model")
+    elif path.suffix == ".gguf":
+        if not path.is_file():
+            raise UserError(f"{where}: {path} not found")
+    else:
+        try:
+            packaged_gguf(spec)
+        except KeyError:
+            raise UserError(
+                f"{where}: {spec!r} is neither a model directory, a .gguf file nor a known alias "
+                f"({DEFAULT_STUDENT})"
+            ) from None
+
+
 def check(context: StageContext) -> None:
-    """The whole trainer config is known before anything runs: validate it now, cross-field rules included."""
+    """The whole trainer config is known before anything runs: validate it now, cross-field rules included,
+    and the student's model must be there."""
     train_config(context)
+    _check_student(context)
 
 
 def key(context: StageContext) -> str:

@@ -4,6 +4,9 @@ the held-out split is stable; the bundled examples load."""
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -178,3 +181,38 @@ def test_a_bundled_config_is_found_from_any_directory(tmp_path, monkeypatch):
     (tmp_path / "configs").mkdir()
     (tmp_path / "configs" / "demo-tiny.yaml").write_text("output_dir: mine\n", encoding="utf-8")
     assert str(load_run_config("configs/demo-tiny.yaml").config.output_dir) == "mine"  # a file here wins
+
+
+@pytest.mark.parametrize(
+    ("student", "message"),
+    [
+        ("no-such-model", r"run\.yaml:\d+: student: 'no-such-model' is neither a model directory"),
+        ("missing.gguf", r"run\.yaml:\d+: student: .*missing\.gguf not found"),
+    ],
+)
+def test_a_student_that_is_not_there_fails_before_anything_runs(tmp_path, student, message):
+    path = _config(
+        tmp_path, f"  inputs: in.jsonl\n  eval_split: 0.25\nstudent: {student}\n", **{"in.jsonl": _rows(8)}
+    )
+    code, output = _cli_run(path, tmp_path / "run")
+    assert code == 2 and re.search(message, output), output
+
+
+def _cli_run(config: Path, run_dir: Path) -> tuple[int, str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "distill", "run", str(config), "--output-dir", str(run_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return result.returncode, result.stdout + result.stderr
+
+
+def test_bad_input_stops_distill_run_before_any_server_starts(tmp_path):
+    rows = [*_rows(6), {"key": "r6", "txt": "typo in the field name"}]
+    path = _config(tmp_path, "  inputs: in.jsonl\n  eval_split: 0.25\n", **{"in.jsonl": rows})
+    code, output = _cli_run(path, tmp_path / "run")
+    assert code == 2, output
+    assert re.search(r"in\.jsonl:7: text: missing or empty", output)
+    assert "starting" not in output and "running" not in output  # no stage ran, no server started
+    assert not (tmp_path / "run" / "stages").exists()
