@@ -48,7 +48,11 @@ TINY = {
         "gradient_accumulation_steps": 1,
         "val_size": 0,
     },
-    "evaluate": {"generation": {"max_new_tokens": 40}, "latency": {"enabled": False}},
+    # The transformers backend: no vLLM start for a handful of items (the demo-tiny run covers vLLM).
+    "evaluate": {
+        "generation": {"backend": "transformers", "max_new_tokens": 40},
+        "latency": {"enabled": False},
+    },
 }
 
 
