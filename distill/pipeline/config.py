@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    StringConstraints,
     Tag,
     ValidationError,
     ValidationInfo,
@@ -104,6 +105,10 @@ class ContractsTask(ContractsConfig):
     template: str = Field(default="zh", description="the teacher's prompt: zh (the seed's), en, or a file")
 
 
+# The name of a field of the task's JSONL rows.
+FieldName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+
+
 class FileTask(BaseModel):
     """The user's own task: inputs in a JSONL file, an instruction, a held-out set, optionally an answer schema.
 
@@ -119,9 +124,11 @@ class FileTask(BaseModel):
         description="names the training files and the report",
     )
     inputs: Path = Field(description="JSONL file of the inputs to distil, one JSON object a line")
-    id_field: str | None = Field(default="id", description="null: ids derived from the input text")
-    input_field: str = "input"
-    reference_field: str = Field(default="reference", description="the known answer, where a row has one")
+    id_field: FieldName | None = Field(default="id", description="null: ids derived from the input text")
+    input_field: FieldName = "input"
+    reference_field: FieldName = Field(
+        default="reference", description="the known answer, where a row has one"
+    )
     instruction: str | None = Field(
         default=None, description="the task description the teacher and student get"
     )
@@ -149,13 +156,6 @@ class FileTask(BaseModel):
                 value if value in BUILTIN_TEMPLATES or Path(value).is_absolute() else str(Path(base) / value)
             )
         return value if Path(value).is_absolute() else Path(base) / value
-
-    @field_validator("id_field", "input_field", "reference_field")
-    @classmethod
-    def _not_blank(cls, value: str | None) -> str | None:
-        if value is not None and not value.strip():
-            raise ValueError("must not be empty")
-        return value
 
     @model_validator(mode="after")
     def _complete(self) -> FileTask:
