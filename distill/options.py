@@ -11,6 +11,8 @@ A subcommand names its config model; this module turns the model's fields (name,
   can name its own flag: ``json_schema_extra={"flag": "json"}`` is relative to its section (``--json`` at the
   top, ``--section.json`` below it), ``{"flag": "--latency"}`` is that flag wherever the model is nested
   (``EvalConfig.latency.enabled`` → ``--latency``/``--no-latency``), and ``{"flag": None}`` means no flag.
+  ``{"refused": True}`` marks a key a config may not set at all (`distill run`'s sections leave the keys the
+  run decides to it): no flag, and ``--help`` does not list it.
 - ``bool`` → ``--x`` / ``--no-x``; ``Literal`` → its choices; a list of scalars → a repeatable flag that
   replaces the list; ``X | None`` → ``X``; a union with ``str`` → the text, parsed by the model. Dicts and
   lists of models have no flag: they are set in the file, and ``--help`` names them.
@@ -180,6 +182,8 @@ def _settings(
         key_path = (*path, name)
         dotted = ".".join(key_path)
         extra = _extra(field)
+        if extra.get("refused"):
+            continue
         kind = _unwrap(field.annotation)
         if _is_model(kind) and extra.get("flag", "") is not None:
             section_prefix = prefix + extra.get("flag_prefix", f"{name.replace('_', '-')}.")

@@ -14,6 +14,8 @@ RUN_EPILOG = """\
 examples:
   distill run demo-tiny --output-dir runs/tiny     # the bundled tiny example, a few minutes
   distill run configs/demo.yaml                    # the seed's experiment on 160 contracts
+  distill run examples/job-postings                # your own task's shape: JSONL inputs + an answer schema
+  distill run examples/support-summary             # a free-text task, judged without a schema
   distill run my-run.yaml --with-thinking          # any key of the file is also a flag
 """
 
@@ -51,11 +53,11 @@ class MakeContractsCommand(Command):
 
 class RunCommand(Command):
     name = "run"
-    help = "the whole distillation end to end: generate → export → train → evaluate → report"
+    help = "the whole distillation end to end: data → generate → export → train → evaluate → report"
     description = (
         "Run every stage of CONFIG; a stage whose output is complete for the same config is skipped, so an "
         "interrupted run resumes where it stopped. CONFIG is a file or a bundled config's name (demo, "
-        "demo-tiny, demo-full)."
+        "demo-tiny, demo-full, examples/job-postings, examples/support-summary)."
     )
     epilog = RUN_EPILOG
     config = RunConfig

@@ -9,29 +9,26 @@ with its file and line, before any stage runs.
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
-    Discriminator,
     Field,
     StringConstraints,
-    Tag,
     ValidationError,
-    ValidationInfo,
-    field_validator,
     model_validator,
 )
 
-from distill.config_files import describe_validation_error, read_yaml
+from distill.config_files import describe_validation_error
+from distill.configs import local_or_bundled
 from distill.endpoint import Endpoint
 from distill.engine.config import GenerateConfig
 from distill.engine.prompts import BUILTIN_TEMPLATES
 from distill.errors import UserError
 from distill.evaluator.config import EvalConfig
+from distill.options import load_settings
 from distill.pipeline.sections import section_model
 from distill.trainer.config import TrainConfig
 
@@ -70,6 +67,7 @@ EVALUATE_OWNED = {
     "judge.base_url": "judge: chooses the endpoint",
     "judge.model": "judge: chooses the endpoint",
     "judge.api_key_env": "judge: chooses the endpoint",
+    "metrics.answer_schema": "task.answer_schema sets it",
     "roi.data_calls": "the generate stage counts the teacher answers bought",
     "roi.data_cost": "the generate stage measures what they cost",
 }
@@ -98,67 +96,62 @@ class ContractsConfig(BaseModel):
         return self
 
 
-class ContractsTask(ContractsConfig):
-    """The bundled task as a run's task."""
-
-    kind: Literal["contracts"] = "contracts"
-    template: str = Field(default="zh", description="the teacher's prompt: zh (the seed's), en, or a file")
-
-
 # The name of a field of the task's JSONL rows.
 FieldName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+_CONTRACT_KEYS = ("train", "eval", "train_seed", "eval_seed", "english_share")
+_FILE_KEYS = ("inputs", "id_field", "input_field", "reference_field", "instruction", "instruction_file")
+_FILE_KEYS += ("eval_set", "eval_split")
 
 
-class FileTask(BaseModel):
-    """The user's own task: inputs in a JSONL file, an instruction, a held-out set, optionally an answer schema.
+class TaskConfig(ContractsConfig):
+    """What is distilled. ``kind: contracts`` is the bundled task (the keys above); ``kind: file`` is the
+    user's own: inputs in a JSONL file, an instruction, a held-out set, optionally an answer schema. Relative
+    paths are relative to the run config's own directory."""
 
-    Relative paths are relative to the run config's own directory.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    kind: Literal["file"] = "file"
-    name: str = Field(
-        default="task",
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",
-        description="names the training files and the report",
+    kind: Literal["contracts", "file"] = Field(
+        default="contracts", description="contracts (bundled) or file (yours); inputs: given means file"
     )
-    inputs: Path = Field(description="JSONL file of the inputs to distil, one JSON object a line")
-    id_field: FieldName | None = Field(default="id", description="null: ids derived from the input text")
-    input_field: FieldName = "input"
-    reference_field: FieldName = Field(
-        default="reference", description="the known answer, where a row has one"
-    )
-    instruction: str | None = Field(
-        default=None, description="the task description the teacher and student get"
-    )
-    instruction_file: Path | None = Field(default=None, description="the instruction, from a UTF-8 text file")
-    template: str = Field(default="en", description="the teacher's prompt: en, zh (the seed's), or a file")
-    eval_set: Path | None = Field(default=None, description="held-out JSONL file, never trained on")
-    eval_split: float | None = Field(
+    name: str | None = Field(
         default=None,
-        gt=0,
-        lt=1,
-        description="or: this share of the inputs, chosen by a stable hash of the id",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",
+        description="names the training files and the report (default: contracts, or task)",
+    )
+    template: str | None = Field(
+        default=None, description="the teacher's prompt: zh (the seed's), en, or a file (default: zh, or en)"
     )
     answer_schema: Path | dict[str, Any] | None = Field(
         default=None, description="JSON Schema of a structured answer: a file (JSON or YAML) or inline"
     )
+    inputs: Path | None = Field(default=None, description="kind file: JSONL of the inputs, one object a line")
+    id_field: FieldName | None = Field(default="id", description="kind file: null derives ids from the text")
+    input_field: FieldName = Field(default="input", description="kind file: the field holding the input")
+    reference_field: FieldName = Field(
+        default="reference", description="kind file: the known answer, where a row has one"
+    )
+    instruction: str | None = Field(default=None, description="kind file: the task description")
+    instruction_file: Path | None = Field(default=None, description="kind file: the instruction, from a file")
+    eval_set: Path | None = Field(default=None, description="kind file: held-out JSONL, never trained on")
+    eval_split: float | None = Field(
+        default=None, gt=0, lt=1, description="kind file: or this share of the inputs, by a hash of the id"
+    )
 
-    @field_validator("inputs", "instruction_file", "eval_set", "answer_schema", "template")
+    @model_validator(mode="before")
     @classmethod
-    def _beside_the_config(cls, value: Any, info: ValidationInfo) -> Any:
-        base = (info.context or {}).get("config_dir")
-        if base is None or value is None or isinstance(value, dict):
-            return value
-        if info.field_name == "template":
-            return (
-                value if value in BUILTIN_TEMPLATES or Path(value).is_absolute() else str(Path(base) / value)
-            )
-        return value if Path(value).is_absolute() else Path(base) / value
+    def _kind_from_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "kind" not in data and "inputs" in data:
+            return {**data, "kind": "file"}
+        return data
 
     @model_validator(mode="after")
-    def _complete(self) -> FileTask:
+    def _complete(self) -> TaskConfig:
+        other = _FILE_KEYS if self.kind == "contracts" else _CONTRACT_KEYS
+        stray = [key for key in other if key in self.model_fields_set]
+        if stray:
+            raise ValueError(f"{stray[0]} is not a key of kind: {self.kind}")
+        if self.kind == "contracts":
+            return self
+        if self.inputs is None:
+            raise ValueError("kind: file needs inputs: the JSONL file of your inputs")
         if (self.instruction is None) == (self.instruction_file is None):
             raise ValueError("give the task's instruction: either instruction or instruction_file, not both")
         if self.instruction is not None and not self.instruction.strip():
@@ -169,16 +162,32 @@ class FileTask(BaseModel):
             )
         return self
 
+    @property
+    def dataset_name(self) -> str:
+        return self.name or ("contracts" if self.kind == "contracts" else "task")
 
-def _task_kind(value: Any) -> str:
-    if isinstance(value, dict):
-        return value.get("kind") or ("file" if "inputs" in value else "contracts")
-    return getattr(value, "kind", "contracts")
+    @property
+    def prompt_template(self) -> str:
+        return self.template or ("zh" if self.kind == "contracts" else "en")
 
 
-Task = Annotated[
-    Annotated[ContractsTask, Tag("contracts")] | Annotated[FileTask, Tag("file")], Discriminator(_task_kind)
-]
+def _beside(base: Path, value: Any) -> Any:
+    """A relative file path in the task section, as a path beside the config file it was written in."""
+    if isinstance(value, str | Path) and not Path(value).is_absolute():
+        return base / value
+    return value
+
+
+def resolve_task_paths(task: TaskConfig, base: Path, from_file: set[str]) -> TaskConfig:
+    """The task with the relative file paths written in the config file (``from_file``) resolved against
+    ``base``, the file's directory; a path given as a flag stays relative to where the command runs."""
+    update = {name: _beside(base, getattr(task, name)) for name in _TASK_FILES if name in from_file}
+    if "template" in from_file and task.template is not None and task.template not in BUILTIN_TEMPLATES:
+        update["template"] = str(_beside(base, task.template))
+    return task.model_copy(update=update)
+
+
+_TASK_FILES = ("inputs", "instruction_file", "eval_set", "answer_schema")
 
 
 class TeacherConfig(BaseModel):
@@ -234,7 +243,7 @@ class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     output_dir: Path = Path("runs/demo")
-    task: Task = Field(default_factory=ContractsTask)
+    task: TaskConfig = Field(default_factory=TaskConfig)
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
     judge: JudgeConfig = Field(default_factory=JudgeConfig)
     student: str = Field(default="smollm2-135m-instruct", description="alias, HF model directory or .gguf")
@@ -258,26 +267,15 @@ class _Prefixed:
         return [{**error, "loc": (*self.prefix, *error["loc"])} for error in self.exc.errors()]
 
 
-class _Untagged:
-    """A ValidationError without the task kind pydantic puts in each location (``task.file.inputs``)."""
-
-    def __init__(self, exc: ValidationError) -> None:
-        self.exc = exc
-
-    def errors(self) -> list[dict[str, Any]]:
-        errors = []
-        for error in self.exc.errors():
-            loc = tuple(error["loc"])
-            if loc[:1] == ("task",) and len(loc) > 1 and loc[1] in ("contracts", "file"):
-                loc = loc[:1] + loc[2:]
-            errors.append({**error, "loc": loc})
-        return errors
-
-
 class LoadedRunConfig:
     """The validated config, where it came from, and the line of every key (for later section errors)."""
 
     def __init__(self, config: RunConfig, source: str, lines: dict[tuple, int]) -> None:
+        # Files a task names are beside the config file that names them, wherever distill run is started.
+        from_file = {key[1] for key in lines if len(key) == 2 and key[0] == "task"}
+        if Path(source).is_file():
+            task = resolve_task_paths(config.task, Path(source).parent, from_file)
+            config = config.model_copy(update={"task": task})
         self.config, self.source, self.lines = config, source, lines
 
     def where(self, *key: str) -> str:
@@ -292,46 +290,7 @@ class LoadedRunConfig:
         return UserError(describe_validation_error(_Prefixed(exc, (section,)), self.source, self.lines))
 
 
-def _refuse_owned(data: dict[str, Any], source: str, lines: dict[tuple, int]) -> None:
-    for section, owned in OWNED.items():
-        values = data.get(section)
-        for dotted, why in owned.items():
-            path = dotted.split(".")
-            value: Any = values
-            for part in path:
-                value = value.get(part, _ABSENT) if isinstance(value, dict) else _ABSENT
-            if value is not _ABSENT:
-                key = (section, *path)
-                raise UserError(
-                    f"{source}:{lines.get(key, '?')}: {'.'.join(key)}: set by `distill run` itself ({why}); "
-                    "remove it from this section"
-                )
-
-
-_ABSENT = object()
-
-
-def bundled_config(path: str | Path) -> Path | None:
-    """The config shipped with distill at ``path`` (``configs/…`` or a path inside it), when no such file is
-    here: `distill run configs/examples/job-postings.yaml` works from any directory, with or without a checkout."""
-    relative = Path(path)
-    if relative.exists() or relative.is_absolute():
-        return None
-    parts = relative.parts[1:] if relative.parts[:1] == ("configs",) else relative.parts
-    if not parts:
-        return None
-    shipped = resources.files("distill.configs").joinpath(*parts)
-    return Path(str(shipped)) if shipped.is_file() else None
-
-
-def load_run_config(path: str | Path, *, output_dir: str | Path | None = None) -> LoadedRunConfig:
-    path = bundled_config(path) or path
-    data, lines = read_yaml(path)
-    if output_dir is not None:
-        data["output_dir"] = str(output_dir)
-    _refuse_owned(data, str(path), lines)
-    try:
-        config = RunConfig.model_validate(data, context={"config_dir": Path(path).parent})
-    except ValidationError as exc:
-        raise UserError(describe_validation_error(_Untagged(exc), str(path), lines)) from None
-    return LoadedRunConfig(config, str(path), lines)
+def load_run_config(path: str | Path) -> LoadedRunConfig:
+    """The run config in ``path`` (or the bundled config of that name), validated as `distill run` does."""
+    loaded = load_settings(RunConfig, local_or_bundled(str(path)), {})
+    return LoadedRunConfig(loaded.config, loaded.source, loaded.lines)

@@ -1,20 +1,22 @@
 """Typed sections of the run config: the engine's, trainer's and evaluator's own config models, minus the keys
 `distill run` fills in itself.
 
-``section_model(GenerateConfig, owned={"input", ...})`` is a pydantic model with every other field of
+``section_model(GenerateConfig, owned={"input": "why", ...})`` is a pydantic model with every other field of
 GenerateConfig — same types, bounds, defaults, descriptions and field validators — so a bad nested key in the
-run config fails when the file is loaded, with its file and line, before any stage runs. A dotted owned key
-(``judge.base_url``) reaches into a nested model. What the user wrote is ``model_dump(exclude_unset=True)``;
-the stage merges it over its own values and validates the full model (its cross-field checks included).
+run config fails when the file is loaded, with its file and line, before any stage runs. An owned key stays a
+field that refuses any value, saying who sets it (``generate.input: set by `distill run` itself (the data stage
+writes the inputs)``), and has no flag; a dotted owned key (``judge.base_url``) reaches into a nested model.
+What the user wrote is ``model_dump(exclude_unset=True)``; the stage merges it over its own values and
+validates the full model (its cross-field checks included).
 """
 
 from __future__ import annotations
 
 import types
-from collections.abc import Collection
+from collections.abc import Mapping
 from typing import Any, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, create_model, field_validator
 from pydantic.fields import FieldInfo
 
 
@@ -40,20 +42,30 @@ def _kept_field_validators(model: type[BaseModel], kept: set[str]) -> dict[str, 
     return validators
 
 
-def section_model(model: type[BaseModel], owned: Collection[str], *, name: str) -> type[BaseModel]:
-    """``model`` without the ``owned`` keys (dotted for nested models), unknown keys still refused."""
-    top = {key for key in owned if "." not in key}
-    nested: dict[str, list[str]] = {}
-    for key in owned:
+def _refuser(reasons: Mapping[str, str]) -> Any:
+    def refuse(cls: type, value: Any, info: ValidationInfo) -> Any:
+        raise ValueError(
+            f"set by `distill run` itself ({reasons[info.field_name]}); remove it from this section"
+        )
+
+    return field_validator(*reasons)(classmethod(refuse))
+
+
+def section_model(model: type[BaseModel], owned: Mapping[str, str], *, name: str) -> type[BaseModel]:
+    """``model`` with the ``owned`` keys (dotted for nested models; value: who sets it) refusing any value."""
+    top = {key: why for key, why in owned.items() if "." not in key}
+    nested: dict[str, dict[str, str]] = {}
+    for key, why in owned.items():
         if "." in key:
             head, rest = key.split(".", 1)
-            nested.setdefault(head, []).append(rest)
-    unknown = (top | set(nested)) - set(model.model_fields)
+            nested.setdefault(head, {})[rest] = why
+    unknown = (set(top) | set(nested)) - set(model.model_fields)
     if unknown:
         raise AssertionError(f"{model.__name__} has no field {sorted(unknown)[0]!r}")
     fields: dict[str, Any] = {}
     for field_name, info in model.model_fields.items():
         if field_name in top:
+            fields[field_name] = (Any, Field(default=None, json_schema_extra={"refused": True}))
             continue
         if field_name in nested:
             found = _nested_model(info.annotation)
@@ -69,11 +81,14 @@ def section_model(model: type[BaseModel], owned: Collection[str], *, name: str) 
             )
         else:
             fields[field_name] = (info.annotation, info)
+    validators = _kept_field_validators(model, set(fields) - set(top))
+    if top:
+        validators["_refuse_owned"] = _refuser(top)
     return create_model(
         name,
         __config__=ConfigDict(extra="forbid"),
         __doc__=f"{model.__name__}, less what `distill run` decides itself: {', '.join(sorted(owned))}.",
-        __validators__=_kept_field_validators(model, set(fields)),
+        __validators__=validators,
         **fields,
     )
 

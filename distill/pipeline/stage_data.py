@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.errors import UserError
-from distill.pipeline.config import FileTask
+from distill.pipeline.config import TaskConfig
 from distill.pipeline.context import StageContext
 from distill.pipeline.contracts import make_contract_sets
 from distill.pipeline.markers import stage_key
@@ -20,9 +20,11 @@ from distill.pipeline.task_data import fingerprint, load_task_data, write_task_d
 NAME = "data"
 
 
-def _files(task: FileTask) -> dict[str, Path]:
+def _files(task: TaskConfig) -> dict[str, Path]:
     """The user's files this run reads, by the key that names them."""
-    named = {"inputs": task.inputs, "eval_set": task.eval_set, "instruction_file": task.instruction_file}
+    named: dict[str, Any] = {}
+    if task.kind == "file":
+        named = {"inputs": task.inputs, "eval_set": task.eval_set, "instruction_file": task.instruction_file}
     if task.answer_schema is not None and not isinstance(task.answer_schema, dict):
         named["answer_schema"] = task.answer_schema
     return {key: Path(path) for key, path in named.items() if path is not None}
@@ -45,7 +47,7 @@ def check(context: StageContext) -> None:
 
 def key(context: StageContext) -> str:
     task = context.config.task
-    files = {name: fingerprint(path) for name, path in _files(task).items()} if task.kind == "file" else {}
+    files = {name: fingerprint(path) for name, path in _files(task).items()}
     return stage_key(NAME, task.model_dump(mode="json"), files)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from distill.errors import UserError
 from distill.evaluator.answer_schema import AnswerSchema, check_schema, load_answer_schema
-from distill.pipeline.config import FileTask, LoadedRunConfig
+from distill.pipeline.config import LoadedRunConfig, TaskConfig
 from distill.pipeline.contract_parts import FIELDS
 from distill.pipeline.contract_task import TASK_DESCRIPTION
 
@@ -35,12 +35,11 @@ class TaskView:
 
     def metrics_settings(self) -> dict[str, Any]:
         """The evaluator's ``metrics:`` for this task."""
-        if self.kind == "contracts":
-            return dict(_CONTRACT_METRICS)
-        return {"answer_schema": self.schema.schema} if self.schema is not None else {}
+        schema = {"answer_schema": self.schema.schema} if self.schema is not None else {}
+        return {**_CONTRACT_METRICS, **schema} if self.kind == "contracts" else schema
 
 
-def _instruction(task: FileTask, loaded: LoadedRunConfig) -> str:
+def _instruction(task: TaskConfig, loaded: LoadedRunConfig) -> str:
     if task.instruction is not None:
         return task.instruction
     path = Path(task.instruction_file)
@@ -57,7 +56,7 @@ def _instruction(task: FileTask, loaded: LoadedRunConfig) -> str:
     return text.strip()
 
 
-def _schema(task: FileTask, loaded: LoadedRunConfig) -> AnswerSchema | None:
+def _schema(task: TaskConfig, loaded: LoadedRunConfig) -> AnswerSchema | None:
     spec = task.answer_schema
     if spec is None:
         return None
@@ -82,5 +81,7 @@ def _schema(task: FileTask, loaded: LoadedRunConfig) -> AnswerSchema | None:
 def task_view(loaded: LoadedRunConfig) -> TaskView:
     task = loaded.config.task
     if task.kind == "contracts":
-        return TaskView("contracts", "contracts", TASK_DESCRIPTION, task.template)
-    return TaskView("file", task.name, _instruction(task, loaded), task.template, _schema(task, loaded))
+        instruction = TASK_DESCRIPTION
+    else:
+        instruction = _instruction(task, loaded)
+    return TaskView(task.kind, task.dataset_name, instruction, task.prompt_template, _schema(task, loaded))

@@ -21,7 +21,7 @@ from typing import Any
 from distill.errors import UserError
 from distill.evaluator.answer_schema import AnswerSchema
 from distill.evaluator.evalset import TaskRow, read_task_rows
-from distill.pipeline.config import FileTask
+from distill.pipeline.config import TaskConfig
 
 # Where the held-out set's references come from.
 FROM_INPUTS, FROM_EVAL_SET, FROM_TEACHER = "inputs", "eval_set", "teacher"
@@ -102,7 +102,7 @@ def _references_of(rows: list[TaskRow], path: Path, field: str) -> bool:
     )
 
 
-def load_task_data(task: FileTask, schema: AnswerSchema | None) -> TaskData:
+def load_task_data(task: TaskConfig, schema: AnswerSchema | None) -> TaskData:
     """Read and check the task's files; the held-out set and where its references come from."""
     fields = {
         "id_field": task.id_field,
