@@ -112,7 +112,7 @@ def roi_for_student(
         )
     if teacher and config.judge is not None and config.judge.mode in ("pairwise", "both"):
         result["pairwise"] = read_pairwise(name, items, replies)
-    if teacher and "task" in teacher and "task" in student:
+    if teacher and "f1" in teacher.get("task", {}) and "f1" in student.get("task", {}):
         result["f1_retention"] = ratio(student["task"]["f1"], teacher["task"]["f1"])
     retention_source = roi.retention_from
     retention = (result.get("judge") or {}).get("retention") if retention_source == "judge" else None

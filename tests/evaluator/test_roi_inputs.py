@@ -75,3 +75,13 @@ def test_break_even_follows_the_investment_and_decides_the_verdict():
         "Investment = data 20.00 (1000 teacher answers × 0.02 per call) + training 0.00 + engineering 60,000.00 "
         "= 60,020.00 CNY; break-even = 60,020.00 / 19,000.00 saved per month = 3.16 months"
     )
+
+
+def test_a_text_task_has_no_f1_retention_and_still_gets_a_verdict():
+    systems = {
+        "teacher": {"tokens": {}, "task": {"exact_match": 0.5}},
+        "s": {"tokens": {}, "task": {"exact_match": 0.25}},
+    }
+    result = roi_for_student(config(teacher=TEACHER), "s", systems, {}, {}, [])
+    assert "f1_retention" not in result and result["roi"]["retention"] is None
+    assert not result["roi"]["recommended"]  # no judge, no fields: retention unknown, said so
