@@ -77,7 +77,9 @@ def test_sections_may_not_set_what_the_pipeline_decides(tmp_path):
         _load(tmp_path, "generate:\n  teacher:\n    base_url: http://example.com/v1\n")
     with pytest.raises(UserError, match=r"run\.yaml:2: generate\.input: .*set by `distill run` itself"):
         _load(tmp_path, "generate:\n  input: x.jsonl\n")
-    with pytest.raises(UserError, match=r"run\.yaml:3: evaluate\.judge\.model: .*set by `distill run` itself"):
+    with pytest.raises(
+        UserError, match=r"run\.yaml:3: evaluate\.judge\.model: .*set by `distill run` itself"
+    ):
         _load(tmp_path, "evaluate:\n  judge:\n    model: gpt-4o\n")
     with pytest.raises(UserError, match=r"run\.yaml:3: train\.base_model: .*set by `distill run` itself"):
         _load(tmp_path, "train:\n  epochs: 1\n  base_model: other\n")
