@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from distill.pipeline.contract_formats import write_amount, write_date
 from distill.pipeline.contract_parts import (
@@ -17,43 +16,32 @@ from distill.pipeline.contract_parts import (
     EN_GOODS,
     EN_SERVICES,
     ContractBody,
+    ContractKind,
     Names,
+    PartyBlock,
     assemble_body,
+    date_fact,
+    draw_signing_date,
+    money_fact,
+    penalty_value,
 )
 
 
-@dataclass
-class _Kind:
-    title: str
-    role_a: str
-    role_b: str
-    payer: str  # "Party A" or "Party B"
-    subject: str
-    amount_label: str
-    amount: int
-    payment: str  # "{amount}" marks where the written amount goes
-    other_amounts: list[dict] = field(default_factory=list)
-    term: str = ""
-    other_dates: list[dict] = field(default_factory=list)
-
-
 def _money(rng: random.Random, label: str, value: int) -> tuple[str, dict]:
-    _, text = write_amount(value, "en", rng)
-    return text, {"label": label, "text": text, "value": value}
+    return money_fact(rng, "en", label, value)
 
 
 def _day(rng: random.Random, label: str, day: dt.date) -> tuple[str, dict]:
-    _, text = write_date(day, "en", rng)
-    return text, {"label": label, "text": text, "iso": day.isoformat()}
+    return date_fact(rng, "en", label, day)
 
 
-def _lease(rng: random.Random, signing: dt.date) -> _Kind:
+def _lease(rng: random.Random, signing: dt.date) -> ContractKind:
     monthly = rng.randrange(2000, 30001, 500)
     months = rng.choice((6, 12, 24))
     monthly_text, monthly_fact = _money(rng, "monthly rent", monthly)
     deposit_text, deposit_fact = _money(rng, "security deposit", monthly * rng.choice((1, 2)))
     start_text, start_fact = _day(rng, "lease start", signing + dt.timedelta(days=rng.randint(1, 30)))
-    return _Kind(
+    return ContractKind(
         title="LEASE AGREEMENT",
         role_a="Lessor",
         role_b="Lessee",
@@ -69,14 +57,14 @@ def _lease(rng: random.Random, signing: dt.date) -> _Kind:
     )
 
 
-def _purchase(rng: random.Random, signing: dt.date) -> _Kind:
+def _purchase(rng: random.Random, signing: dt.date) -> ContractKind:
     goods, unit = rng.choice(EN_GOODS)
     price = rng.randrange(800, 20001, 100)
     quantity = rng.randint(2, 120)
     total = price * quantity
     deposit_text, deposit_fact = _money(rng, "down payment", total // 10 // 100 * 100 or 100)
     delivery_text, delivery_fact = _day(rng, "delivery date", signing + dt.timedelta(days=rng.randint(7, 90)))
-    return _Kind(
+    return ContractKind(
         title="PURCHASE CONTRACT",
         role_a="Buyer",
         role_b="Seller",
@@ -91,11 +79,11 @@ def _purchase(rng: random.Random, signing: dt.date) -> _Kind:
     )
 
 
-def _service(rng: random.Random, signing: dt.date) -> _Kind:
+def _service(rng: random.Random, signing: dt.date) -> ContractKind:
     total = rng.randrange(10_000, 2_000_001, 1000)
     first_text, first_fact = _money(rng, "first installment", total * 3 // 10 // 100 * 100)
     end_text, end_fact = _day(rng, "service end date", signing + dt.timedelta(days=rng.randint(60, 365)))
-    return _Kind(
+    return ContractKind(
         title="SERVICE AGREEMENT",
         role_a="Client",
         role_b="Service Provider",
@@ -110,10 +98,10 @@ def _service(rng: random.Random, signing: dt.date) -> _Kind:
     )
 
 
-_KINDS: tuple[Callable[[random.Random, dt.date], _Kind], ...] = (_lease, _purchase, _service)
+_KINDS: tuple[Callable[[random.Random, dt.date], ContractKind], ...] = (_lease, _purchase, _service)
 
 
-def _breach(rng: random.Random, kind: _Kind) -> tuple[str, dict | None]:
+def _breach(rng: random.Random, kind: ContractKind) -> tuple[str, dict | None]:
     performer = "Party B" if kind.payer == "Party A" else "Party A"
     trigger = rng.choice(
         (
@@ -131,10 +119,7 @@ def _breach(rng: random.Random, kind: _Kind) -> tuple[str, dict | None]:
         )
     )
     if consequence == "penalty":
-        value = max(1000, kind.amount * rng.choice((5, 10, 20)) // 100 // 1000 * 1000)
-        if value == kind.amount:
-            value += 1000
-        text, penalty = _money(rng, "liquidated damages", value)
+        text, penalty = _money(rng, "liquidated damages", penalty_value(rng, kind.amount))
         consequence = f"it shall pay liquidated damages of {text}"
     body = f"{trigger}, {consequence}."
     if rng.random() < 0.4:
@@ -142,13 +127,11 @@ def _breach(rng: random.Random, kind: _Kind) -> tuple[str, dict | None]:
     return body, penalty
 
 
-def _party_block(
-    rng: random.Random, kind: _Kind, a: str, b: str
-) -> tuple[list[str], str, list[str], list[str]]:
+def _party_block(rng: random.Random, kind: ContractKind, a: str, b: str) -> PartyBlock:
     style = rng.choice(("plain", "party_role", "hereinafter", "narrative"))
     if style == "narrative":
         fa, fb = f'{a} ("Party A")', f'{b} ("Party B")'
-        return [f"This Agreement is entered into by {fa} and {fb}."], style, [fa], [fb]
+        return PartyBlock([f"This Agreement is entered into by {fa} and {fb}."], style, [fa], [fb])
     line_a, line_b = {
         "plain": (f"Party A: {a}", f"Party B: {b}"),
         "party_role": (f"Party A ({kind.role_a}): {a}", f"Party B ({kind.role_b}): {b}"),
@@ -158,24 +141,24 @@ def _party_block(
         ),
     }[style]
     lines = [line_a, line_b] if rng.random() < 0.75 else [line_b, line_a]
-    return lines, style, [line_a], [line_b]
+    return PartyBlock(lines, style, [line_a], [line_b])
 
 
 def build_en_contract(rng: random.Random) -> ContractBody:
     """One English contract with its canonical answer and the facts behind it."""
-    signing = dt.date(2021, 1, 1) + dt.timedelta(days=rng.randrange(5 * 365))
+    signing = draw_signing_date(rng)
     kind = rng.choice(_KINDS)(rng, signing)
     names = Names(rng, "en")
     a, b = names.party(), names.party()
-    amount_format, amount_text = write_amount(kind.amount, "en", rng)
-    date_format, date_text = write_date(signing, "en", rng)
+    amount = write_amount(kind.amount, "en", rng)
+    date = write_date(signing, "en", rng)
     breach, penalty = _breach(rng, kind)
 
-    party_lines, party_style, evidence_a, evidence_b = _party_block(rng, kind, a, b)
+    party_block = _party_block(rng, kind, a, b)
     others, closing = [], []
     if rng.random() < 0.5:
         others.append({"role": "Guarantor", "name": names.party(person_share=0.5)})
-        party_lines.append(f"Guarantor: {others[-1]['name']}")
+        party_block.lines.append(f"Guarantor: {others[-1]['name']}")
     if rng.random() < 0.4:
         others.append({"role": "Witness", "name": names.person()})
         closing.append(f"Witness: {others[-1]['name']}")
@@ -191,7 +174,7 @@ def build_en_contract(rng: random.Random) -> ContractBody:
     rng.shuffle(tail)
     clauses = [
         ("Subject", kind.subject),
-        ("Price and Payment", kind.payment.format(amount=amount_text)),
+        ("Price and Payment", kind.payment.format(amount=amount[1])),
         ("Term", kind.term),
         *tail,
     ]
@@ -201,29 +184,26 @@ def build_en_contract(rng: random.Random) -> ContractBody:
         f"Contract No.: {rng.choice(('CN', 'AGR', 'PC'))}-{signing.year}-{rng.randint(1, 99999):05d}",
     ]
     if date_place == "top":
-        lines.append(f"{date_label}: {date_text}")
-    lines += party_lines
+        lines.append(f"{date_label}: {date[1]}")
+    lines += party_block.lines
     for index, (heading, body) in enumerate(clauses, start=1):
         lines.append(f"{index}. {heading}: {body}")
     if date_place == "bottom":
-        closing.append(f"{date_label}: {date_text}")
+        closing.append(f"{date_label}: {date[1]}")
     lines += closing
 
     return assemble_body(
         lines,
         kind,
         parties=(a, b),
+        party_block=party_block,
+        other_parties=others,
+        amount=amount,
+        penalty=penalty,
         signing=signing,
+        date=date,
+        date_label=date_label,
         breach=breach,
         breach_heading=breach_heading,
         tail=tail,
-        facts={
-            "party_style": party_style,
-            "evidence_a": evidence_a,
-            "evidence_b": evidence_b,
-            "other_parties": others,
-            "amount": {"label": kind.amount_label, "text": amount_text, "format": amount_format},
-            "other_amounts": kind.other_amounts + ([penalty] if penalty else []),
-            "date": {"label": date_label, "text": date_text, "format": date_format},
-        },
     )

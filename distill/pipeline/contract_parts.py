@@ -12,6 +12,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from distill.pipeline.contract_formats import write_amount, write_date
+
 # The five elements the seed's contract experiment extracts, in the canonical answer's key order.
 FIELDS = ("甲方", "乙方", "金额", "签订日期", "违约条款")
 
@@ -23,21 +25,78 @@ class ContractBody:
     facts: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class ContractKind:
+    """One kind of contract (lease, purchase, ...), its money and look-alike dates already decided."""
+
+    title: str
+    role_a: str
+    role_b: str
+    payer: (
+        str  # Party A or Party B in the contract's language: who pays, so breach clauses blame the right side
+    )
+    subject: str
+    amount_label: str
+    amount: int
+    payment: str  # the payment clause; "{amount}" marks where the written amount goes
+    other_amounts: list[dict] = field(default_factory=list)
+    term: str = ""
+    other_dates: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class PartyBlock:
+    """The lines naming the two parties, the style they follow, and the fragments that prove who is who."""
+
+    lines: list[str]
+    style: str
+    evidence_a: list[str]
+    evidence_b: list[str]
+
+
+def draw_signing_date(rng: random.Random) -> dt.date:
+    return dt.date(2021, 1, 1) + dt.timedelta(days=rng.randrange(5 * 365))
+
+
+def money_fact(rng: random.Random, language: str, label: str, value: int) -> tuple[str, dict]:
+    """A look-alike amount (deposit, rent, ...): its written text and the fact the reference teacher cites."""
+    _, text = write_amount(value, language, rng)
+    return text, {"label": label, "text": text, "value": value}
+
+
+def date_fact(rng: random.Random, language: str, label: str, day: dt.date) -> tuple[str, dict]:
+    """A look-alike date (delivery, lease start, ...): its written text and the fact the teacher cites."""
+    _, text = write_date(day, language, rng)
+    return text, {"label": label, "text": text, "iso": day.isoformat()}
+
+
+def penalty_value(rng: random.Random, amount: int) -> int:
+    """A fixed liquidated-damages sum: a share of the contract amount, never equal to it."""
+    value = max(1000, amount * rng.choice((5, 10, 20)) // 100 // 1000 * 1000)
+    return value + 1000 if value == amount else value
+
+
 def assemble_body(
     lines: list[str],
-    kind: Any,
+    kind: ContractKind,
     *,
     parties: tuple[str, str],
+    party_block: PartyBlock,
+    other_parties: list[dict],
+    amount: tuple[str, str],
+    penalty: dict | None,
     signing: dt.date,
+    date: tuple[str, str],
+    date_label: str,
     breach: str,
     breach_heading: str,
     tail: list[tuple[str, str]],
-    facts: dict[str, Any],
 ) -> ContractBody:
-    """A built contract: its lines, the canonical answer, and the facts both languages' builders record alike.
+    """A built contract: its lines, the canonical answer, and the facts the reference teacher reasons from.
 
-    ``kind`` is the builder's contract kind (title, roles, amount, the look-alike dates it wrote);
-    ``facts`` holds the builder's own facts (how parties, amount and date were written, distractors).
+    ``amount`` and ``date`` are (format, text) as ``write_amount`` / ``write_date`` wrote them; ``other_parties``
+    are the named non-parties (guarantor, witness, agent); ``penalty`` is the breach clause's own amount when it
+    names one; ``tail`` is the shuffled clauses around the breach clause.
     """
     truth = {
         "甲方": parties[0],
@@ -46,15 +105,22 @@ def assemble_body(
         "签订日期": signing.isoformat(),
         "违约条款": breach,
     }
-    common = {
+    facts = {
         "kind": kind.title,
         "role_a": kind.role_a,
         "role_b": kind.role_b,
         "other_dates": kind.other_dates,
         "breach_heading": breach_heading,
         "other_clauses": [heading for heading, _ in tail if heading != breach_heading],
+        "party_style": party_block.style,
+        "evidence_a": party_block.evidence_a,
+        "evidence_b": party_block.evidence_b,
+        "other_parties": other_parties,
+        "amount": {"label": kind.amount_label, "text": amount[1], "format": amount[0]},
+        "other_amounts": kind.other_amounts + ([penalty] if penalty else []),
+        "date": {"label": date_label, "text": date[1], "format": date[0]},
     }
-    return ContractBody(text="\n".join(lines), truth=truth, facts={**common, **facts})
+    return ContractBody(text="\n".join(lines), truth=truth, facts=facts)
 
 
 ZH_CITIES = (

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from distill.pipeline.contract_formats import chinese_integer, write_amount, write_date
 from distill.pipeline.contract_parts import (
@@ -20,39 +19,26 @@ from distill.pipeline.contract_parts import (
     ZH_ROADS,
     ZH_SERVICES,
     ContractBody,
+    ContractKind,
     Names,
+    PartyBlock,
     assemble_body,
+    date_fact,
+    draw_signing_date,
+    money_fact,
+    penalty_value,
 )
 
 
-@dataclass
-class _Kind:
-    """One kind of contract, its money facts already decided."""
-
-    title: str
-    role_a: str
-    role_b: str
-    payer: str  # "甲方" or "乙方": who pays, so breach clauses blame the right side
-    subject: str
-    amount_label: str
-    amount: int
-    payment: str  # the payment clause; "{amount}" marks where the written amount goes
-    other_amounts: list[dict] = field(default_factory=list)
-    term: str = ""
-    other_dates: list[dict] = field(default_factory=list)
-
-
 def _money(rng: random.Random, label: str, value: int) -> tuple[str, dict]:
-    _, text = write_amount(value, "zh", rng)
-    return text, {"label": label, "text": text, "value": value}
+    return money_fact(rng, "zh", label, value)
 
 
 def _day(rng: random.Random, label: str, day: dt.date) -> tuple[str, dict]:
-    _, text = write_date(day, "zh", rng)
-    return text, {"label": label, "text": text, "iso": day.isoformat()}
+    return date_fact(rng, "zh", label, day)
 
 
-def _lease(rng: random.Random, signing: dt.date) -> _Kind:
+def _lease(rng: random.Random, signing: dt.date) -> ContractKind:
     monthly = rng.randrange(2000, 30001, 500)
     months = rng.choice((6, 12, 24, 36))
     monthly_text, monthly_fact = _money(rng, "月租金", monthly)
@@ -62,7 +48,7 @@ def _lease(rng: random.Random, signing: dt.date) -> _Kind:
     start_text, start_fact = _day(rng, "租期起始日", start)
     end_text, end_fact = _day(rng, "租期截止日", end)
     address = f"{rng.choice(ZH_CITIES)}市{rng.choice(ZH_ROADS)}{rng.randint(1, 999)}号"
-    return _Kind(
+    return ContractKind(
         title="房屋租赁合同",
         role_a="出租方",
         role_b="承租方",
@@ -77,14 +63,14 @@ def _lease(rng: random.Random, signing: dt.date) -> _Kind:
     )
 
 
-def _purchase(rng: random.Random, signing: dt.date) -> _Kind:
+def _purchase(rng: random.Random, signing: dt.date) -> ContractKind:
     goods, unit = rng.choice(ZH_GOODS)
     price = rng.randrange(800, 20001, 100)
     quantity = rng.randint(2, 120)
     total = price * quantity
     deposit_text, deposit_fact = _money(rng, "定金", total // 10 // 100 * 100 or 100)
     delivery_text, delivery_fact = _day(rng, "交货日期", signing + dt.timedelta(days=rng.randint(7, 90)))
-    return _Kind(
+    return ContractKind(
         title=rng.choice(("采购合同", "买卖合同")),
         role_a="采购方",
         role_b="供货方",
@@ -99,11 +85,11 @@ def _purchase(rng: random.Random, signing: dt.date) -> _Kind:
     )
 
 
-def _service(rng: random.Random, signing: dt.date) -> _Kind:
+def _service(rng: random.Random, signing: dt.date) -> ContractKind:
     total = rng.randrange(10_000, 2_000_001, 1000)
     first_text, first_fact = _money(rng, "首期款", total * 3 // 10 // 100 * 100)
     end_text, end_fact = _day(rng, "服务截止日", signing + dt.timedelta(days=rng.randint(60, 365)))
-    return _Kind(
+    return ContractKind(
         title="技术服务合同",
         role_a="委托方",
         role_b="受托方",
@@ -118,11 +104,11 @@ def _service(rng: random.Random, signing: dt.date) -> _Kind:
     )
 
 
-def _construction(rng: random.Random, signing: dt.date) -> _Kind:
+def _construction(rng: random.Random, signing: dt.date) -> ContractKind:
     total = rng.randrange(50_000, 5_000_001, 1000)
     advance_text, advance_fact = _money(rng, "预付款", total // 5 // 100 * 100)
     finish_text, finish_fact = _day(rng, "竣工日期", signing + dt.timedelta(days=rng.randint(30, 300)))
-    return _Kind(
+    return ContractKind(
         title=rng.choice(("装修工程合同", "建设工程施工合同")),
         role_a="发包方",
         role_b="承包方",
@@ -137,12 +123,12 @@ def _construction(rng: random.Random, signing: dt.date) -> _Kind:
     )
 
 
-def _loan(rng: random.Random, signing: dt.date) -> _Kind:
+def _loan(rng: random.Random, signing: dt.date) -> ContractKind:
     total = rng.randrange(10_000, 1_000_001, 10_000)
     rate = rng.choice((3.6, 4.35, 5, 6, 8))
     months = rng.choice((6, 12, 24))
     due_text, due_fact = _day(rng, "还款日期", signing + dt.timedelta(days=months * 30))
-    return _Kind(
+    return ContractKind(
         title="借款合同",
         role_a="出借人",
         role_b="借款人",
@@ -159,7 +145,7 @@ def _loan(rng: random.Random, signing: dt.date) -> _Kind:
 _KINDS = (_lease, _purchase, _service, _construction, _loan)
 
 
-def _breach(rng: random.Random, kind: _Kind, names: Names) -> tuple[str, dict | None]:
+def _breach(rng: random.Random, kind: ContractKind) -> tuple[str, dict | None]:
     performer = "乙方" if kind.payer == "甲方" else "甲方"
     trigger = rng.choice(
         (
@@ -177,10 +163,7 @@ def _breach(rng: random.Random, kind: _Kind, names: Names) -> tuple[str, dict | 
     ]
     consequence = rng.choice([*options, "penalty"])
     if consequence == "penalty":
-        value = max(1000, kind.amount * rng.choice((5, 10, 20)) // 100 // 1000 * 1000)
-        if value == kind.amount:
-            value += 1000
-        text, penalty = _money(rng, "违约金", value)
+        text, penalty = _money(rng, "违约金", penalty_value(rng, kind.amount))
         consequence = f"应向对方支付违约金{text}"
     body = f"{trigger},{consequence}。"
     if rng.random() < 0.5:
@@ -188,16 +171,14 @@ def _breach(rng: random.Random, kind: _Kind, names: Names) -> tuple[str, dict | 
     return body, penalty
 
 
-def _party_block(
-    rng: random.Random, kind: _Kind, a: str, b: str
-) -> tuple[list[str], str, list[str], list[str]]:
+def _party_block(rng: random.Random, kind: ContractKind, a: str, b: str) -> PartyBlock:
     """Lines naming the parties, the style used, and the text fragments that prove who is 甲方 / 乙方."""
     style = rng.choice(("plain", "party_role", "role_party", "hereinafter", "role_only", "narrative"))
     ra, rb = kind.role_a, kind.role_b
     if style == "narrative":
         fa, fb = f"{a}(以下简称“甲方”)", f"{b}(以下简称“乙方”)"
         first, second = (fa, fb) if rng.random() < 0.7 else (fb, fa)
-        return [f"本合同由{first}与{second}订立。"], style, [fa], [fb]
+        return PartyBlock([f"本合同由{first}与{second}订立。"], style, [fa], [fb])
     line_a, line_b = {
         "plain": (f"甲方:{a}", f"乙方:{b}"),
         "party_role": (f"甲方({ra}):{a}", f"乙方({rb}):{b}"),
@@ -212,7 +193,7 @@ def _party_block(
         lines.append(definition)
         evidence_a.append(definition)
         evidence_b.append(definition)
-    return lines, style, evidence_a, evidence_b
+    return PartyBlock(lines, style, evidence_a, evidence_b)
 
 
 def _numbering(rng: random.Random) -> Callable[[int, str], str]:
@@ -226,21 +207,20 @@ def _numbering(rng: random.Random) -> Callable[[int, str], str]:
 
 def build_zh_contract(rng: random.Random) -> ContractBody:
     """One Chinese contract with its canonical answer and the facts behind it."""
-    signing = dt.date(2021, 1, 1) + dt.timedelta(days=rng.randrange(5 * 365))
+    signing = draw_signing_date(rng)
     kind = rng.choice(_KINDS)(rng, signing)
     names = Names(rng, "zh")
     a, b = names.party(), names.party()
-    amount_format, amount_text = write_amount(kind.amount, "zh", rng)
-    date_format, date_text = write_date(signing, "zh", rng)
-    breach, penalty = _breach(rng, kind, names)
-    other_amounts = kind.other_amounts + ([penalty] if penalty else [])
+    amount = write_amount(kind.amount, "zh", rng)
+    date = write_date(signing, "zh", rng)
+    breach, penalty = _breach(rng, kind)
 
-    party_lines, party_style, evidence_a, evidence_b = _party_block(rng, kind, a, b)
+    party_block = _party_block(rng, kind, a, b)
     others = []
     if rng.random() < 0.5:
         role = rng.choice(("担保方", "保证人"))
         others.append({"role": role, "name": names.party(person_share=0.5)})
-        party_lines.append(f"{role}:{others[-1]['name']}")
+        party_block.lines.append(f"{role}:{others[-1]['name']}")
     closing = []
     if rng.random() < 0.4:
         side = rng.choice(("甲方", "乙方"))
@@ -257,7 +237,7 @@ def build_zh_contract(rng: random.Random) -> ContractBody:
     breach_heading = rng.choice(("违约责任", "违约条款", "违约处理"))
     clauses = [
         ("合同标的", kind.subject),
-        ("价款及支付", kind.payment.format(amount=amount_text)),
+        ("价款及支付", kind.payment.format(amount=amount[1])),
         ("履行期限", kind.term),
     ]
     tail = [(breach_heading, breach)]
@@ -283,31 +263,28 @@ def build_zh_contract(rng: random.Random) -> ContractBody:
         f"合同编号:{rng.choice(('HT', 'CG', 'FW', 'ZL', 'JK'))}-{signing.year}-{rng.randint(1, 99999):05d}",
     ]
     if date_place == "top":
-        lines.append(f"{date_label}:{date_text}")
-    lines += party_lines
+        lines.append(f"{date_label}:{date[1]}")
+    lines += party_block.lines
     if date_place == "intro":
-        lines.append(f"双方于{date_text}在{rng.choice(ZH_CITIES)}签订本合同,约定如下:")
+        lines.append(f"双方于{date[1]}在{rng.choice(ZH_CITIES)}签订本合同,约定如下:")
     for index, (heading, body) in enumerate(clauses + tail, start=1):
         lines.append(f"{number(index, heading)}{body}")
     if date_place == "bottom":
-        closing.append(f"{date_label}:{date_text}")
+        closing.append(f"{date_label}:{date[1]}")
     lines += closing
 
     return assemble_body(
         lines,
         kind,
         parties=(a, b),
+        party_block=party_block,
+        other_parties=others,
+        amount=amount,
+        penalty=penalty,
         signing=signing,
+        date=date,
+        date_label=date_label,
         breach=breach,
         breach_heading=breach_heading,
         tail=tail,
-        facts={
-            "party_style": party_style,
-            "evidence_a": evidence_a,
-            "evidence_b": evidence_b,
-            "other_parties": others,
-            "amount": {"label": kind.amount_label, "text": amount_text, "format": amount_format},
-            "other_amounts": other_amounts,
-            "date": {"label": date_label, "text": date_text, "format": date_format},
-        },
     )
