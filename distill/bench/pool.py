@@ -34,8 +34,8 @@ from distill.bench.engine_harness import (
 )
 from distill.endpoint import Endpoint
 from distill.engine.config import GenerateConfig
+from distill.engine.records import iter_records
 from distill.engine.runner import run_generation
-from distill.engine.shards import list_shards
 
 ENDPOINTS = 4
 RPM = 600
@@ -62,15 +62,6 @@ def _config(workdir: Path, inputs: Path, urls: list[str], name: str) -> Generate
         task=TASK,
         max_tokens=256,
     )
-
-
-def _records(run_dir: Path) -> Counter:
-    seen: Counter = Counter()
-    for path in list_shards(run_dir):
-        for line in path.read_bytes().splitlines():
-            record = json.loads(line)
-            seen[(record["id"], record["sample_index"])] += 1
-    return seen
 
 
 def rate(workdir: Path, seconds: float) -> dict[str, Any]:
@@ -130,7 +121,7 @@ def kill(workdir: Path, rows: int, kill_after: int) -> dict[str, Any]:
             _config(workdir, inputs, [url for url, _ in servers], "kill"), progress=False
         )
         killer.join(5)
-    counts = _records(workdir / "kill")
+    counts = Counter((record.id, record.sample_index) for record in iter_records(workdir / "kill"))
     victim_figures = summary["endpoints"][-1]
     sent = sum(e["requests"] for e in summary["endpoints"])
     resent = sent - len(counts)

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from distill.engine import pool as pool_module
 from distill.engine.config import GenerateConfig
+from distill.engine.records import iter_records
 from distill.engine.runner import run_generation
-from distill.engine.shards import list_shards
 
 from distill.endpoint import Endpoint
 
@@ -48,12 +48,8 @@ def config(tmp_path: Path, endpoints: list[Endpoint], **settings) -> GenerateCon
 
 
 def record_counts(run_dir: Path) -> Counter:
-    seen: Counter = Counter()
-    for path in list_shards(run_dir):
-        for line in path.read_bytes().splitlines():
-            record = json.loads(line)
-            seen[(record["id"], record["sample_index"])] += 1
-    return seen
+    """How many records each (id, sample) has across every shard: exactly-once means all ones."""
+    return Counter((record.id, record.sample_index) for record in iter_records(run_dir))
 
 
 def everything_written(run_dir: Path, summary: dict) -> str:
