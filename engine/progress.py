@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import time
 from collections import Counter
 from typing import Any, Protocol, TextIO
 
@@ -32,6 +31,12 @@ def format_eta(seconds: float | None) -> str:
     hours, rest = divmod(seconds, 3600)
     minutes, seconds = divmod(rest, 60)
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
+
+
+def format_spend(spend: float, currency: str | None, budget: float | None) -> str:
+    """Money spent as the displays show it: ``0.1234 USD of 5``, or ``unpriced`` with no price set."""
+    text = f"{spend:.4f} {currency}".strip() if currency else "unpriced"
+    return text + (f" of {budget:g}" if budget is not None else "")
 
 
 def _counts(counter: Counter[str]) -> str:
@@ -80,9 +85,7 @@ def render_lines(f: dict[str, Any]) -> list[str]:
     def limit(value: float | None) -> str:
         return _si(value) if value else "∞"
 
-    spend = f"{f['spend']:.4f} {f['currency']}".strip() if f["currency"] else "unpriced"
-    if f["budget"] is not None:
-        spend += f" of {f['budget']:g}"
+    spend = format_spend(f["spend"], f["currency"], f["budget"])
     paused = f"  paused {f['paused_s']:.1f}s" if f["paused_s"] else ""
     return [
         f"done {f['done']:,}/{f['total']:,} ({f['percent']:.1f}%)  {f['req_per_s']:.1f} req/s  "
@@ -101,8 +104,71 @@ def render_lines(f: dict[str, Any]) -> list[str]:
     ]
 
 
-class ProgressReporter:
-    """Runs beside the dispatcher: a rich live panel on a TTY, else a log line every `log_every_s`."""
+class ProgressDisplay:
+    """Lines shown on a timer: a rich live panel on a TTY, else one log line every ``log_every_s``.
+
+    A subclass says what to show (``lines``); this class decides when and where. Used by the online run
+    (`ProgressReporter`) and by batch mode (``BatchProgress``).
+    """
+
+    live_interval_s = 0.25  # how often the live panel is redrawn
+    refresh_per_second = 4
+
+    def __init__(
+        self, *, enabled: bool = True, stream: TextIO | None = None, log_every_s: float = 10.0
+    ) -> None:
+        self.stream = stream or sys.stderr
+        self.enabled = enabled
+        self.live = enabled and self.stream.isatty()
+        self.log_every_s = log_every_s
+        self._task: asyncio.Task | None = None
+        self._live_display: Any = None
+
+    def lines(self) -> list[str]:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        if not self.enabled:
+            return
+        if self.live:
+            from rich.console import Console
+            from rich.live import Live
+            from rich.text import Text
+
+            self._text = Text
+            self._live_display = Live(
+                Text("starting…"),
+                console=Console(file=self.stream),
+                refresh_per_second=self.refresh_per_second,
+            )
+            self._live_display.start()
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def _loop(self) -> None:
+        interval = self.live_interval_s if self.live else self.log_every_s
+        while True:
+            await asyncio.sleep(interval)
+            if self.live:
+                self._live_display.update(self._text("\n".join(self.lines())))
+            else:
+                print("generate: " + " | ".join(self.lines()), file=self.stream, flush=True)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        if self._live_display is not None:
+            self._live_display.update(self._text("\n".join(self.lines())))
+            self._live_display.stop()
+            self._live_display = None
+
+
+class ProgressReporter(ProgressDisplay):
+    """Runs beside the dispatcher: the online run's figures (see `figures`)."""
 
     def __init__(
         self,
@@ -115,52 +181,8 @@ class ProgressReporter:
         stream: TextIO | None = None,
         log_every_s: float = 10.0,
     ) -> None:
+        super().__init__(enabled=enabled, stream=stream, log_every_s=log_every_s)
         self.stats, self.admission, self.cost, self.errors = stats, admission, cost, errors
-        self.stream = stream or sys.stderr
-        self.enabled = enabled
-        self.live = enabled and self.stream.isatty()
-        self.log_every_s = log_every_s
-        self._task: asyncio.Task | None = None
-        self._live_display: Any = None
 
-    def _lines(self) -> list[str]:
+    def lines(self) -> list[str]:
         return render_lines(figures(self.stats, self.admission, self.cost, self.errors))
-
-    def start(self) -> None:
-        if not self.enabled:
-            return
-        if self.live:
-            from rich.console import Console
-            from rich.live import Live
-            from rich.text import Text
-
-            self._text = Text
-            self._live_display = Live(
-                Text("starting…"), console=Console(file=self.stream), refresh_per_second=4, transient=False
-            )
-            self._live_display.start()
-        self._task = asyncio.get_running_loop().create_task(self._loop())
-
-    async def _loop(self) -> None:
-        interval = 0.25 if self.live else self.log_every_s
-        last_log = time.monotonic()
-        while True:
-            await asyncio.sleep(interval)
-            if self.live:
-                self._live_display.update(self._text("\n".join(self._lines())))
-            elif time.monotonic() - last_log >= self.log_every_s:
-                last_log = time.monotonic()
-                print("generate: " + " | ".join(self._lines()), file=self.stream, flush=True)
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
-        if self._live_display is not None:
-            self._live_display.update(self._text("\n".join(self._lines())))
-            self._live_display.stop()
-            self._live_display = None

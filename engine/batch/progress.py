@@ -6,8 +6,6 @@ state on a timer. The ETA comes from the rate at which the provider finished req
 
 from __future__ import annotations
 
-import asyncio
-import sys
 import time
 from collections import Counter
 from typing import Any, TextIO
@@ -15,7 +13,7 @@ from typing import Any, TextIO
 from distill.engine.batch.journal import STATES, Journal
 from distill.engine.cost import CostMeter
 from distill.engine.ledger import Ledger
-from distill.engine.progress import format_eta
+from distill.engine.progress import ProgressDisplay, format_eta, format_spend
 
 # Order of the stages on screen: the way a file moves.
 STAGES = ("planned", "submitting", "uploaded", *STATES, "collected", "settled")
@@ -61,9 +59,7 @@ def render_lines(figures: dict[str, Any], cost: CostMeter) -> list[str]:
         if stage in ("validating", "in_progress", "finalizing", "cancelling"):
             text += f" ({figures['finished'][stage]:,}/{figures['requests'][stage]:,} requests)"
         parts.append(text)
-    spend = f"{cost.total_spend:.4f} {cost.currency}".strip() if cost.currency else "unpriced"
-    if cost.budget is not None:
-        spend += f" of {cost.budget:g}"
+    spend = format_spend(cost.total_spend, cost.currency, cost.budget)
     done, total = figures["records"], figures["total"]
     percent = 100.0 * done / total if total else 100.0
     return [
@@ -72,7 +68,12 @@ def render_lines(figures: dict[str, Any], cost: CostMeter) -> list[str]:
     ]
 
 
-class BatchProgress:
+class BatchProgress(ProgressDisplay):
+    """The batch run's figures (see `batch_figures`), on the same timer as the online run's display."""
+
+    live_interval_s = 0.5
+    refresh_per_second = 2
+
     def __init__(
         self,
         journal: Journal,
@@ -84,13 +85,8 @@ class BatchProgress:
         stream: TextIO | None = None,
         log_every_s: float = 10.0,
     ) -> None:
+        super().__init__(enabled=enabled, stream=stream, log_every_s=log_every_s)
         self.journal, self.cost, self.total, self.ledger = journal, cost, total, ledger
-        self.stream = stream or sys.stderr
-        self.enabled = enabled
-        self.live = enabled and self.stream.isatty()
-        self.log_every_s = log_every_s
-        self._task: asyncio.Task | None = None
-        self._display: Any = None
         self._started: tuple[float, int] | None = None
 
     def lines(self) -> list[str]:
@@ -100,37 +96,6 @@ class BatchProgress:
         return render_lines(figures, self.cost)
 
     def start(self) -> None:
-        if not self.enabled:
-            return
-        self.lines()
-        if self.live:
-            from rich.console import Console
-            from rich.live import Live
-            from rich.text import Text
-
-            self._text = Text
-            self._display = Live(Text("starting…"), console=Console(file=self.stream), refresh_per_second=2)
-            self._display.start()
-        self._task = asyncio.get_running_loop().create_task(self._loop())
-
-    async def _loop(self) -> None:
-        interval = 0.5 if self.live else self.log_every_s
-        while True:
-            await asyncio.sleep(interval)
-            if self.live:
-                self._display.update(self._text("\n".join(self.lines())))
-            else:
-                print("generate: " + " | ".join(self.lines()), file=self.stream, flush=True)
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
-        if self._display is not None:
-            self._display.update(self._text("\n".join(self.lines())))
-            self._display.stop()
-            self._display = None
+        if self.enabled:
+            self.lines()  # the ETA's rate counts from here
+        super().start()
