@@ -31,9 +31,9 @@ class Price(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    input_per_million: float = Field(ge=0)
-    output_per_million: float = Field(ge=0)
-    currency: str = "USD"
+    input_per_million: float = Field(ge=0, description="price of a million prompt tokens")
+    output_per_million: float = Field(ge=0, description="price of a million completion tokens")
+    currency: str = Field(default="USD", description="the currency of both prices")
 
 
 class Endpoint(BaseModel):

@@ -25,8 +25,8 @@ DEFAULT_NORMALISERS = ["nfkc", "casefold", "whitespace", "strip_punct"]
 class CalledEndpoint(Endpoint):
     """An endpoint the evaluator sends paid calls to, with how it samples."""
 
-    temperature: float = Field(default=0.0, ge=0, le=2)
-    max_tokens: int = Field(default=1024, ge=1)
+    temperature: float = Field(default=0.0, ge=0, le=2, description="sampling temperature of every call")
+    max_tokens: int = Field(default=1024, ge=1, description="max completion tokens per call")
 
 
 class TeacherConfig(CalledEndpoint):
@@ -34,11 +34,14 @@ class TeacherConfig(CalledEndpoint):
 
 
 class JudgeConfig(CalledEndpoint):
-    max_tokens: int = Field(default=32, ge=1)
-    mode: Literal["score", "pairwise", "both"] = "score"
+    max_tokens: int = Field(default=32, ge=1, description="max completion tokens per call")
+    mode: Literal["score", "pairwise", "both"] = Field(
+        default="score",
+        description="score: 0-10 against the reference; pairwise: student vs teacher, asked in both orders",
+    )
     # The seed grades the whole reply; grading the final answer keeps a student's 【思考】 part (or the
     # teacher's 【思考过程】) from swaying the score either way.
-    answer_only: bool = True
+    answer_only: bool = Field(default=True, description="grade the final answer only, not the reasoning")
 
 
 class StudentConfig(BaseModel):
@@ -62,7 +65,9 @@ class VllmEngineSettings(BaseModel):
         description="how vLLM applies an adapter: LoRA requests on the base model, or a merged copy "
         "(auto: merged on the CPU build, whose LoRA ops are very slow; LoRA requests on a GPU)",
     )
-    dtype: Literal["bfloat16", "float32", "float16"] = "bfloat16"
+    dtype: Literal["bfloat16", "float32", "float16"] = Field(
+        default="bfloat16", description="the student's weights and compute type"
+    )
     max_model_len: int = Field(default=2048, ge=64, description="prompt + answer tokens at most")
     kv_cache_mib: int | None = Field(
         default=1024,
@@ -99,9 +104,9 @@ class GenerationConfig(VllmEngineSettings):
     backend: Literal["auto", "vllm", "transformers"] = Field(
         default="auto", description="student generation backend", json_schema_extra={"flag": "--backend"}
     )
-    max_new_tokens: int = Field(default=512, ge=1)
+    max_new_tokens: int = Field(default=512, ge=1, description="max tokens a student writes per answer")
     batch_size: int = Field(default=16, ge=1, description="transformers backend only")
-    timeout_s: float = Field(default=3600.0, gt=0)
+    timeout_s: float = Field(default=3600.0, gt=0, description="seconds one student's generation may take")
 
     def parallelism_problem(self) -> str | None:
         if self.backend == "transformers" and (self.tensor_parallel_size > 1 or self.data_parallel_size > 1):
@@ -117,10 +122,14 @@ class LatencyConfig(LoadProfile):
         description="run the latency/throughput load sweep",
         json_schema_extra={"flag": "--latency"},
     )
-    concurrency: list[int] = Field(default_factory=lambda: [1, 2, 4, 8], min_length=1)
+    concurrency: list[int] = Field(
+        default_factory=lambda: [1, 2, 4, 8],
+        min_length=1,
+        description="requests in flight, one point per level (profile: concurrency)",
+    )
     requests: int | None = Field(default=16, ge=1, description="requests per load point (null: duration_s)")
     warmup: int = Field(default=1, ge=0, description="unmeasured requests first (connection, caches)")
-    max_tokens: int = Field(default=256, ge=1)
+    max_tokens: int = Field(default=256, ge=1, description="max completion tokens per measured request")
     targets: LatencyTargets = Field(
         default_factory=lambda: LatencyTargets(ttft_ms=2000, tpot_ms=100),
         description="what a request must meet to count towards goodput; the knee is the highest load meeting them",
@@ -130,13 +139,26 @@ class LatencyConfig(LoadProfile):
     )
     # instruction: both sides get the same user message (the item's task instruction). generation_template: the
     # teacher gets the engine's chain-of-thought generation prompt instead, as during `distill generate`.
-    teacher_prompt: Literal["instruction", "generation_template"] = "instruction"
-    measure_teacher: bool = True
+    teacher_prompt: Literal["instruction", "generation_template"] = Field(
+        default="instruction",
+        description="instruction: the teacher gets the student's message; generation_template: the CoT prompt "
+        "of `distill generate`",
+    )
+    measure_teacher: bool = Field(
+        default=True, description="measure the teacher too (its requests are paid calls)"
+    )
     students: list[str] | None = Field(default=None, description="student names to measure; null: all")
     # Student side: start `vllm serve` of the base model with the adapters (null), or use this endpoint.
-    student_base_url: str | None = None
-    student_dtype: Literal["bfloat16", "float32", "float16"] = "bfloat16"
-    server_start_timeout_s: float = Field(default=600.0, gt=0)
+    student_base_url: str | None = Field(
+        default=None,
+        description="measure this running server (served names = student names); null: vllm serve",
+    )
+    student_dtype: Literal["bfloat16", "float32", "float16"] = Field(
+        default="bfloat16", description="dtype of the student under vllm serve"
+    )
+    server_start_timeout_s: float = Field(
+        default=600.0, gt=0, description="seconds vllm serve may take to come up"
+    )
 
 
 class MetricsConfig(BaseModel):
@@ -145,9 +167,14 @@ class MetricsConfig(BaseModel):
     # A structured answer's JSON Schema (a file, or inline): compliance = valid JSON satisfying it, the fields
     # are its properties, each normalised by its type. Without one: the fields below, or exact match for text.
     answer_schema: Path | dict[str, Any] | None = None
-    # Required fields of a structured answer; null: the schema's properties, or the references' own keys.
-    fields: list[str] | None = None
-    normalisers: list[str] = Field(default_factory=lambda: list(DEFAULT_NORMALISERS))
+    fields: list[str] | None = Field(
+        default=None,
+        description="required fields of a structured answer; null: the schema's properties, or the references' keys",
+    )
+    normalisers: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_NORMALISERS),
+        description=f"applied to both sides before comparing; from {', '.join(NORMALISERS)}",
+    )
     field_normalisers: dict[str, list[str]] = Field(default_factory=dict)
 
     @field_validator("normalisers")
@@ -175,10 +202,14 @@ class RoiConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    currency: str = "CNY"
-    calls_per_month: float = Field(default=1_000_000, ge=0)
-    teacher_cost_per_call: float | None = Field(default=0.02, ge=0)
-    student_cost_per_call: float | None = Field(default=0.001, ge=0)
+    currency: str = Field(default="CNY", description="the currency of every cost below")
+    calls_per_month: float = Field(default=1_000_000, ge=0, description="calls the task serves a month")
+    teacher_cost_per_call: float | None = Field(
+        default=0.02, ge=0, description="null: teacher.price × measured tokens"
+    )
+    student_cost_per_call: float | None = Field(
+        default=0.001, ge=0, description="null: from student_price or student_cost_per_hour"
+    )
     # Used only when the matching cost per call is null.
     student_price: Price | None = None
     student_cost_per_hour: float | None = Field(
@@ -196,10 +227,20 @@ class RoiConfig(BaseModel):
     engineering_cost: float = Field(
         default=0.0, ge=0, description="people's time to build and ship the student"
     )
-    win_margin: float = Field(default=0.1, ge=0)
-    min_retention: float = Field(default=0.90, ge=0)
-    max_break_even_months: float = Field(default=3.0, ge=0)
-    retention_from: Literal["judge", "f1"] = "judge"
+    win_margin: float = Field(
+        default=0.1,
+        ge=0,
+        description="per item, a judge score more than this above the teacher's is a win, below a loss",
+    )
+    min_retention: float = Field(
+        default=0.90, ge=0, description="recommend the student when its retention is above this"
+    )
+    max_break_even_months: float = Field(
+        default=3.0, ge=0, description="... and the investment pays back in fewer months than this"
+    )
+    retention_from: Literal["judge", "f1"] = Field(
+        default="judge", description="retention = the student's over the teacher's: judge score or field F1"
+    )
 
 
 class EvalConfig(BaseModel):
@@ -208,9 +249,11 @@ class EvalConfig(BaseModel):
     eval_set: Path = Field(description="JSONL with id, input and reference per line")
     output_dir: Path = Field(description="where report.md, report.json, plots and caches go")
     task: str = Field(default="", description="the task description the teacher and student were given")
-    id_field: str = "id"
-    input_field: str = "input"
-    reference_field: str = "reference"
+    id_field: str = Field(default="id", description="eval-set field holding the item's id")
+    input_field: str = Field(default="input", description="eval-set field holding the input text")
+    reference_field: str = Field(
+        default="reference", description="eval-set field holding the reference answer"
+    )
     limit: int | None = Field(default=None, ge=1, description="evaluate the first N items only")
     teacher: TeacherConfig | None = None
     judge: JudgeConfig | None = None

@@ -31,8 +31,12 @@ class LatencyTargets(BaseModel):
     ttft_ms: float | None = Field(default=None, gt=0, description="time to first token, ms")
     tpot_ms: float | None = Field(default=None, gt=0, description="time per output token after the first, ms")
     e2el_ms: float | None = Field(default=None, gt=0, description="end-to-end latency of one request, ms")
-    # The knee is the highest load whose share of requests meeting the targets is at least this.
-    attainment: float = Field(default=0.9, gt=0, le=1)
+    attainment: float = Field(
+        default=0.9,
+        gt=0,
+        le=1,
+        description="the knee: the highest load where at least this share of requests meets the targets",
+    )
 
     def met_by(self, timing: RequestTiming) -> bool:
         if not timing.ok:

@@ -85,9 +85,9 @@ class ContractsConfig(BaseModel):
 
     train: int = Field(default=200, ge=1, le=1_000_000, description="distillation inputs sent to the teacher")
     eval: int = Field(default=60, ge=1, le=100_000, description="held-out contracts, never trained on")
-    train_seed: int = 1
-    eval_seed: int = 1001
-    english_share: float = Field(default=0.25, ge=0, le=1)
+    train_seed: int = Field(default=1, description="seed of the training contracts")
+    eval_seed: int = Field(default=1001, description="seed of the held-out contracts (must differ)")
+    english_share: float = Field(default=0.25, ge=0, le=1, description="share of English contracts")
 
     @model_validator(mode="after")
     def _independent(self) -> ContractsConfig:
@@ -195,17 +195,26 @@ class TeacherConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["reference", "vllm", "api"] = "reference"
+    kind: Literal["reference", "vllm", "api"] = Field(
+        default="reference",
+        description="reference: the bundled stand-in API; vllm: a local model under vllm serve; api: endpoint",
+    )
     # kind: api — the endpoint: URL, model, the NAME of the variable holding the key (never the key), limits.
     endpoint: Endpoint | None = None
-    # kind: reference — how fast the stand-in API answers.
-    latency_ms: float = Field(default=400.0, ge=0)
-    latency_spread_ms: float = Field(default=150.0, ge=0)
-    stream_ms_per_token: float = Field(default=8.0, ge=0)
-    # kind: vllm — `model` is a student spec (alias, HF directory or .gguf) served by vLLM on this machine.
-    model: str | None = None
-    max_model_len: int = Field(default=2048, ge=256)
-    start_timeout_s: float = Field(default=600.0, gt=0)
+    latency_ms: float = Field(default=400.0, ge=0, description="kind reference: mean time to the first token")
+    latency_spread_ms: float = Field(
+        default=150.0, ge=0, description="kind reference: spread of that latency"
+    )
+    stream_ms_per_token: float = Field(
+        default=8.0, ge=0, description="kind reference: time per output token when streaming"
+    )
+    model: str | None = Field(
+        default=None, description="kind vllm: the model to serve (alias, HF model directory or .gguf)"
+    )
+    max_model_len: int = Field(default=2048, ge=256, description="kind vllm: prompt + answer tokens at most")
+    start_timeout_s: float = Field(
+        default=600.0, gt=0, description="kind vllm: seconds vllm serve may take to start"
+    )
 
     @model_validator(mode="after")
     def _complete(self) -> TeacherConfig:
@@ -227,7 +236,10 @@ class JudgeConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["reference", "teacher", "api"] = "reference"
+    kind: Literal["reference", "teacher", "api"] = Field(
+        default="reference",
+        description="reference: the bundled rubric judge; teacher: the teacher's endpoint; api: endpoint",
+    )
     endpoint: Endpoint | None = None
 
     @model_validator(mode="after")
@@ -242,16 +254,21 @@ class JudgeConfig(BaseModel):
 class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    output_dir: Path = Path("runs/demo")
+    output_dir: Path = Field(
+        default=Path("runs/demo"), description="where every stage writes; rerun to resume"
+    )
     task: TaskConfig = Field(default_factory=TaskConfig)
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
     judge: JudgeConfig = Field(default_factory=JudgeConfig)
     student: str = Field(default="smollm2-135m-instruct", description="alias, HF model directory or .gguf")
-    # Train on the answer only (the seed's option 1) or on 【思考】…【答案】… (option 2).
-    with_thinking: bool = False
-    # required: stop after generation until people review the records (`distill review`), then train on the
-    # approved ones only (edited answers in place).
-    review: Literal["off", "required"] = "off"
+    with_thinking: bool = Field(
+        default=False, description="train on 【思考】…【答案】… instead of the answer only"
+    )
+    review: Literal["off", "required"] = Field(
+        default="off",
+        description="required: stop after generate until people review the records (`distill review`), then "
+        "train on the approved ones (edited answers in place)",
+    )
     generate: GenerateSection = Field(default_factory=GenerateSection)  # type: ignore[valid-type]
     train: TrainSection = Field(default_factory=TrainSection)  # type: ignore[valid-type]
     evaluate: EvaluateSection = Field(default_factory=EvaluateSection)  # type: ignore[valid-type]

@@ -16,8 +16,13 @@ class ReviewJudgeConfig(CalledEndpoint):
     """An OpenAI-compatible judge that scores each accepted record 0–10 against the task before review."""
 
     max_tokens: int = Field(default=32, ge=1)
-    # Below this score a record is rejected as `low_score` (a person can still approve it); null: sort only.
-    threshold: float | None = Field(default=None, ge=0, le=10)
+    threshold: float | None = Field(
+        default=None,
+        ge=0,
+        le=10,
+        description="below this score a record is rejected as low_score (a person may still approve it); "
+        "null: the score only sorts",
+    )
 
 
 class ReviewConfig(BaseModel):

@@ -1,6 +1,6 @@
 """The fake teacher's request handling: settings, counters, and the aiohttp routes.
 
-``engine.fake_teacher`` runs it (thread, process, CLI); answers come from ``fake_teacher_answers`` and
+``distill.testing.fake_teacher`` runs it (thread, process, CLI); answers come from ``fake_teacher_answers`` and
 misbehaviour (limits, faults) from ``fake_teacher_faults``.
 """
 
@@ -40,16 +40,21 @@ from distill.testing.fake_teacher_faults import (
 _DUPLICATES_SHOWN = 1000
 _HANG_S = 3600.0
 
-Rate = Field(default=0.0, ge=0.0, le=1.0)
+
+def _rate(what: str) -> Any:
+    """A share of requests (0 to 1) that meet one fault or kind of answer, drawn per request from ``seed``."""
+    return Field(default=0.0, ge=0.0, le=1.0, description=f"share of requests {what}")
 
 
 class FakeTeacherSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    host: str = "127.0.0.1"
+    host: str = Field(default="127.0.0.1", description="address to listen on")
     port: int = Field(default=0, ge=0, le=65535, description="0 picks a free port")
-    model: str = "fake-teacher"
-    latency_distribution: Literal["fixed", "uniform", "lognormal"] = "fixed"
+    model: str = Field(default="fake-teacher", description="model name answered when a request names none")
+    latency_distribution: Literal["fixed", "uniform", "lognormal"] = Field(
+        default="fixed", description="how each answer's latency is drawn around latency_ms"
+    )
     latency_ms: float = Field(
         default=50.0, ge=0, description="mean time to the answer (to the first token when streaming)"
     )
@@ -66,16 +71,16 @@ class FakeTeacherSettings(BaseModel):
     burst_s: float = Field(
         default=60.0, gt=0, description="bucket capacity in seconds of the limit (OpenAI: 60)"
     )
-    error_500_rate: float = Rate
-    error_503_rate: float = Rate
-    reset_rate: float = Rate
-    truncated_rate: float = Rate
-    slow_rate: float = Rate
-    slow_factor: float = Field(default=10.0, ge=1)
-    bad_format_rate: float = Rate
-    refusal_rate: float = Rate
-    short_rate: float = Rate
-    seed: int = 0
+    error_500_rate: float = _rate("answered 500")
+    error_503_rate: float = _rate("answered 503")
+    reset_rate: float = _rate("whose connection is reset before any answer")
+    truncated_rate: float = _rate("whose answer body is cut off half way")
+    slow_rate: float = _rate("answered slow_factor times later than usual")
+    slow_factor: float = Field(default=10.0, ge=1, description="how much later a slow request is answered")
+    bad_format_rate: float = _rate("answered without the CoT markers")
+    refusal_rate: float = _rate("answered with a refusal")
+    short_rate: float = _rate("answered with a too-short final answer")
+    seed: int = Field(default=0, description="seed of every random draw: the same seed gives the same faults")
     api_key_env: str | None = Field(
         default=None, description="require 'Bearer $VAR' when set (the variable's name)"
     )
