@@ -125,8 +125,7 @@ def _argparse_options(annotation: Any) -> dict[str, Any] | None:
     return None
 
 
-def _default_text(field: FieldInfo) -> str:
-    value = field.get_default(call_default_factory=True)
+def _default_text(value: Any) -> str:
     if isinstance(value, bool):
         text = "on" if value else "off"
     elif value is None:
@@ -142,7 +141,7 @@ def _default_text(field: FieldInfo) -> str:
     return text
 
 
-def _help_text(field: FieldInfo, optional_section: str | None = None) -> str:
+def _help_text(field: FieldInfo, default: Any, optional_section: str | None = None) -> str:
     """The field's description and its default (unless the description says what its default means)."""
     description = field.description or ""
     if field.is_required():
@@ -150,7 +149,7 @@ def _help_text(field: FieldInfo, optional_section: str | None = None) -> str:
             f"{description} (required{f' when {optional_section} is set' if optional_section else ''})"
         )
     elif "(default:" not in description:
-        description = f"{description} (default: {_default_text(field)})"
+        description = f"{description} (default: {_default_text(default)})"
     return description.strip().replace("%", "%%")
 
 
@@ -166,8 +165,17 @@ class _Setting:
     flag: Flag
     field: FieldInfo
     options: dict[str, Any]
+    default: Any = None  # what the setting is when neither the file nor a flag gives it
     # The enclosing section that may be left out (its required fields are required only when it is given).
     optional_section: str | None = None
+
+
+def _default(field: FieldInfo, name: str, section_default: BaseModel | None) -> Any:
+    """A field's default as the config really gets it: a section built by its own default factory (e.g.
+    ``targets: LatencyTargets(ttft_ms=2000)``) sets its fields' defaults, not the nested model's."""
+    if section_default is not None:
+        return getattr(section_default, name)
+    return None if field.is_required() else field.get_default(call_default_factory=True)
 
 
 def _settings(
@@ -176,6 +184,7 @@ def _settings(
     prefix: str,
     file_only: list[str],
     optional_section: str | None = None,
+    section_default: BaseModel | None = None,
 ) -> list[_Setting]:
     found: list[_Setting] = []
     for name, field in model.model_fields.items():
@@ -188,7 +197,9 @@ def _settings(
         if _is_model(kind) and extra.get("flag", "") is not None:
             section_prefix = prefix + extra.get("flag_prefix", f"{name.replace('_', '-')}.")
             optional = optional_section if field.is_required() else dotted
-            found += _settings(kind, key_path, section_prefix, file_only, optional)
+            default = _default(field, name, section_default)
+            nested_default = default if isinstance(default, BaseModel) else None
+            found += _settings(kind, key_path, section_prefix, file_only, optional, nested_default)
             continue
         options = _argparse_options(field.annotation) if extra.get("flag", "") is not None else None
         if options is None:
@@ -196,7 +207,8 @@ def _settings(
             continue
         declared = extra.get("flag") or name.replace("_", "-")
         option = declared if declared.startswith("--") else f"--{prefix}{declared}"
-        found.append(_Setting(Flag(option, key_path, field.is_required()), field, options, optional_section))
+        flag = Flag(option, key_path, field.is_required())
+        found.append(_Setting(flag, field, options, _default(field, name, section_default), optional_section))
     return found
 
 
@@ -216,7 +228,7 @@ class ConfigFlags:
                 setting.flag.option,
                 dest=setting.flag.dest,
                 default=argparse.SUPPRESS,
-                help=_help_text(setting.field, setting.optional_section),
+                help=_help_text(setting.field, setting.default, setting.optional_section),
                 **setting.options,
             )
 

@@ -157,6 +157,22 @@ def test_help_shows_the_models_defaults():
     assert "(default: on)" in text
 
 
+def test_help_shows_the_default_a_section_really_gets():
+    """A section's own default (here Filters(min_chars=10)) decides its fields' defaults, not the nested model."""
+
+    class Tuned(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+        filters: Filters = Field(default_factory=lambda: Filters(min_chars=10, phrases=["nope"]))
+
+    parser = argparse.ArgumentParser(prog="t")
+    ConfigFlags(Tuned, parser)
+    text = " ".join(parser.format_help().split())
+    assert "shortest answer (default: 10)" in text
+    assert "(default: nope)" in text
+    assert Tuned().filters.min_chars == 10
+
+
 def test_abbreviations_are_errors(capsys: pytest.CaptureFixture[str]):
     root, _ = _parser()
     with pytest.raises(SystemExit) as raised:
