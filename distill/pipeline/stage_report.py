@@ -238,10 +238,11 @@ def render(
         lines += ["## Plots", ""]
         lines += [f"![{Path(name).stem}]({_relative(run_dir / 'eval' / name, run_dir)})" for name in figures]
         lines.append("")
+    scored_by = "exact match" if context.task.kind == "file" and not context.task.schema else "per-field F1"
     lines += [
         "## Details",
         "",
-        f"- Full evaluation (ROI arithmetic, latency percentiles, per-field F1 or exact match): "
+        f"- Full evaluation (ROI arithmetic, latency percentiles, {scored_by}): "
         f"[{_relative(run_dir / 'eval' / 'report.md', run_dir)}](eval/report.md)",
         "- Per-item answers: eval/items.jsonl; stage markers: stages/*.json; logs: logs/",
         "",
