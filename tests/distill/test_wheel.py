@@ -9,6 +9,7 @@ is found first. Every command then runs from an empty directory, without PYTHONP
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -102,3 +103,13 @@ def test_commands_run_from_an_empty_directory(venv: Path, tmp_path: Path):
     assert done.returncode == 0, done.stderr
     assert len((tmp_path / "data" / "train.jsonl").read_text(encoding="utf-8").splitlines()) == 3
     assert sorted(path.name for path in tmp_path.iterdir()) == ["data"]
+
+
+@pytest.mark.slow
+def test_distill_run_of_the_bundled_tiny_example(venv: Path, tmp_path: Path):
+    done = _run(venv, tmp_path, "distill", "run", "demo-tiny", "--output-dir", "run", timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads((tmp_path / "run" / "eval" / "report.json").read_text(encoding="utf-8"))
+    assert report["comparisons"]["distilled"]["roi"]
+    assert "distilled" in (tmp_path / "run" / "report.md").read_text(encoding="utf-8")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["run"]  # nothing written outside it
