@@ -23,6 +23,7 @@ from distill.engine.records import RecordReader
 from distill.engine.rundir import SUMMARY_NAME, is_being_written, refuse_unsafe_location
 
 from distill.errors import UserError
+from distill.files import write_atomically
 from distill.review.decisions import ReviewFilter
 
 FORMATS = ("alpaca", "sharegpt")
@@ -190,9 +191,5 @@ def _read_dataset_info(out_dir: Path) -> dict[str, Any]:
 
 
 def _write_dataset_info(out_dir: Path, existing: dict[str, Any], entries: dict[str, Any]) -> Path:
-    path = out_dir / DATASET_INFO
     merged = {**existing, **entries}
-    temporary = path.with_name(DATASET_INFO + ".tmp")
-    temporary.write_bytes(orjson.dumps(merged, option=orjson.OPT_INDENT_2))
-    os.replace(temporary, path)
-    return path
+    return write_atomically(out_dir / DATASET_INFO, orjson.dumps(merged, option=orjson.OPT_INDENT_2))

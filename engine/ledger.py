@@ -39,6 +39,7 @@ from pathlib import Path
 from distill.engine.shards import write_all
 
 from distill.errors import UserError
+from distill.files import write_atomically
 
 LEDGER_NAME = "done.keys"
 ENTRY = struct.Struct("<QQIIBxHI")
@@ -260,15 +261,6 @@ def rewrite_ledger(path: Path, keep: Callable[[bytes], bool]) -> None:
     size = ENTRY.size
     kept = b"".join(data[at : at + size] for at in range(0, len(data), size) if keep(data[at : at + size]))
     write_atomically(path, kept)
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
 
 
 def entry_is_failure_or_watermark(entry: bytes) -> bool:

@@ -9,7 +9,6 @@ machine (127.0.0.1), which gets a new free one at each start.
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from distill import __version__
 from distill.config_files import describe_validation_error
 from distill.endpoint import endpoint_identity
 from distill.errors import UserError
+from distill.files import write_atomically
 
 MANIFEST_NAME = "run.json"
 FORMAT_VERSION = 1
@@ -107,12 +107,7 @@ def read_manifest(run_dir: Path) -> dict[str, Any] | None:
 
 def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
     """Atomic replace: a kill while writing leaves the old manifest, never half of one."""
-    path = run_dir / MANIFEST_NAME
-    temporary = path.with_suffix(".json.tmp")
-    temporary.write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
-    with open(temporary, "rb+") as handle:
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    write_atomically(run_dir / MANIFEST_NAME, orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
 
 
 def open_manifest(

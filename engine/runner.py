@@ -51,6 +51,7 @@ from distill.engine.writer import RecordWriter, RunStats
 
 from distill.endpoint import resolve_api_key
 from distill.errors import UserError
+from distill.files import write_atomically
 
 COMPLETE = "complete"
 BUDGET = "budget_reached"
@@ -242,9 +243,7 @@ def summarise(
 
 
 def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
-    temporary = run_dir / (SUMMARY_NAME + ".tmp")
-    temporary.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
-    os.replace(temporary, run_dir / SUMMARY_NAME)
+    write_atomically(run_dir / SUMMARY_NAME, orjson.dumps(summary, option=orjson.OPT_INDENT_2))
 
 
 async def generate(

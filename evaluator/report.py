@@ -8,7 +8,6 @@ latency percentiles, missing scores and failures, and where the evaluator's own 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,8 @@ from distill.evaluator.grading import TEACHER
 from distill.evaluator.load_metrics import LatencyTargets
 from distill.evaluator.plots import goodput_plot, score_plot, serving_curve_plot
 from distill.evaluator.serving_bench import headline, report_lines
+
+from distill.files import write_atomically, write_jsonl
 
 _ROLE_ORDER = {"distilled": 0, "original": 1, "other": 2}
 
@@ -236,12 +237,6 @@ def render_markdown(report: dict[str, Any], figures: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _write(path: Path, text: str) -> None:
-    staging = path.with_name(path.name + ".tmp")
-    staging.write_text(text, encoding="utf-8")
-    os.replace(staging, path)
-
-
 def write_report(report: dict[str, Any], per_item: list[dict[str, Any]], out: Path, *, plots: bool) -> None:
     """Write report.json, items.jsonl, report.md and (with ``plots``) the PNGs under ``out``."""
     order = system_order(report)
@@ -257,6 +252,6 @@ def write_report(report: dict[str, Any], per_item: list[dict[str, Any]], out: Pa
             score_plot(scores, order, out / "scores.png"),
         ]
         report["figures"] = [path.name for path in made if path is not None]
-    _write(out / "report.json", json.dumps(report, ensure_ascii=False, indent=1))
-    _write(out / "items.jsonl", "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in per_item))
-    _write(out / "report.md", render_markdown(report, report.get("figures", [])))
+    write_atomically(out / "report.json", json.dumps(report, ensure_ascii=False, indent=1))
+    write_jsonl(out / "items.jsonl", per_item)
+    write_atomically(out / "report.md", render_markdown(report, report.get("figures", [])))

@@ -1,5 +1,5 @@
-"""Offline batched student generation with vLLM, run as its own process: ``python -m evaluator.student_vllm
-JOB.json OUT.json``.
+"""Offline batched student generation with vLLM, run as its own process: ``python -m
+distill.evaluator.student_vllm JOB.json OUT.json``.
 
 Why a process: vLLM spawns workers (it needs a ``__main__`` guard), holds its memory until the interpreter
 exits, and must not share a process with a transformers model or an event loop of ours. The parent writes
@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from distill.files import write_atomically
 
 
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
@@ -97,13 +99,11 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
-        print("usage: python -m evaluator.student_vllm JOB.json OUT.json", file=sys.stderr)
+        print("usage: python -m distill.evaluator.student_vllm JOB.json OUT.json", file=sys.stderr)
         return 2
     job = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
     result = run_job(job)
-    staging = Path(argv[1]).with_suffix(".tmp")
-    staging.write_text(json.dumps(result, ensure_ascii=False), encoding="utf-8")
-    staging.replace(argv[1])
+    write_atomically(Path(argv[1]), json.dumps(result, ensure_ascii=False))
     return 0
 
 

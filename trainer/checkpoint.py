@@ -8,7 +8,6 @@ ignored. The step plan is rebuilt from the seed, so resuming skips exactly the s
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 
 from distill.errors import UserError
+from distill.files import write_atomically
 
 STATE_FILE = "trainer_state.json"
 _ADAPTER_FILE = "adapter_model.safetensors"
@@ -83,9 +83,7 @@ def save_checkpoint(
 
         dist.barrier()
     if rank == 0:
-        temporary = directory / (STATE_FILE + ".tmp")
-        temporary.write_text(json.dumps({**state, "step": step}, indent=1), encoding="utf-8")
-        os.replace(temporary, directory / STATE_FILE)
+        write_atomically(directory / STATE_FILE, json.dumps({**state, "step": step}, indent=1))
         for old in complete_checkpoints(output_dir)[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
     return directory

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.errors import UserError
+from distill.files import write_atomically
 
 MANIFEST_NAME = "distill_manifest.json"
 REQUIRED = (
@@ -35,11 +36,7 @@ def write_manifest(adapter_dir: Path, manifest: dict[str, Any]) -> Path:
     missing = [key for key in REQUIRED if key not in manifest]
     if missing:
         raise ValueError(f"manifest lacks {missing}")
-    path = adapter_dir / MANIFEST_NAME
-    temporary = path.with_name(MANIFEST_NAME + ".tmp")
-    temporary.write_text(json.dumps(manifest, indent=1, ensure_ascii=False), encoding="utf-8")
-    os.replace(temporary, path)
-    return path
+    return write_atomically(adapter_dir / MANIFEST_NAME, json.dumps(manifest, indent=1, ensure_ascii=False))
 
 
 def read_manifest(adapter_dir: str | os.PathLike) -> dict[str, Any]:

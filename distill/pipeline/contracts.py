@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.errors import UserError
+from distill.files import write_jsonl
 from distill.pipeline.contract_en import build_en_contract
 from distill.pipeline.contract_parts import FIELDS
 from distill.pipeline.contract_zh import build_zh_contract
@@ -61,14 +62,6 @@ def canonical_answer(truth: dict[str, str]) -> str:
     return json.dumps({name: truth[name] for name in FIELDS}, ensure_ascii=False)
 
 
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    staging = path.with_name(path.name + ".tmp")
-    with open(staging, "w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(staging, path)  # a half-written data file must never look complete
-
-
 @dataclass(frozen=True)
 class ContractSets:
     train_path: Path
@@ -106,12 +99,12 @@ def make_contract_sets(
             held_out.append(contract)
         if len(held_out) == eval_count:
             break
-    _write_jsonl(out / "train.jsonl", [{"id": c.id, "input": c.text} for c in train])
-    _write_jsonl(
+    write_jsonl(out / "train.jsonl", [{"id": c.id, "input": c.text} for c in train])
+    write_jsonl(
         out / "eval.jsonl",
         [{"id": c.id, "input": c.text, "reference": canonical_answer(c.truth)} for c in held_out],
     )
-    _write_jsonl(out / "truth.jsonl", [asdict(c) for c in train + held_out])
+    write_jsonl(out / "truth.jsonl", [asdict(c) for c in train + held_out])
     return ContractSets(
         out / "train.jsonl", out / "eval.jsonl", out / "truth.jsonl", len(train), len(held_out)
     )

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.engine.manifest import utc_now
+from distill.files import write_atomically
 
 
 def stage_key(*parts: Any) -> str:
@@ -84,10 +84,8 @@ class StageBook:
             finished_at=utc_now(),
         )
         self.dir.mkdir(parents=True, exist_ok=True)
-        staging = self._marker(name).with_suffix(".json.tmp")
         data = {k: v for k, v in record.__dict__.items() if k != "skipped"}
-        staging.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
-        os.replace(staging, self._marker(name))
+        write_atomically(self._marker(name), json.dumps(data, indent=2, ensure_ascii=False))
         return record
 
 

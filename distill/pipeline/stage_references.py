@@ -14,6 +14,7 @@ from typing import Any
 
 from distill.engine.records import iter_records
 from distill.errors import UserError
+from distill.files import write_jsonl
 from distill.pipeline.context import StageContext
 from distill.pipeline.markers import stage_key
 from distill.pipeline.stage_generate import generate_config, run_engine, teacher_settings
@@ -72,14 +73,14 @@ def run(context: StageContext) -> tuple[dict[str, Any], dict[str, Any]]:
             f"{NAME}: none of the teacher's {len(inputs)} answers to the held-out inputs is usable as a reference "
             f"(see {config.output_dir / 'summary.json'})"
         )
-    path = out / "eval.jsonl"
-    staging = path.with_name(path.name + ".tmp")
-    with open(staging, "w", encoding="utf-8") as handle:
-        for row_id, text in inputs.items():
-            if row_id in references:
-                row = {"id": row_id, "input": text, "reference": references[row_id]}
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    staging.replace(path)
+    path = write_jsonl(
+        out / "eval.jsonl",
+        (
+            {"id": row_id, "input": text, "reference": references[row_id]}
+            for row_id, text in inputs.items()
+            if row_id in references
+        ),
+    )
     details = {
         "source": FROM_TEACHER,
         "items": len(references),

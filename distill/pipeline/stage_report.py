@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.evaluator.report import investment_arithmetic, seed_table
+from distill.files import write_atomically
 from distill.pipeline.context import StageContext
 from distill.pipeline.markers import StageRecord, stage_key
 from distill.pipeline.stage_train import summary_for_report
@@ -256,9 +257,5 @@ def run(context: StageContext) -> tuple[dict[str, Any], dict[str, Any]]:
     started = time.monotonic()
     evaluation = json.loads(context.records["evaluate"].path("report_json").read_text(encoding="utf-8"))
     training = summary_for_report(context.records["train"])
-    path = context.run_dir / "report.md"
     text = render(context, evaluation, training, time.monotonic() - started)
-    staging = path.with_name(path.name + ".tmp")
-    staging.write_text(text, encoding="utf-8")
-    os.replace(staging, path)
-    return {"report": path}, {}
+    return {"report": write_atomically(context.run_dir / "report.md", text)}, {}

@@ -21,6 +21,7 @@ from typing import Any
 from distill.errors import UserError
 from distill.evaluator.answer_schema import AnswerSchema
 from distill.evaluator.evalset import TaskRow, read_task_rows
+from distill.files import write_jsonl
 from distill.pipeline.config import TaskConfig
 
 # Where the held-out set's references come from.
@@ -137,30 +138,21 @@ def load_task_data(task: TaskConfig, schema: AnswerSchema | None) -> TaskData:
     return TaskData(train, held_out, source)
 
 
-def _write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> Path:
-    staging = path.with_name(path.name + ".tmp")
-    with open(staging, "w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    staging.replace(path)
-    return path
-
-
 def write_task_data(data: TaskData, out_dir: Path) -> dict[str, Path]:
     """``train.jsonl``, ``eval.jsonl`` (or ``eval-inputs.jsonl`` when the teacher is to give the references)
     and ``answers.jsonl``: every known answer, for the reference teacher."""
     out_dir.mkdir(parents=True, exist_ok=True)
     outputs = {
-        "train": _write_jsonl(out_dir / "train.jsonl", ({"id": r.id, "input": r.input} for r in data.train))
+        "train": write_jsonl(out_dir / "train.jsonl", ({"id": r.id, "input": r.input} for r in data.train))
     }
     if data.references == FROM_TEACHER:
         rows = ({"id": r.id, "input": r.input} for r in data.eval)
-        outputs["eval_inputs"] = _write_jsonl(out_dir / "eval-inputs.jsonl", rows)
+        outputs["eval_inputs"] = write_jsonl(out_dir / "eval-inputs.jsonl", rows)
     else:
         rows = ({"id": r.id, "input": r.input, "reference": r.reference} for r in data.eval)
-        outputs["eval"] = _write_jsonl(out_dir / "eval.jsonl", rows)
+        outputs["eval"] = write_jsonl(out_dir / "eval.jsonl", rows)
     known = [row for row in (*data.train, *data.eval) if row.reference is not None]
-    outputs["answers"] = _write_jsonl(
+    outputs["answers"] = write_jsonl(
         out_dir / "answers.jsonl", ({"input": r.input, "answer": r.reference} for r in known)
     )
     return outputs

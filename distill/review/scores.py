@@ -6,12 +6,12 @@ in ``judge-cache.jsonl``, so a rerun pays only for records not scored yet.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
 
+from distill.files import replacing
 from distill.review.decisions import REVIEW_DIR
 from distill.review.log import read_entries
 
@@ -47,8 +47,7 @@ def read(run_dir: str | Path) -> dict[tuple[str, int], Score]:
 
 def write(run_dir: str | Path, scores: dict[tuple[str, int], Score], model: str) -> Path:
     path = scores_path(run_dir)
-    temporary = path.with_name(SCORES_NAME + ".tmp")
-    with temporary.open("wb") as handle:
+    with replacing(path) as handle:
         for (row_id, sample_index), entry in scores.items():
             handle.write(
                 orjson.dumps(
@@ -62,7 +61,4 @@ def write(run_dir: str | Path, scores: dict[tuple[str, int], Score], model: str)
                     option=orjson.OPT_APPEND_NEWLINE,
                 )
             )
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
     return path

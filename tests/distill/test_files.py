@@ -1,0 +1,27 @@
+"""Files written whole: the new content replaces the old only when all of it is on disk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from distill.files import replacing, write_atomically, write_jsonl
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path):
+    path = write_atomically(tmp_path / "state.json", '{"step": 1}')
+    with pytest.raises(RuntimeError), replacing(path) as handle:
+        handle.write(b'{"st')
+        raise RuntimeError("killed half way")
+    assert path.read_text(encoding="utf-8") == '{"step": 1}'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json"]
+
+
+def test_text_is_utf8_and_jsonl_is_one_unescaped_object_a_line(tmp_path: Path):
+    write_atomically(tmp_path / "a.txt", "甲方")
+    assert (tmp_path / "a.txt").read_bytes() == "甲方".encode()
+    write_jsonl(tmp_path / "rows.jsonl", ({"id": n, "input": "合同"} for n in range(2)))
+    assert (tmp_path / "rows.jsonl").read_text(encoding="utf-8") == (
+        '{"id": 0, "input": "合同"}\n{"id": 1, "input": "合同"}\n'
+    )
