@@ -52,6 +52,11 @@ class StudentConfig(BaseModel):
     model: str = Field(default="smollm2-135m-instruct", description="alias, HF model dir or .gguf file")
     adapter: Path | None = Field(default=None, description="LoRA adapter dir written by `distill train`")
     label: str | None = None
+    task: str | None = Field(
+        default=None,
+        description="the task description this student was trained and is served with, when it is not the "
+        "eval's own (a short instruction); null: the eval's task. The teacher and the judge keep the eval's",
+    )
 
 
 class VllmEngineSettings(BaseModel):

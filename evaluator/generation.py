@@ -120,13 +120,14 @@ class StudentGenerator:
     def _plan(self, tokenizers: dict[Path, Any]) -> None:
         """Find what the cache lacks; one group per base model until :meth:`_place` knows the engines."""
         groups: dict[Path, _Group] = {}
-        prompts: dict[Path, list[list[int]]] = {}
+        prompts: dict[tuple[Path, str | None], list[list[int]]] = {}
         for student in self.students:
-            if student.base_dir not in prompts:
-                prompts[student.base_dir] = render_prompt_ids(
-                    tokenizers[student.base_dir], [item.instruction for item in self.items]
+            asked = (student.base_dir, student.task)
+            if asked not in prompts:
+                prompts[asked] = render_prompt_ids(
+                    tokenizers[student.base_dir], student.instructions(self.items)
                 )
-            for index, ids in enumerate(prompts[student.base_dir]):
+            for index, ids in enumerate(prompts[asked]):
                 key = self._key(student, ids)
                 hit = self.cache.get(key)
                 if hit is not None:

@@ -38,16 +38,16 @@ from distill.endpoint import Endpoint
 MAX_PROMPTS = 64
 
 
-def instruction_requests(items: Sequence[EvalItem], model: str, max_tokens: int) -> list[ChatRequest]:
+def instruction_requests(instructions: Sequence[str], model: str, max_tokens: int) -> list[ChatRequest]:
     """Each item's task instruction as one user message: the prompt both sides get by default."""
     return [
         ChatRequest(
-            messages=[{"role": "user", "content": item.instruction}],
+            messages=[{"role": "user", "content": instruction}],
             model=model,
             temperature=0.0,
             max_tokens=max_tokens,
         )
-        for item in items
+        for instruction in instructions
     ]
 
 
@@ -101,6 +101,8 @@ class LatencyStage:
 
     def teacher_prompt(self) -> str:
         if self.latency.teacher_prompt == "instruction":
+            if any(student.task is not None for student in self.students):
+                return "the eval's task instruction (the student is asked with its own task description)"
             return "same instruction as the student"
         return "the engine's chain-of-thought generation prompt (not the student's instruction)"
 
@@ -109,7 +111,8 @@ class LatencyStage:
         if teacher is None or not self.latency.measure_teacher:
             return None
         if self.latency.teacher_prompt == "instruction":
-            requests = instruction_requests(self.items, teacher.model, self.latency.max_tokens)
+            instructions = [item.instruction for item in self.items]
+            requests = instruction_requests(instructions, teacher.model, self.latency.max_tokens)
         else:
             template = load_template(teacher.template)
             requests = [
@@ -133,7 +136,7 @@ class LatencyStage:
             f"vllm-serve:{self.latency.student_dtype}:{generation.lora}:"
             f"tp{generation.tensor_parallel_size}:dp{generation.data_parallel_size}"
         )
-        return self._cache_path("student", student.fingerprint, where, [i.instruction for i in self.items])
+        return self._cache_path("student", student.fingerprint, where, student.instructions(self.items))
 
     def _measure_student(self, student: Student, base_url: str, model: str) -> dict[str, Any]:
         endpoint = Endpoint(base_url=base_url, model=model, api_key_env=None, request_timeout_s=600)
@@ -141,7 +144,7 @@ class LatencyStage:
             "student",
             student.label or student.name,
             endpoint,
-            instruction_requests(self.items, model, self.latency.max_tokens),
+            instruction_requests(student.instructions(self.items), model, self.latency.max_tokens),
             cost_per_hour=self.config.roi.student_cost_per_hour,
         )
         result = self._sweep(side)

@@ -5,7 +5,8 @@ records the base model's hash, the chat template's hash and the training ids. Ev
 base model, or through another chat template, would measure a model nobody trained, and an eval item that was
 trained on measures memory: all three are refused before anything runs.
 
-The student's prompt is the instruction (``engine.prompts.build_instruction``) rendered by the tokenizer's
+The student's prompt is the instruction (``engine.prompts.build_instruction``, with the student's own task
+description when its config gives one) rendered by the tokenizer's
 own chat template with the generation prompt, as the trainer renders it, and tokenised without adding special
 tokens a second time. Both generation backends receive these token ids.
 """
@@ -19,7 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from distill.engine.prompts import build_instruction
 from distill.evaluator.config import StudentConfig
+from distill.evaluator.evalset import EvalItem
 from distill.evaluator.vllm_server import lora_rank
 from distill.trainer.manifest import MANIFEST_NAME
 
@@ -41,10 +44,17 @@ class Student:
     rank: int | None
     answer_format: str | None  # "answer" or "thinking", from the manifest
     warnings: list[str]
+    task: str | None = None  # its own task description (StudentConfig.task); None: the eval's
 
     @property
     def fingerprint(self) -> str:
         return f"{self.base_hash}:{self.adapter_hash or 'base'}"
+
+    def instructions(self, items: Sequence[EvalItem]) -> list[str]:
+        """What this student is asked for each item: the item's instruction, or its own task's."""
+        if self.task is None:
+            return [item.instruction for item in items]
+        return [build_instruction(self.task, item.input) for item in items]
 
 
 def read_manifest(adapter_dir: Path) -> dict[str, Any] | None:
@@ -154,6 +164,7 @@ def resolve_students(
                 rank,
                 answer_format,
                 warnings,
+                config.task,
             )
         )
     return students, tokenizers

@@ -128,6 +128,12 @@ class TaskConfig(ContractsConfig):
     reference_field: FieldName = Field(
         default="reference", description="kind file: the known answer, where a row has one"
     )
+    student_instruction: str | None = Field(
+        default=None,
+        description="a shorter instruction the student is trained and served with (the teacher and the judge "
+        "keep the task's): it learns the answer format from the teacher's answers, and every training sample "
+        "and every request then costs fewer tokens",
+    )
     instruction: str | None = Field(default=None, description="kind file: the task description")
     instruction_file: Path | None = Field(default=None, description="kind file: the instruction, from a file")
     eval_set: Path | None = Field(default=None, description="kind file: held-out JSONL, never trained on")
@@ -148,6 +154,8 @@ class TaskConfig(ContractsConfig):
         stray = [key for key in other if key in self.model_fields_set]
         if stray:
             raise ValueError(f"{stray[0]} is not a key of kind: {self.kind}")
+        if self.student_instruction is not None and not self.student_instruction.strip():
+            raise ValueError("student_instruction is empty (leave it out to train on the task's instruction)")
         if self.kind == "contracts":
             return self
         if self.inputs is None:

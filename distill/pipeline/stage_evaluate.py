@@ -45,6 +45,7 @@ def _pipeline_settings(
                 "model": config.student,
                 "adapter": adapter,
                 "label": f"{config.student} + LoRA distilled ({'thinking + answer' if thinking else 'answer only'})",
+                "task": context.task.student_instruction,
             },
             {
                 "name": ORIGINAL,
@@ -94,6 +95,7 @@ def key(context: StageContext) -> str:
         chosen(config.evaluate),
         teacher_max_tokens(config),
         context.task.instruction,
+        context.task.student_instruction,
         context.task.template,
         context.task.metrics_settings(),
     )

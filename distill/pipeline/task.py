@@ -32,6 +32,9 @@ class TaskView:
     instruction: str  # the task description in the teacher's template and before every student input
     template: str  # the teacher's prompt template: zh, en or a file
     schema: AnswerSchema | None = None
+    student_instruction: str | None = (
+        None  # what the student is trained and served with, when not instruction
+    )
 
     def metrics_settings(self) -> dict[str, Any]:
         """The evaluator's ``metrics:`` for this task."""
@@ -84,4 +87,7 @@ def task_view(loaded: LoadedRunConfig) -> TaskView:
         instruction = TASK_DESCRIPTION
     else:
         instruction = _instruction(task, loaded)
-    return TaskView(task.kind, task.dataset_name, instruction, task.prompt_template, _schema(task, loaded))
+    student = task.student_instruction.strip() if task.student_instruction is not None else None
+    return TaskView(
+        task.kind, task.dataset_name, instruction, task.prompt_template, _schema(task, loaded), student
+    )

@@ -41,3 +41,18 @@ def test_fallback_generates_in_order_then_reads_the_cache(base_student, tmp_path
         assert (
             StudentGenerator(students, tokenizers, items, longer, cache, tmp_path / "work").to_generate == 2
         )
+
+
+def test_a_student_with_its_own_task_generates_from_its_own_prompt(tmp_path):
+    from distill.engine.prompts import build_instruction
+
+    configs = [StudentConfig(name="plain"), StudentConfig(name="own", task="Answer in one word.")]
+    students, tokenizers = resolve_students(configs, set())
+    items = [EvalItem("a", "Say hello.", "ref", build_instruction("Be verbose.", "Say hello."))]
+    config = GenerationConfig(backend="transformers", max_new_tokens=4, max_model_len=128, cpu_threads=1)
+    with CallCache(tmp_path / "students.jsonl") as cache:
+        generator = StudentGenerator(students, tokenizers, items, config, cache, tmp_path / "work")
+        prompts = {p.student.name: p.prompt_ids for group in generator._groups for p in group.pending}
+    decoded = {name: tokenizers[students[0].base_dir].decode(ids) for name, ids in prompts.items()}
+    assert "Be verbose.\n\nSay hello." in decoded["plain"] and "Answer in one word." not in decoded["plain"]
+    assert "Answer in one word.\n\nSay hello." in decoded["own"] and "Be verbose." not in decoded["own"]

@@ -103,3 +103,18 @@ def test_lora_rank_rounds_up_to_what_vllm_accepts():
     assert max_lora_rank([4]) == 8
     with pytest.raises(UserError):
         max_lora_rank([1024])
+
+
+def test_a_student_with_its_own_task_is_asked_with_it_and_the_others_with_the_eval_task(adapter):
+    from distill.engine.prompts import build_instruction
+    from distill.evaluator.evalset import EvalItem
+
+    configs = [
+        StudentConfig(name="distilled", role="distilled", adapter=adapter(), task="抽取合同要素。"),
+        StudentConfig(name="base"),
+    ]
+    resolved, _ = resolve_students(configs, {"eval-1"})
+    items = [EvalItem("eval-1", "合同正文", "{}", build_instruction("很长的任务说明", "合同正文"))]
+    distilled, base = resolved
+    assert distilled.instructions(items) == ["抽取合同要素。\n\n合同正文"]
+    assert base.instructions(items) == ["很长的任务说明\n\n合同正文"]
