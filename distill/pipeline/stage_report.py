@@ -145,6 +145,11 @@ def _task_lines(context: StageContext, records: dict[str, StageRecord]) -> list[
             "a structured answer checked against its answer schema" if task.schema else "a free-text answer"
         )
         lines.append(f"- Task: **{task.name}**, {scoring}. Instruction: “{_shorten(task.instruction)}”")
+    if task.student_instruction is not None:
+        lines.append(
+            f"- The distilled student is trained and asked with its own instruction: “{_shorten(task.student_instruction)}”"
+            " (the teacher, the judge and the base student get the task's)."
+        )
     if data:
         details = data.details
         for name, file in details.get("files", {}).items():

@@ -83,3 +83,12 @@ def test_the_student_instruction_is_part_of_the_training_data_key(tmp_path):
     for context in (short, plain):
         context.records["generate"] = StageRecord("generate", "g", {}, 0)
     assert stage_export.key(short) != stage_export.key(plain)
+
+
+def test_the_report_says_which_instruction_the_student_got(tmp_path):
+    from distill.pipeline.stage_report import _task_lines
+
+    lines = "\n".join(_task_lines(_context(tmp_path, f"task:\n  student_instruction: {SHORT}\n"), {}))
+    assert f"own instruction: “{SHORT}”" in lines
+    (tmp_path / "plain").mkdir()
+    assert "own instruction" not in "\n".join(_task_lines(_context(tmp_path / "plain", "task: {}\n"), {}))
