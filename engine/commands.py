@@ -103,6 +103,8 @@ class ExportCommand(Command):
     def run(self, config: ExportConfig, args: argparse.Namespace) -> int:
         from distill.engine.export import FORMATS, export_dataset
 
+        from distill.review.decisions import ReviewFilter
+
         formats = FORMATS if config.format == "both" else (config.format,)
         result = export_dataset(
             config.run_dir,
@@ -110,7 +112,8 @@ class ExportCommand(Command):
             formats=formats,
             with_thinking=config.with_thinking,
             name=config.name,
-            review=config.review,
+            # Human review (`distill review`): keep only what its decisions allow, edited answers in place.
+            review=ReviewFilter(config.run_dir, config.review) if config.review is not None else None,
         )
         print(json.dumps(result, ensure_ascii=False, indent=2))
         return 0

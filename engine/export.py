@@ -16,7 +16,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from distill.engine.records import RecordReader
@@ -24,9 +24,19 @@ from distill.engine.rundir import SUMMARY_NAME, is_being_written, refuse_unsafe_
 
 from distill.errors import UserError
 from distill.files import write_atomically
-from distill.review.decisions import ReviewFilter
 
 FORMATS = ("alpaca", "sharegpt")
+
+
+class RecordSelection(Protocol):
+    """What an export keeps of the accepted records (`distill review`'s decisions, for one): each record as
+    it is to be written, or None to leave it out; ``summary()`` says what it kept, left out and changed."""
+
+    def __call__(self, record: dict[str, Any]) -> dict[str, Any] | None: ...
+
+    def summary(self) -> dict[str, Any]: ...
+
+
 DATASET_INFO = "dataset_info.json"
 
 _ALPACA_INFO = {
@@ -95,7 +105,7 @@ def export_dataset(
     formats: tuple[str, ...] = FORMATS,
     with_thinking: bool = False,
     name: str | None = None,
-    review: str | None = None,
+    review: RecordSelection | None = None,
 ) -> dict[str, Any]:
     """Write the training files and dataset_info.json; return {name, rows, files, dataset_info, warnings}.
 
@@ -115,8 +125,6 @@ def export_dataset(
     reader = RecordReader(run_dir, kinds=("accepted",))
     if not reader.shards():
         raise UserError(f"{run_dir}: no accepted-*.jsonl shards: run `distill generate` into it first")
-    # Human review (`distill review`): keep only what its decisions allow, edited answers in place.
-    reviewed = ReviewFilter(run_dir, review) if review is not None else None
     refuse_unsafe_location(out_dir, "--out-dir")
     warnings = run_state_warnings(run_dir)
     for warning in warnings:
@@ -134,7 +142,7 @@ def export_dataset(
     try:
         for stored in reader:
             record = stored.model_dump()
-            if reviewed is not None and (record := reviewed(record)) is None:
+            if review is not None and (record := review(record)) is None:
                 continue
             target = record["full_output" if with_thinking else "output"]
             for fmt, handle in handles.items():
@@ -166,7 +174,7 @@ def export_dataset(
         "with_thinking": with_thinking,
         "files": {fmt: str(path) for fmt, path in targets.items()},
         "dataset_info": str(info),
-        "review": reviewed.summary() if reviewed is not None else None,
+        "review": review.summary() if review is not None else None,
         "warnings": warnings,
     }
 

@@ -17,6 +17,7 @@ from distill.engine.prompts import build_instruction
 from distill.errors import UserError
 from distill.pipeline.context import StageContext
 from distill.pipeline.markers import stage_key
+from distill.review.decisions import ReviewFilter
 from distill.review.gate import EXPORT_MODE as REVIEW_EXPORT_MODE
 from distill.review.gate import require_review, review_key
 
@@ -52,7 +53,7 @@ def run(context: StageContext) -> tuple[dict[str, Any], dict[str, Any]]:
         context.run_dir / "dataset",
         with_thinking=context.config.with_thinking,
         name=context.task.name,
-        review=REVIEW_EXPORT_MODE if context.config.review == "required" else None,
+        review=ReviewFilter(run_dir, REVIEW_EXPORT_MODE) if context.config.review == "required" else None,
     )
     if context.task.student_instruction is not None:
         for path in result["files"].values():
