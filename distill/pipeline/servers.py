@@ -12,7 +12,10 @@ from pathlib import Path
 from distill.endpoint import Endpoint
 from distill.evaluator.vllm_server import serve_vllm
 from distill.processes import free_port, python_module_command, run_server
-from distill.testing.reference_teacher import MODEL_NAME as REFERENCE_MODEL
+
+# The model names the reference teacher answers to (one server; judge prompts are recognised by their content).
+REFERENCE_MODEL = "reference-teacher"
+REFERENCE_JUDGE_MODEL = "reference-judge"
 
 
 @contextlib.contextmanager

@@ -10,8 +10,7 @@ from pathlib import Path
 from distill.endpoint import Endpoint
 from distill.pipeline.config import RunConfig
 from distill.pipeline.console import say
-from distill.pipeline.servers import reference_teacher_server, vllm_server
-from distill.testing.reference_teacher import JUDGE_MODEL_NAME as REFERENCE_JUDGE_MODEL
+from distill.pipeline.servers import REFERENCE_JUDGE_MODEL, reference_teacher_server, vllm_server
 from distill.trainer.student import resolve_student
 
 

@@ -29,6 +29,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from distill.errors import UserError
 from distill.pipeline.contract_task import EN_MARKERS, ZH_MARKERS, reference_reply
 from distill.pipeline.contracts import Contract, load_truth
+from distill.pipeline.servers import REFERENCE_JUDGE_MODEL as JUDGE_MODEL_NAME
+from distill.pipeline.servers import REFERENCE_MODEL as MODEL_NAME
 from distill.testing.fake_teacher import FakeTeacherSettings, build_app, run_on_uvloop, serve_until_signalled
 from distill.testing.fake_teacher_answers import prompt_text, seeded
 from distill.testing.fake_teacher_faults import error_body
@@ -39,8 +41,6 @@ DESCRIPTION = (
     "answers file), not from a model; it stands in for a strong API model such as GPT-4o, with realistic "
     "latency and usage."
 )
-MODEL_NAME = "reference-teacher"
-JUDGE_MODEL_NAME = "reference-judge"  # same server; judge prompts are recognised by their content
 _CONTRACT_NUMBER = re.compile(r"(?:合同编号|Contract No\.):\s*([A-Z]+-\d{4}-\d{5})")
 
 
