@@ -12,7 +12,7 @@ flat however big the run.
 
 from __future__ import annotations
 
-import os
+import contextlib
 import re
 import sys
 from pathlib import Path
@@ -23,7 +23,7 @@ from distill.engine.records import RecordReader
 from distill.engine.rundir import SUMMARY_NAME, is_being_written, refuse_unsafe_location
 
 from distill.errors import UserError
-from distill.files import write_atomically
+from distill.files import replacing, write_atomically
 
 FORMATS = ("alpaca", "sharegpt")
 
@@ -136,10 +136,9 @@ def export_dataset(
         raise UserError(f"{out_dir}: --out-dir: cannot create it: {exc.strerror}") from None
     existing_info = _read_dataset_info(out_dir)
     targets = {fmt: out_dir / f"{name}_{fmt}.jsonl" for fmt in formats}
-    temporaries = {fmt: path.with_name(path.name + ".tmp") for fmt, path in targets.items()}
-    handles = {fmt: temporaries[fmt].open("wb") for fmt in formats}
     rows = 0
-    try:
+    with contextlib.ExitStack() as files:  # every file replaced only once all of them are written
+        handles = {fmt: files.enter_context(replacing(path)) for fmt, path in targets.items()}
         for stored in reader:
             record = stored.model_dump()
             if review is not None and (record := review(record)) is None:
@@ -148,15 +147,6 @@ def export_dataset(
             for fmt, handle in handles.items():
                 handle.write(orjson.dumps(_row(fmt, record, target), option=orjson.OPT_APPEND_NEWLINE))
             rows += 1
-    except BaseException:
-        for fmt, handle in handles.items():
-            handle.close()
-            temporaries[fmt].unlink(missing_ok=True)
-        raise
-    for handle in handles.values():
-        handle.close()
-    for fmt in formats:
-        os.replace(temporaries[fmt], targets[fmt])
     info = _write_dataset_info(
         out_dir,
         existing_info,

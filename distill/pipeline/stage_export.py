@@ -6,7 +6,6 @@ is trained (and later served) with it, while the teacher was asked with the task
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import orjson
 from distill.engine.export import export_dataset
 from distill.engine.prompts import build_instruction
 from distill.errors import UserError
+from distill.files import replacing
 from distill.pipeline.context import StageContext
 from distill.pipeline.markers import stage_key
 from distill.review.decisions import ReviewFilter
@@ -74,18 +74,12 @@ def restate_instructions(path: Path, task: str, student_instruction: str) -> Non
             )
         return build_instruction(student_instruction, instruction[len(prefix) :])
 
-    staging = path.with_name(path.name + ".tmp")
-    try:
-        with open(path, "rb") as source, open(staging, "wb") as target:
-            for line in source:
-                row = orjson.loads(line)
-                if "instruction" in row:
-                    row["instruction"] = restate(row["instruction"])
-                else:
-                    first = row["conversations"][0]
-                    first["value"] = restate(first["value"])
-                target.write(orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE))
-    except BaseException:
-        staging.unlink(missing_ok=True)
-        raise
-    os.replace(staging, path)
+    with open(path, "rb") as source, replacing(path) as target:
+        for line in source:
+            row = orjson.loads(line)
+            if "instruction" in row:
+                row["instruction"] = restate(row["instruction"])
+            else:
+                first = row["conversations"][0]
+                first["value"] = restate(first["value"])
+            target.write(orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE))

@@ -82,3 +82,33 @@ def test_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="no accepted"):
         export_dataset(tmp_path / "empty", tmp_path / "out")
+
+
+class _KeepEven:
+    """A selection (what `distill review`'s decisions are to an export): keeps even rows, fails at ``fail_at``."""
+
+    def __init__(self, fail_at: str | None = None) -> None:
+        self.fail_at, self.kept = fail_at, 0
+
+    def __call__(self, record):
+        if record["id"] == self.fail_at:
+            raise RuntimeError("stopped half way")
+        if int(record["id"][1:]) % 2:
+            return None
+        self.kept += 1
+        return {**record, "output": record["output"] + " (checked)"}
+
+    def summary(self):
+        return {"kept": self.kept}
+
+
+def test_a_selection_decides_each_row_and_a_failure_leaves_the_earlier_files(tmp_path):
+    run_dir, out = make_run(tmp_path), tmp_path / "data"
+    result = export_dataset(run_dir, out, formats=("alpaca",), review=_KeepEven())
+    rows = [json.loads(line) for line in (out / "contracts_run_alpaca.jsonl").read_text().splitlines()]
+    assert [row["id"] for row in rows] == ["c0", "c2", "c4"] and rows[1]["output"].endswith("(checked)")
+    assert result["rows"] == 3 and result["review"] == {"kept": 3}
+    before = sorted((p.name, p.read_bytes()) for p in out.iterdir())
+    with pytest.raises(RuntimeError):
+        export_dataset(run_dir, out, review=_KeepEven(fail_at="c3"))
+    assert sorted((p.name, p.read_bytes()) for p in out.iterdir()) == before  # no half file, no temporary
