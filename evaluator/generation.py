@@ -27,6 +27,7 @@ from distill.evaluator.calls import Answer, CallCache
 from distill.evaluator.config import GenerationConfig
 from distill.evaluator.evalset import EvalItem
 from distill.evaluator.serving import place_students, use_merged
+from distill.evaluator.student_hf import run_generation
 from distill.evaluator.students import Student, render_prompt_ids
 from distill.evaluator.vllm_server import (
     cpu_kv_cache_mib,
@@ -282,8 +283,6 @@ class StudentGenerator:
     # -- transformers: in this process, one model at a time ------------------------------------------------
 
     def _run_transformers(self, group: _Group) -> None:
-        from distill.evaluator.student_hf import run_generation
-
         started = time.perf_counter()
         by_student: dict[str, list[_Pending]] = {}
         for pending in group.pending:

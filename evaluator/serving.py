@@ -24,6 +24,7 @@ from pathlib import Path
 from distill.evaluator.config import VllmEngineSettings
 from distill.evaluator.students import Student, read_manifest
 from distill.evaluator.vllm_server import serve_vllm, vllm_is_cpu_build
+from distill.trainer.student import cache_root
 
 
 @dataclass(frozen=True)
@@ -41,8 +42,6 @@ def use_merged(mode: str) -> bool:
 
 def merged_dir_for(student: Student) -> Path:
     """A directory with the student's merged weights (made on first use, then reused)."""
-    from distill.trainer.student import cache_root
-
     assert student.adapter_dir is not None
     manifest = read_manifest(student.adapter_dir) or {}
     given = manifest.get("merged_dir")

@@ -25,6 +25,8 @@ from distill.evaluator.config import StudentConfig
 from distill.evaluator.evalset import EvalItem
 from distill.evaluator.vllm_server import lora_rank
 from distill.trainer.manifest import MANIFEST_NAME
+from distill.trainer.manifest import read_manifest as read_trainer_manifest
+from distill.trainer.student import chat_template_hash, model_hash, resolve_student
 
 from distill.errors import UserError
 
@@ -59,8 +61,6 @@ class Student:
 
 def read_manifest(adapter_dir: Path) -> dict[str, Any] | None:
     """The trainer's manifest (validated by the trainer's own reader), or None when the adapter has none."""
-    from distill.trainer.manifest import read_manifest as read_trainer_manifest
-
     if not (adapter_dir / MANIFEST_NAME).is_file():
         return None
     return read_trainer_manifest(adapter_dir)
@@ -129,8 +129,6 @@ def resolve_students(
     configs: Sequence[StudentConfig], eval_ids: set[str]
 ) -> tuple[list[Student], dict[Path, Any]]:
     """Resolve every student's model and adapter and run the manifest checks; also the tokenizer per base."""
-    from distill.trainer.student import chat_template_hash, model_hash, resolve_student
-
     tokenizers: dict[Path, Any] = {}
     hashes: dict[Path, str] = {}
     students = []
