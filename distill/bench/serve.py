@@ -24,6 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from distill.bench.serve_vllm import compare_with_vllm, comparison_table
 from distill.endpoint import Endpoint, Price
 from distill.engine.inputs import iter_inputs
 from distill.engine.prompts import build_instruction
@@ -33,6 +34,7 @@ from distill.evaluator.evalset import load_eval_set
 from distill.evaluator.latency import LoadProfile
 from distill.evaluator.load_metrics import LatencyTargets
 from distill.evaluator.serving_bench import ServingSide, headline_label, markdown_table, run_sweep
+from distill.trainer.student import resolve_student
 
 SERVED_STUDENT = "student"
 EPILOG = """\
@@ -275,10 +277,17 @@ def run_bench(config: ServeBenchConfig, say=print) -> dict[str, Any]:
             )
             results.append(run_sweep(side, config.load, config.targets, say=say))
         if config.compare_vllm:
-            from distill.bench.serve_vllm import compare_with_vllm
-
             comparing = time.perf_counter()
-            comparison = compare_with_vllm(config, student, model_dir, prompts, say)
+            comparison = compare_with_vllm(
+                student,
+                model_dir or resolve_student(config.student.model),
+                prompts,
+                requests_for(prompts, student.model, config.max_tokens, {"ignore_eos": True}),
+                config.load,
+                config.max_tokens,
+                config.output_dir / "vllm-bench",
+                say,
+            )
             waited["vllm_comparison_s"] = time.perf_counter() - comparing
     report = {
         "prompts": {
@@ -341,8 +350,6 @@ def render_markdown(report: dict[str, Any], config: ServeBenchConfig) -> str:
     lines += ["", markdown_table(report["sides"], config.currency), ""]
     comparison = report.get("vllm_comparison")
     if comparison:
-        from distill.bench.serve_vllm import comparison_table
-
         lines += ["## Agreement with vLLM's serving benchmark", "", comparison_table(comparison), ""]
     overhead = report.get("overhead")
     if overhead:

@@ -15,14 +15,12 @@ import asyncio
 import json
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from distill.endpoint import Endpoint
-from distill.evaluator.latency import LoadPoint, measure_point, measuring_session, warm_up
-from distill.evaluator.load_metrics import summarise_point
-
-if TYPE_CHECKING:
-    from distill.bench.serve import ServeBenchConfig
+from distill.engine.types import ChatRequest
+from distill.evaluator.latency import LoadPoint, LoadProfile, measure_point, measuring_session, warm_up
+from distill.evaluator.load_metrics import LatencyTargets, summarise_point
 
 AGREEMENT = 0.10  # relative difference of the medians allowed
 METRICS = ("ttft_ms", "tpot_ms", "itl_ms", "e2el_ms")
@@ -88,8 +86,6 @@ def run_vllm_bench(args: list[str]) -> dict[str, Any]:
 
 
 def _distill_point(endpoint, requests, concurrency, count, warmup) -> dict[str, Any]:
-    from distill.evaluator.load_metrics import LatencyTargets
-
     async def run():
         async with measuring_session(endpoint, concurrency) as session:
             await warm_up(session, requests, warmup)
@@ -105,31 +101,32 @@ def _distill_point(endpoint, requests, concurrency, count, warmup) -> dict[str, 
 
 
 def compare_with_vllm(
-    config: ServeBenchConfig,
     student: Endpoint,
-    model_dir: Path | None,
+    tokenizer: Path,
     prompts: list[tuple[str, str]],
+    requests: list[ChatRequest],
+    load: LoadProfile,
+    max_tokens: int,
+    work: Path,
     say,
 ) -> dict[str, Any]:
-    """Each concurrency level measured by distill, then by vLLM's benchmark; medians side by side."""
-    from distill.bench.serve import requests_for
-    from distill.trainer.student import resolve_student
+    """Each concurrency level measured by distill, then by vLLM's benchmark; medians side by side.
 
-    tokenizer = model_dir or resolve_student(config.student.model)
-    work = config.output_dir / "vllm-bench"
+    ``requests`` are ``prompts`` as distill sends them to the student (greedy, exactly ``max_tokens`` tokens);
+    ``tokenizer`` is the student's model directory; the benchmark's files go under ``work``.
+    """
     work.mkdir(parents=True, exist_ok=True)
     dataset = work / "prompts.jsonl"
-    count = config.load.requests or 32
+    count = load.requests or 32
     # vLLM's custom dataset takes the first num_prompts rows, then repeats them: give it the rows distill cycles.
     rows = [prompts[index % len(prompts)][1] for index in range(count)]
     dataset.write_text(
         "".join(json.dumps({"prompt": text}, ensure_ascii=False) + "\n" for text in rows), "utf-8"
     )
-    requests = requests_for(prompts, student.model, config.max_tokens, {"ignore_eos": True})
     points = []
-    for concurrency in config.load.concurrency:
+    for concurrency in load.concurrency:
         started = time.perf_counter()
-        ours = _distill_point(student, requests, concurrency, count, config.load.warmup)
+        ours = _distill_point(student, requests, concurrency, count, load.warmup)
         theirs = run_vllm_bench(
             vllm_bench_args(
                 student,
@@ -137,8 +134,8 @@ def compare_with_vllm(
                 dataset,
                 requests=count,
                 concurrency=concurrency,
-                max_tokens=config.max_tokens,
-                warmup=config.load.warmup,
+                max_tokens=max_tokens,
+                warmup=load.warmup,
             )
         )
         point = {"concurrency": concurrency, "requests": count, "distill": {}, "vllm": {}, "difference": {}}
@@ -161,7 +158,7 @@ def compare_with_vllm(
         )
     return {
         "tolerance": AGREEMENT,
-        "max_tokens": config.max_tokens,
+        "max_tokens": max_tokens,
         "points": points,
         "all_agree": all(p["agrees"] for p in points),
     }
