@@ -38,14 +38,17 @@ from distill.endpoint import Endpoint
 MAX_PROMPTS = 64
 
 
-def instruction_requests(instructions: Sequence[str], model: str, max_tokens: int) -> list[ChatRequest]:
-    """Each item's task instruction as one user message: the prompt both sides get by default."""
+def instruction_requests(
+    instructions: Sequence[str], model: str, max_tokens: int, extra_body: dict | None = None
+) -> list[ChatRequest]:
+    """Each item's task instruction as one greedy user message: the prompt both sides get by default."""
     return [
         ChatRequest(
             messages=[{"role": "user", "content": instruction}],
             model=model,
             temperature=0.0,
             max_tokens=max_tokens,
+            extra_body=extra_body,
         )
         for instruction in instructions
     ]

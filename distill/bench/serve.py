@@ -32,6 +32,7 @@ from distill.engine.types import ChatRequest
 from distill.evaluator.config import StudentConfig, VllmEngineSettings
 from distill.evaluator.evalset import load_eval_set
 from distill.evaluator.latency import LoadProfile
+from distill.evaluator.latency_stage import instruction_requests
 from distill.evaluator.load_metrics import LatencyTargets
 from distill.evaluator.serving_bench import ServingSide, headline_label, markdown_table, run_sweep
 from distill.trainer.student import resolve_student
@@ -168,16 +169,8 @@ def load_prompts(config: ServeBenchConfig) -> list[tuple[str, str]]:
 def requests_for(
     prompts: list[tuple[str, str]], model: str, max_tokens: int, extra: dict | None
 ) -> list[ChatRequest]:
-    return [
-        ChatRequest(
-            messages=[{"role": "user", "content": text}],
-            model=model,
-            temperature=0.0,
-            max_tokens=max_tokens,
-            extra_body=extra,
-        )
-        for _, text in prompts
-    ]
+    """The prompts as the evaluator's latency test sends them (one greedy user message each)."""
+    return instruction_requests([text for _, text in prompts], model, max_tokens, extra)
 
 
 @contextlib.contextmanager
