@@ -15,7 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from distill.trainer.tokenize import Sample
+from distill.engine.parsing import format_full_output, parse_cot
+from distill.engine.prompts import build_instruction
+from distill.engine.records import AcceptedRecord, Usage
+from distill.testing.fake_teacher_answers import cot_answer
+from distill.trainer.tokenize import Sample, build_prompt, completion_text
 
 TASK = "抽取合同要素,以JSON输出"
 
@@ -34,11 +38,6 @@ def engine_like_records(path: Path, tokenizer, count: int, lo: int, hi: int, see
     The contract grows clause by clause until the sample reaches its drawn length; the answer extracts
     every clause, so prompt and answer lengths both vary, as they do for a real extraction task.
     """
-    from distill.engine.parsing import format_full_output, parse_cot
-    from distill.engine.prompts import build_instruction
-    from distill.testing.fake_teacher_answers import cot_answer
-    from distill.trainer.tokenize import build_prompt, completion_text
-
     rng = random.Random(seed)
     with path.open("w", encoding="utf-8") as handle:
         for index in range(count):
@@ -57,21 +56,21 @@ def engine_like_records(path: Path, tokenizer, count: int, lo: int, hi: int, see
                     break
                 clauses.append(_clause(rng, len(clauses) + 1))
             thinking, _ = parse_cot(cot_answer(f"【思考过程】{instruction}", f"c{index}#0", 0.3))
-            record = {
-                "id": f"c{index}",
-                "sample_index": 0,
-                "instruction": instruction,
-                "thinking": thinking,
-                "output": output,
-                "full_output": format_full_output(thinking, output),
-                "source_model": "fake-teacher",
-                "generated_at": "2026-01-01T00:00:00Z",
-                "temperature": 0.3,
-                "usage": {"prompt_tokens": 0, "completion_tokens": 0},
-                "latency_ms": 0.0,
-                "finish_reason": "stop",
-            }
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            record = AcceptedRecord(
+                id=f"c{index}",
+                sample_index=0,
+                instruction=instruction,
+                thinking=thinking,
+                output=output,
+                full_output=format_full_output(thinking, output),
+                source_model="fake-teacher",
+                generated_at="2026-01-01T00:00:00Z",
+                temperature=0.3,
+                usage=Usage(prompt_tokens=0, completion_tokens=0),
+                latency_ms=0.0,
+                finish_reason="stop",
+            )
+            handle.write(json.dumps(record.model_dump(exclude_none=True), ensure_ascii=False) + "\n")
     return path
 
 
