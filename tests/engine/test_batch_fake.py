@@ -11,8 +11,6 @@ import openai
 import pytest
 from openai import AsyncOpenAI
 
-from distill.testing.fake_teacher import FakeTeacherSettings, start_in_thread
-
 ENDED = ("completed", "failed", "expired", "cancelled")
 
 
@@ -31,17 +29,9 @@ def _lines(count: int, prefix: str = "c", max_tokens: int = 200) -> bytes:
 
 
 @pytest.fixture
-def server():
-    started: list[Any] = []
-
-    def start(**settings: Any) -> str:
-        url, stop = start_in_thread(FakeTeacherSettings(**settings))
-        started.append(stop)
-        return url
-
-    yield start
-    for stop in started:
-        stop()
+def server(fake_teacher_thread):
+    """Factory: an in-process fake teacher's base URL."""
+    return lambda **settings: fake_teacher_thread(**settings).base_url
 
 
 def _stats(url: str) -> dict[str, Any]:

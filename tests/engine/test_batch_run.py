@@ -24,23 +24,14 @@ from openai import AsyncOpenAI
 
 from distill.bench.batch import BatchBenchConfig, run_bench
 from distill.errors import UserError
-from distill.testing.fake_teacher import FakeTeacherSettings, start_in_thread
 
 FAST = {"poll_initial_s": 0.02, "poll_max_s": 0.1, "reconcile_grace_s": 0.3}
 
 
 @pytest.fixture
-def server():
-    started: list[Any] = []
-
-    def start(**settings: Any) -> str:
-        url, stop = start_in_thread(FakeTeacherSettings(**settings))
-        started.append(stop)
-        return url
-
-    yield start
-    for stop in started:
-        stop()
+def server(fake_teacher_thread):
+    """Factory: an in-process fake teacher's base URL."""
+    return lambda **settings: fake_teacher_thread(**settings).base_url
 
 
 def _stats(url: str) -> dict[str, Any]:
