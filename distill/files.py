@@ -1,13 +1,18 @@
-"""Files written whole: a kill while writing leaves the old file (or none), never half of one."""
+"""Files written whole (a kill while writing leaves the old file, or none, never half of one), and small JSONL
+files read whole with file:line errors."""
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
+
+from distill.errors import UserError
+
+T = TypeVar("T")
 
 
 @contextmanager
@@ -39,3 +44,19 @@ def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> Path:
         for row in rows:
             handle.write((json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8"))
     return path
+
+
+def read_jsonl(path: str | os.PathLike, parse: Callable[[Any], T], what: str) -> list[T]:
+    """Every non-blank line of a JSONL file, decoded and passed to ``parse``. A line that is not JSON, or that
+    ``parse`` refuses (KeyError, TypeError, ValueError), is a UserError naming the file, the line and ``what``
+    the line should have been."""
+    items = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                items.append(parse(json.loads(line)))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise UserError(f"{path}:{number}: not {what}: {exc}") from None
+    return items

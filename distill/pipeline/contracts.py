@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.errors import UserError
-from distill.files import write_jsonl
+from distill.files import read_jsonl, write_jsonl
 from distill.pipeline.contract_en import build_en_contract
 from distill.pipeline.contract_parts import FIELDS
 from distill.pipeline.contract_zh import build_zh_contract
@@ -112,17 +112,7 @@ def make_contract_sets(
 
 def load_truth(path: str | os.PathLike) -> list[Contract]:
     """Read a truth.jsonl written by `make_contract_sets`."""
-    contracts = []
-    with open(path, encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                contracts.append(Contract(**json.loads(line)))
-            except (json.JSONDecodeError, TypeError) as exc:
-                raise UserError(
-                    f"{path}:{line_number}: not a contract record written by distill: {exc}"
-                ) from None
+    contracts = read_jsonl(path, lambda row: Contract(**row), "a contract record written by distill")
     if not contracts:
         raise UserError(f"{path}: no contracts in this file")
     return contracts

@@ -9,12 +9,11 @@ satisfy it is no reference: the item is left out, and counted. The report says w
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from distill.engine.records import iter_records
 from distill.errors import UserError
-from distill.files import write_jsonl
+from distill.files import read_jsonl, write_jsonl
 from distill.pipeline.context import StageContext
 from distill.pipeline.markers import stage_key
 from distill.pipeline.stage_generate import generate_config, run_engine, teacher_settings
@@ -55,11 +54,7 @@ def run(context: StageContext) -> tuple[dict[str, Any], dict[str, Any]]:
     config = generate_config(context, teacher, inputs=data.path("eval_inputs"), output_dir=out / "generate")
     config = config.model_copy(update={"samples_per_input": 1})
     summary = run_engine(config, NAME, key(context))
-    inputs = {}
-    with open(data.path("eval_inputs"), encoding="utf-8") as handle:
-        for line in handle:
-            row = json.loads(line)
-            inputs[row["id"]] = row["input"]
+    inputs = dict(read_jsonl(data.path("eval_inputs"), lambda row: (row["id"], row["input"]), "an input row"))
     references: dict[str, Any] = {}
     unusable = 0
     for record in iter_records(config.output_dir, kinds=("accepted",)):

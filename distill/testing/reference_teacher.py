@@ -26,7 +26,7 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from distill.errors import UserError
+from distill.files import read_jsonl
 from distill.pipeline.contract_task import EN_MARKERS, ZH_MARKERS, reference_reply
 from distill.pipeline.contracts import Contract, load_truth
 from distill.pipeline.servers import REFERENCE_JUDGE_MODEL as JUDGE_MODEL_NAME
@@ -61,19 +61,11 @@ class KnownAnswer:
 
 def load_answers(path: str | os.PathLike) -> list[KnownAnswer]:
     """Read an answers.jsonl (one ``{"input": ..., "answer": ...}`` a line) written by `distill run`."""
-    known = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                known.append(KnownAnswer(str(row["input"]), row["answer"]))
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise UserError(
-                    f"{path}:{number}: not an answers.jsonl line (input, answer): {exc}"
-                ) from None
-    return known
+    return read_jsonl(
+        path,
+        lambda row: KnownAnswer(str(row["input"]), row["answer"]),
+        "an answers.jsonl line (input, answer)",
+    )
 
 
 _ZH_STEPS = (

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from distill.files import replacing, write_atomically, write_jsonl
+from distill.errors import UserError
+from distill.files import read_jsonl, replacing, write_atomically, write_jsonl
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path):
@@ -25,3 +26,15 @@ def test_text_is_utf8_and_jsonl_is_one_unescaped_object_a_line(tmp_path: Path):
     assert (tmp_path / "rows.jsonl").read_text(encoding="utf-8") == (
         '{"id": 0, "input": "合同"}\n{"id": 1, "input": "合同"}\n'
     )
+
+
+def test_read_jsonl_skips_blank_lines_and_names_the_line_it_cannot_use(tmp_path: Path):
+    path = tmp_path / "answers.jsonl"
+    path.write_text('{"input": "甲"}\n\n{"input": "乙"}\n', encoding="utf-8")
+    assert read_jsonl(path, lambda row: row["input"], "an input row") == ["甲", "乙"]
+    path.write_text('{"input": "甲"}\n{"text": "乙"}\n', encoding="utf-8")
+    with pytest.raises(UserError, match=r"answers\.jsonl:2: not an input row: 'input'"):
+        read_jsonl(path, lambda row: row["input"], "an input row")
+    path.write_text('{"input": "甲"}\n{"input": \n', encoding="utf-8")
+    with pytest.raises(UserError, match=r"answers\.jsonl:2: not an input row: Expecting value"):
+        read_jsonl(path, lambda row: row["input"], "an input row")
