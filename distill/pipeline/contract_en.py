@@ -10,18 +10,16 @@ import datetime as dt
 import random
 from collections.abc import Callable
 
-from distill.pipeline.contract_formats import write_amount, write_date
 from distill.pipeline.contract_parts import (
     EN_CITIES,
     EN_GOODS,
     EN_SERVICES,
     ContractBody,
     ContractKind,
-    Names,
     PartyBlock,
     assemble_body,
     date_fact,
-    draw_signing_date,
+    draw_draft,
     money_fact,
     penalty_value,
 )
@@ -146,15 +144,9 @@ def _party_block(rng: random.Random, kind: ContractKind, a: str, b: str) -> Part
 
 def build_en_contract(rng: random.Random) -> ContractBody:
     """One English contract with its canonical answer and the facts behind it."""
-    signing = draw_signing_date(rng)
-    kind = rng.choice(_KINDS)(rng, signing)
-    names = Names(rng, "en")
-    a, b = names.party(), names.party()
-    amount = write_amount(kind.amount, "en", rng)
-    date = write_date(signing, "en", rng)
-    breach, penalty = _breach(rng, kind)
-
-    party_block = _party_block(rng, kind, a, b)
+    draft = draw_draft(rng, "en", _KINDS, _breach, _party_block)
+    kind, names, party_block = draft.kind, draft.names, draft.party_block
+    amount, date = draft.amount, draft.date
     others, closing = [], []
     if rng.random() < 0.5:
         others.append({"role": "Guarantor", "name": names.party(person_share=0.5)})
@@ -166,7 +158,10 @@ def build_en_contract(rng: random.Random) -> ContractBody:
     date_place = rng.choice(("top", "bottom"))
     date_label = "Date of signing" if date_place == "top" else "Signed on"
     breach_heading = rng.choice(("Breach of Contract", "Liability for Breach", "Default"))
-    tail = [(breach_heading, breach), ("Governing Law", "This Agreement is governed by the laws of the PRC.")]
+    tail = [
+        (breach_heading, draft.breach),
+        ("Governing Law", "This Agreement is governed by the laws of the PRC."),
+    ]
     if rng.random() < 0.5:
         tail.append(
             ("Confidentiality", "Each party shall keep the other party's business information confidential.")
@@ -181,7 +176,7 @@ def build_en_contract(rng: random.Random) -> ContractBody:
 
     lines = [
         kind.title,
-        f"Contract No.: {rng.choice(('CN', 'AGR', 'PC'))}-{signing.year}-{rng.randint(1, 99999):05d}",
+        f"Contract No.: {rng.choice(('CN', 'AGR', 'PC'))}-{draft.signing.year}-{rng.randint(1, 99999):05d}",
     ]
     if date_place == "top":
         lines.append(f"{date_label}: {date[1]}")
@@ -194,16 +189,9 @@ def build_en_contract(rng: random.Random) -> ContractBody:
 
     return assemble_body(
         lines,
-        kind,
-        parties=(a, b),
-        party_block=party_block,
+        draft,
         other_parties=others,
-        amount=amount,
-        penalty=penalty,
-        signing=signing,
-        date=date,
         date_label=date_label,
-        breach=breach,
         breach_heading=breach_heading,
         tail=tail,
     )

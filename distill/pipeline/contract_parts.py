@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,28 +77,58 @@ def penalty_value(rng: random.Random, amount: int) -> int:
     return value + 1000 if value == amount else value
 
 
+@dataclass
+class Draft:
+    """What every contract is drawn with first, in the same order in both languages: the signing date, the
+    kind, the two parties, how the amount and date are written, the breach clause and the party lines."""
+
+    signing: dt.date
+    kind: ContractKind
+    names: Names
+    parties: tuple[str, str]
+    amount: tuple[str, str]  # (format, text) as write_amount wrote it
+    date: tuple[str, str]  # (format, text) as write_date wrote it
+    breach: str
+    penalty: dict | None  # the breach clause's own amount, when it names one
+    party_block: PartyBlock
+
+
+def draw_draft(
+    rng: random.Random,
+    language: str,
+    kinds: Sequence[Callable[[random.Random, dt.date], ContractKind]],
+    breach: Callable[[random.Random, ContractKind], tuple[str, dict | None]],
+    party_block: Callable[[random.Random, ContractKind, str, str], PartyBlock],
+) -> Draft:
+    """The draws both languages start a contract with; ``kinds``, ``breach`` and ``party_block`` are the
+    language's own."""
+    signing = draw_signing_date(rng)
+    kind = rng.choice(kinds)(rng, signing)
+    names = Names(rng, language)
+    a, b = names.party(), names.party()
+    amount = write_amount(kind.amount, language, rng)
+    date = write_date(signing, language, rng)
+    breach_text, penalty = breach(rng, kind)
+    block = party_block(rng, kind, a, b)
+    return Draft(signing, kind, names, (a, b), amount, date, breach_text, penalty, block)
+
+
 def assemble_body(
     lines: list[str],
-    kind: ContractKind,
+    draft: Draft,
     *,
-    parties: tuple[str, str],
-    party_block: PartyBlock,
     other_parties: list[dict],
-    amount: tuple[str, str],
-    penalty: dict | None,
-    signing: dt.date,
-    date: tuple[str, str],
     date_label: str,
-    breach: str,
     breach_heading: str,
     tail: list[tuple[str, str]],
 ) -> ContractBody:
     """A built contract: its lines, the canonical answer, and the facts the reference teacher reasons from.
 
-    ``amount`` and ``date`` are (format, text) as ``write_amount`` / ``write_date`` wrote them; ``other_parties``
-    are the named non-parties (guarantor, witness, agent); ``penalty`` is the breach clause's own amount when it
-    names one; ``tail`` is the shuffled clauses around the breach clause.
+    ``other_parties`` are the named non-parties (guarantor, witness, agent); ``tail`` is the shuffled clauses
+    around the breach clause.
     """
+    kind, parties, signing, breach = draft.kind, draft.parties, draft.signing, draft.breach
+    party_block, amount, date, penalty = draft.party_block, draft.amount, draft.date, draft.penalty
     truth = {
         "甲方": parties[0],
         "乙方": parties[1],

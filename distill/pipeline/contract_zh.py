@@ -12,7 +12,7 @@ import datetime as dt
 import random
 from collections.abc import Callable
 
-from distill.pipeline.contract_formats import chinese_integer, write_amount, write_date
+from distill.pipeline.contract_formats import chinese_integer
 from distill.pipeline.contract_parts import (
     ZH_CITIES,
     ZH_GOODS,
@@ -20,11 +20,10 @@ from distill.pipeline.contract_parts import (
     ZH_SERVICES,
     ContractBody,
     ContractKind,
-    Names,
     PartyBlock,
     assemble_body,
     date_fact,
-    draw_signing_date,
+    draw_draft,
     money_fact,
     penalty_value,
 )
@@ -207,15 +206,9 @@ def _numbering(rng: random.Random) -> Callable[[int, str], str]:
 
 def build_zh_contract(rng: random.Random) -> ContractBody:
     """One Chinese contract with its canonical answer and the facts behind it."""
-    signing = draw_signing_date(rng)
-    kind = rng.choice(_KINDS)(rng, signing)
-    names = Names(rng, "zh")
-    a, b = names.party(), names.party()
-    amount = write_amount(kind.amount, "zh", rng)
-    date = write_date(signing, "zh", rng)
-    breach, penalty = _breach(rng, kind)
-
-    party_block = _party_block(rng, kind, a, b)
+    draft = draw_draft(rng, "zh", _KINDS, _breach, _party_block)
+    kind, names, party_block = draft.kind, draft.names, draft.party_block
+    amount, date = draft.amount, draft.date
     others = []
     if rng.random() < 0.5:
         role = rng.choice(("担保方", "保证人"))
@@ -240,7 +233,7 @@ def build_zh_contract(rng: random.Random) -> ContractBody:
         ("价款及支付", kind.payment.format(amount=amount[1])),
         ("履行期限", kind.term),
     ]
-    tail = [(breach_heading, breach)]
+    tail = [(breach_heading, draft.breach)]
     city = rng.choice(ZH_CITIES)
     tail.append(
         (
@@ -260,7 +253,7 @@ def build_zh_contract(rng: random.Random) -> ContractBody:
 
     lines = [
         kind.title,
-        f"合同编号:{rng.choice(('HT', 'CG', 'FW', 'ZL', 'JK'))}-{signing.year}-{rng.randint(1, 99999):05d}",
+        f"合同编号:{rng.choice(('HT', 'CG', 'FW', 'ZL', 'JK'))}-{draft.signing.year}-{rng.randint(1, 99999):05d}",
     ]
     if date_place == "top":
         lines.append(f"{date_label}:{date[1]}")
@@ -275,16 +268,9 @@ def build_zh_contract(rng: random.Random) -> ContractBody:
 
     return assemble_body(
         lines,
-        kind,
-        parties=(a, b),
-        party_block=party_block,
+        draft,
         other_parties=others,
-        amount=amount,
-        penalty=penalty,
-        signing=signing,
-        date=date,
         date_label=date_label,
-        breach=breach,
         breach_heading=breach_heading,
         tail=tail,
     )
