@@ -20,6 +20,7 @@ from distill.engine.resume import check_shards, move_failures_aside, reconcile
 from distill.engine.shards import list_shards
 
 from distill.errors import UserError
+from tests.engine.run_dirs import accepted, lines
 
 
 def test_ledger_round_trip(tmp_path):
@@ -116,21 +117,7 @@ def test_torn_ledger_entry_is_cut(tmp_path):
 
 
 def _record(row_id, sample=0, **fields):
-    record = {
-        "id": row_id,
-        "sample_index": sample,
-        "instruction": "i",
-        "thinking": "t",
-        "output": f"answer of {row_id}",
-        "full_output": "【思考】t\n\n【答案】a",
-        "source_model": "m",
-        "generated_at": "2026-01-01T00:00:00.000Z",
-        "temperature": 0.3,
-        "usage": {"prompt_tokens": 3, "completion_tokens": 4},
-        "latency_ms": 1.0,
-        "finish_reason": "stop",
-    }
-    return json.dumps(record | fields) + "\n"
+    return lines(accepted(row_id, sample, **fields))
 
 
 FAILURE = {"error_class": "timeout", "message": "slow", "status": None, "attempts": 1, "failed_at": "x"}
