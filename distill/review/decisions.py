@@ -17,10 +17,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from distill.engine.manifest import utc_now
 from distill.engine.parsing import format_full_output
 
 from distill.errors import UserError
@@ -47,10 +47,6 @@ class DecisionRefused(ValueError):
 
 def decisions_path(run_dir: str | Path) -> Path:
     return Path(run_dir) / REVIEW_DIR / DECISIONS_NAME
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)
