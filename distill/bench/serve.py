@@ -34,7 +34,9 @@ from distill.evaluator.evalset import load_eval_set
 from distill.evaluator.latency import LoadProfile
 from distill.evaluator.latency_stage import instruction_requests
 from distill.evaluator.load_metrics import LatencyTargets
+from distill.evaluator.serving import place_students, serve_placements
 from distill.evaluator.serving_bench import ServingSide, headline_label, markdown_table, run_sweep
+from distill.evaluator.students import resolve_students
 from distill.trainer.student import resolve_student
 
 SERVED_STUDENT = "student"
@@ -182,9 +184,6 @@ def student_endpoint(
     if side.base_url is not None:
         yield Endpoint(base_url=side.base_url, model=side.served_model, api_key_env=None), None, side.base_url
         return
-    from distill.evaluator.serving import place_students, serve_placements
-    from distill.evaluator.students import resolve_students
-
     students, _ = resolve_students(
         [StudentConfig(name=SERVED_STUDENT, model=side.model, adapter=side.adapter)], ids
     )

@@ -9,6 +9,8 @@ import json
 import secrets
 import sys
 
+from distill.endpoint import is_loopback
+from distill.errors import UserError
 from distill.options import Command
 from distill.review.config import ReviewConfig
 
@@ -81,8 +83,6 @@ def _print_url(message: str) -> None:
 
 
 def _review(config: ReviewConfig, args: argparse.Namespace) -> int:
-    from distill.endpoint import is_loopback
-    from distill.errors import UserError
     from distill.review.decisions import load_state
     from distill.review.judging import score_run, threshold_entries
     from distill.review.pairs import EvalReview
