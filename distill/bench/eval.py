@@ -2,8 +2,8 @@
 
 Every variant generates exactly ``--new-tokens`` tokens (EOS ignored) for the same prompts with the same model,
 so tokens/s compare like for like. Model loading is timed apart from generation. vLLM runs through
-``evaluator.student_vllm`` — the very process `distill eval` uses — and transformers through
-``evaluator.student_hf`` — the evaluator's fallback.
+``distill.evaluator.student_vllm`` — the very process `distill eval` uses — and transformers through
+``distill.evaluator.student_hf`` — the evaluator's fallback.
 
 Variants: ``hf1-fp32`` (the baseline: transformers, fp32, one prompt at a time), ``hf1-bf16``,
 ``hf-batch-fp32``, ``hf-batch-bf16`` (all prompts in one batch), ``vllm-bf16``, ``vllm-fp32``.

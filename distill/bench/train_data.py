@@ -1,9 +1,9 @@
 """Benchmark data: engine-like records for the real student, random token ids for a random-weight model.
 
 Engine-like: contracts of varied length go through the engine's own student instruction
-(`engine.prompts.build_instruction`) and are written as engine records (the fields `distill generate` writes,
-thinking from the fake teacher's text) whose answer extracts every clause; trained in answer format, whole
-samples spread evenly over [lo, hi] tokens. Samples are stored as one .npz that every side
+(`distill.engine.prompts.build_instruction`) and are written as engine records (the fields `distill generate`
+writes, thinking from the fake teacher's text) whose answer extracts every clause; trained in answer format,
+whole samples spread evenly over [lo, hi] tokens. Samples are stored as one .npz that every side
 of the benchmark reads, so both train on identical token ids and labels.
 """
 
