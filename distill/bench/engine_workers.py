@@ -1,14 +1,14 @@
 """The sides of ``distill bench engine``, each run in its own process so its CPU time is its own.
 
-``python -m distill.bench.engine_workers SIDE ARGS_JSON`` runs one side and prints one JSON line with what it saw
-from the inside (wall time, CPU of the hot part, errors); the parent measures the whole process's CPU and
+``python -m distill.bench.engine_workers SIDE ARGS_JSON`` runs one side and prints one JSON line with what it
+saw from the inside (wall time, CPU of the hot part, errors); the parent measures the whole process's CPU and
 peak RSS from ``wait4``. Sides:
 
 - ``floor``: the bare minimum — aiohttp + orjson + uvloop, a semaphore, send, parse, append. No admission,
   no retries, no records. The engine is measured against it.
 - ``dispatch``: an engine session (client + admission + retries + dispatcher), results appended to a list.
-- ``generate``: the whole ``distill generate`` path (``distill.engine.runner.run_generation``): validation, resume
-  ledger, prompts, parsing, filters, exactly-once shards.
+- ``generate``: the whole ``distill generate`` path (``distill.engine.runner.run_generation``): validation,
+  resume ledger, prompts, parsing, filters, exactly-once shards.
 - ``curator``: bespokelabs-curator on the same prompts, when it is importable.
 """
 

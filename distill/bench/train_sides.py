@@ -3,8 +3,8 @@
 Sides, on identical samples (token ids and labels from one .npz):
 - ``hf``: the stock stack — HF ``Trainer`` + PEFT LoRA, right-padded batches of ``batch_size`` (labels -100 on
   prompt and pad), SDPA, loss over the full logits.
-- ``distill``: this trainer's own step loop (`distill.trainer.loop.run_steps`): the same batches' samples packed into
-  ``token_budget`` rows with per-sample attention, output head only on answer positions.
+- ``distill``: this trainer's own step loop (`distill.trainer.loop.run_steps`): the same batches' samples packed
+  into ``token_budget`` rows with per-sample attention, output head only on answer positions.
 - ``distill-padded``: our loop with packing off, to show what packing alone is worth.
 A side may name its own precision: ``distill@bf16-mixed``, ``hf@bf16``.
 
