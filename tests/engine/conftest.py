@@ -98,3 +98,9 @@ def fake_teacher_thread() -> Iterator[Callable[..., FakeTeacher]]:
     yield start
     for stop in stops:
         stop()
+
+
+@pytest.fixture
+def fake_teacher_url(fake_teacher_thread) -> Callable[..., str]:
+    """Factory for an in-process server's base URL: ``url = fake_teacher_url(batch_ms_per_request=0)``."""
+    return lambda **settings: fake_teacher_thread(**settings).base_url

@@ -28,12 +28,6 @@ def _lines(count: int, prefix: str = "c", max_tokens: int = 200) -> bytes:
     return ("\n".join(json.dumps(row, ensure_ascii=False) for row in rows) + "\n").encode()
 
 
-@pytest.fixture
-def server(fake_teacher_thread):
-    """Factory: an in-process fake teacher's base URL."""
-    return lambda **settings: fake_teacher_thread(**settings).base_url
-
-
 def _stats(url: str) -> dict[str, Any]:
     with urllib.request.urlopen(url + "/stats/batches", timeout=10) as response:
         return json.loads(response.read())
@@ -54,8 +48,8 @@ async def _content(client: AsyncOpenAI, file_id: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in data.splitlines()]
 
 
-def test_batch_runs_every_request_once_with_errors_in_the_error_file(server) -> None:
-    url = server(batch_ms_per_request=0.1, batch_error_rate=0.2)
+def test_batch_runs_every_request_once_with_errors_in_the_error_file(fake_teacher_url) -> None:
+    url = fake_teacher_url(batch_ms_per_request=0.1, batch_error_rate=0.2)
 
     async def scenario() -> None:
         client = AsyncOpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
@@ -91,8 +85,8 @@ def test_batch_runs_every_request_once_with_errors_in_the_error_file(server) -> 
     assert stats["unique_requests_executed"] == 100 and stats["duplicate_executions"] == 0
 
 
-def test_expiring_batch_runs_half_and_reports_the_rest_as_expired(server) -> None:
-    url = server(batch_ms_per_request=0.1, batch_expire_first=1, batch_expire_after=0.5)
+def test_expiring_batch_runs_half_and_reports_the_rest_as_expired(fake_teacher_url) -> None:
+    url = fake_teacher_url(batch_ms_per_request=0.1, batch_expire_first=1, batch_expire_after=0.5)
 
     async def scenario() -> None:
         client = AsyncOpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
@@ -123,8 +117,8 @@ def test_expiring_batch_runs_half_and_reports_the_rest_as_expired(server) -> Non
     assert _stats(url)["requests_executed"] == 60  # 20 in the expired batch, 40 in the second
 
 
-def test_list_pages_with_after_and_limit_newest_first(server) -> None:
-    url = server(batch_ms_per_request=0)
+def test_list_pages_with_after_and_limit_newest_first(fake_teacher_url) -> None:
+    url = fake_teacher_url(batch_ms_per_request=0)
 
     async def scenario() -> None:
         client = AsyncOpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
@@ -152,8 +146,8 @@ def test_list_pages_with_after_and_limit_newest_first(server) -> None:
     asyncio.run(scenario())
 
 
-def test_cancel_keeps_what_ran_and_reports_the_rest_as_cancelled(server) -> None:
-    url = server(batch_ms_per_request=20)
+def test_cancel_keeps_what_ran_and_reports_the_rest_as_cancelled(fake_teacher_url) -> None:
+    url = fake_teacher_url(batch_ms_per_request=20)
 
     async def scenario() -> None:
         client = AsyncOpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
@@ -176,8 +170,8 @@ def test_cancel_keeps_what_ran_and_reports_the_rest_as_cancelled(server) -> None
     asyncio.run(scenario())
 
 
-def test_torn_download_is_cut_short_of_its_content_length(server) -> None:
-    url = server(batch_torn_download_rate=1.0)
+def test_torn_download_is_cut_short_of_its_content_length(fake_teacher_url) -> None:
+    url = fake_teacher_url(batch_torn_download_rate=1.0)
 
     async def scenario() -> None:
         client = AsyncOpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
@@ -194,8 +188,8 @@ def test_torn_download_is_cut_short_of_its_content_length(server) -> None:
     assert _stats(url)["torn_downloads"] == 1
 
 
-def test_invalid_input_file_fails_the_batch_and_runs_nothing(server) -> None:
-    url = server(batch_max_requests=10)
+def test_invalid_input_file_fails_the_batch_and_runs_nothing(fake_teacher_url) -> None:
+    url = fake_teacher_url(batch_max_requests=10)
 
     async def scenario() -> None:
         client = AsyncOpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
@@ -227,9 +221,9 @@ def test_invalid_input_file_fails_the_batch_and_runs_nothing(server) -> None:
     assert _stats(url)["requests_executed"] == 0
 
 
-def test_batch_endpoints_need_the_key_when_the_server_does(server, monkeypatch) -> None:
+def test_batch_endpoints_need_the_key_when_the_server_does(fake_teacher_url, monkeypatch) -> None:
     monkeypatch.setenv("FAKE_BATCH_KEY", "sk-batch-secret")
-    url = server(api_key_env="FAKE_BATCH_KEY")
+    url = fake_teacher_url(api_key_env="FAKE_BATCH_KEY")
 
     async def scenario() -> None:
         client = AsyncOpenAI(base_url=url + "/v1", api_key="wrong", max_retries=0)

@@ -28,12 +28,6 @@ from distill.errors import UserError
 FAST = {"poll_initial_s": 0.02, "poll_max_s": 0.1, "reconcile_grace_s": 0.3}
 
 
-@pytest.fixture
-def server(fake_teacher_thread):
-    """Factory: an in-process fake teacher's base URL."""
-    return lambda **settings: fake_teacher_thread(**settings).base_url
-
-
 def _stats(url: str) -> dict[str, Any]:
     with urllib.request.urlopen(url + "/stats/batches", timeout=10) as response:
         return json.loads(response.read())
@@ -79,8 +73,10 @@ def _records(run_dir: Path) -> Counter[tuple[str, int]]:
     return keys
 
 
-def test_a_batch_run_writes_one_record_per_request_at_half_the_price(server, tmp_path: Path) -> None:
-    url = server(batch_ms_per_request=0.2)
+def test_a_batch_run_writes_one_record_per_request_at_half_the_price(
+    fake_teacher_url, tmp_path: Path
+) -> None:
+    url = fake_teacher_url(batch_ms_per_request=0.2)
     price = {"input_per_million": 2.0, "output_per_million": 8.0}
     config = _config(tmp_path, url, rows=100, samples=2, max_requests_per_file=70, teacher={"price": price})
     summary = run_generation(config, progress=False)
@@ -112,8 +108,10 @@ def test_a_batch_run_writes_one_record_per_request_at_half_the_price(server, tmp
     assert again["status"] == "complete" and _stats(url)["batches_created"] == 3
 
 
-def test_an_expired_batch_keeps_its_finished_half_and_resends_only_the_rest(server, tmp_path: Path) -> None:
-    url = server(batch_ms_per_request=0.2, batch_expire_first=1, batch_expire_after=0.5)
+def test_an_expired_batch_keeps_its_finished_half_and_resends_only_the_rest(
+    fake_teacher_url, tmp_path: Path
+) -> None:
+    url = fake_teacher_url(batch_ms_per_request=0.2, batch_expire_first=1, batch_expire_after=0.5)
     config = _config(tmp_path, url, rows=400)
     summary = run_generation(config, progress=False)
     assert summary["status"] == "complete" and summary["records"]["accepted"] == 400
@@ -132,8 +130,10 @@ def test_an_expired_batch_keeps_its_finished_half_and_resends_only_the_rest(serv
     assert set(_records(config.output_dir).values()) == {1}
 
 
-def test_error_lines_become_failure_records_and_retry_failed_resends_them(server, tmp_path: Path) -> None:
-    url = server(batch_ms_per_request=0.1, batch_error_rate=0.15)
+def test_error_lines_become_failure_records_and_retry_failed_resends_them(
+    fake_teacher_url, tmp_path: Path
+) -> None:
+    url = fake_teacher_url(batch_ms_per_request=0.1, batch_error_rate=0.15)
     config = _config(tmp_path, url, rows=200)
     summary = run_generation(config, progress=False)
     failed = summary["records"]["failed"]
@@ -149,8 +149,8 @@ def test_error_lines_become_failure_records_and_retry_failed_resends_them(server
     assert sum(_records(config.output_dir).values()) == 200 and retried["done"] == 200
 
 
-def test_a_torn_download_is_fetched_again(server, tmp_path: Path) -> None:
-    url = server(batch_ms_per_request=0.1, batch_torn_download_rate=0.5, seed=3)
+def test_a_torn_download_is_fetched_again(fake_teacher_url, tmp_path: Path) -> None:
+    url = fake_teacher_url(batch_ms_per_request=0.1, batch_torn_download_rate=0.5, seed=3)
     config = _config(tmp_path, url, rows=150, max_requests_per_file=50, download_attempts=12)
     summary = run_generation(config, progress=False)
     assert summary["status"] == "complete" and summary["records"]["accepted"] == 150
@@ -159,8 +159,8 @@ def test_a_torn_download_is_fetched_again(server, tmp_path: Path) -> None:
     assert set(_records(config.output_dir).values()) == {1}
 
 
-def test_stop_while_batches_run_then_rerun_to_collect(server, tmp_path: Path) -> None:
-    url = server(batch_ms_per_request=5)
+def test_stop_while_batches_run_then_rerun_to_collect(fake_teacher_url, tmp_path: Path) -> None:
+    url = fake_teacher_url(batch_ms_per_request=5)
     config = _config(tmp_path, url, rows=100, max_requests_per_file=50, wait=False)
     summary = run_generation(config, progress=False)
     assert summary["status"] == "batches_open" and EXIT_CODES[summary["status"]] == 6
@@ -175,8 +175,8 @@ def test_stop_while_batches_run_then_rerun_to_collect(server, tmp_path: Path) ->
     assert stats["batches_created"] == 2 and stats["duplicate_executions"] == 0
 
 
-def test_cancel_records_what_ran_and_the_next_run_sends_the_rest(server, tmp_path: Path) -> None:
-    url = server(batch_ms_per_request=40)  # 6 s of work: the cancel lands while it runs
+def test_cancel_records_what_ran_and_the_next_run_sends_the_rest(fake_teacher_url, tmp_path: Path) -> None:
+    url = fake_teacher_url(batch_ms_per_request=40)  # 6 s of work: the cancel lands while it runs
     config = _config(tmp_path, url, rows=150, wait=False)
     assert run_generation(config, progress=False)["status"] == "batches_open"
     cancelled = subprocess.run(
@@ -205,8 +205,8 @@ def test_cancel_records_what_ran_and_the_next_run_sends_the_rest(server, tmp_pat
     assert stats["requests_executed"] == 150 and stats["duplicate_executions"] == 0
 
 
-def test_budget_counts_submitted_batches_at_their_estimate(server, tmp_path: Path) -> None:
-    url = server(batch_ms_per_request=0.1)
+def test_budget_counts_submitted_batches_at_their_estimate(fake_teacher_url, tmp_path: Path) -> None:
+    url = fake_teacher_url(batch_ms_per_request=0.1)
     price = {"input_per_million": 10.0, "output_per_million": 10.0}
     # A file's estimate counts max_tokens for every answer (about 0.03 here), its real cost is lower (about
     # 0.02): the first file fits at once, each collection frees the rest of its estimate, the budget ends it.
@@ -220,8 +220,8 @@ def test_budget_counts_submitted_batches_at_their_estimate(server, tmp_path: Pat
     assert summary["done"] == stats["requests_executed"] == 25 * stats["batches_created"]
 
 
-def test_fallback_online_sends_only_the_unanswered_rest_online(server, tmp_path: Path) -> None:
-    url = server(batch_ms_per_request=0.1, batch_expire_first=1, latency_ms=1)
+def test_fallback_online_sends_only_the_unanswered_rest_online(fake_teacher_url, tmp_path: Path) -> None:
+    url = fake_teacher_url(batch_ms_per_request=0.1, batch_expire_first=1, latency_ms=1)
     config = _config(tmp_path, url, rows=100, fallback="online")
     summary = run_generation(config, progress=False)
     assert summary["status"] == "complete" and summary["done"] == 100
@@ -231,8 +231,8 @@ def test_fallback_online_sends_only_the_unanswered_rest_online(server, tmp_path:
     assert set(_records(config.output_dir).values()) == {1}
 
 
-def test_a_create_that_landed_before_a_crash_is_found_not_repeated(server, tmp_path: Path) -> None:
-    url = server(batch_ms_per_request=0.1)
+def test_a_create_that_landed_before_a_crash_is_found_not_repeated(fake_teacher_url, tmp_path: Path) -> None:
+    url = fake_teacher_url(batch_ms_per_request=0.1)
     # Plan and upload only: a budget no batch fits.
     price = {"input_per_million": 1.0, "output_per_million": 1.0}
     config = _config(tmp_path, url, rows=60, top={"budget": 1e-9}, teacher={"price": price})
@@ -262,8 +262,8 @@ def test_a_create_that_landed_before_a_crash_is_found_not_repeated(server, tmp_p
     assert stats["batches_created"] == 1 and stats["files_uploaded"] == 1 and stats["requests_executed"] == 60
 
 
-def test_an_upload_that_landed_before_a_crash_is_found_not_repeated(server, tmp_path: Path) -> None:
-    url = server(batch_ms_per_request=0.1)
+def test_an_upload_that_landed_before_a_crash_is_found_not_repeated(fake_teacher_url, tmp_path: Path) -> None:
+    url = fake_teacher_url(batch_ms_per_request=0.1)
     price = {"input_per_million": 1.0, "output_per_million": 1.0}
     config = _config(tmp_path, url, rows=40, top={"budget": 1e-9}, teacher={"price": price})
     run_generation(config, progress=False)  # plans and uploads
@@ -283,8 +283,8 @@ def test_an_upload_that_landed_before_a_crash_is_found_not_repeated(server, tmp_
     assert _stats(url)["files_uploaded"] == 1 and _stats(url)["batches_created"] == 1
 
 
-def test_the_command_line_runs_batch_mode_from_a_config(server, tmp_path: Path) -> None:
-    url = server(batch_ms_per_request=0.1)
+def test_the_command_line_runs_batch_mode_from_a_config(fake_teacher_url, tmp_path: Path) -> None:
+    url = fake_teacher_url(batch_ms_per_request=0.1)
     config = _config(tmp_path, url, rows=30)
     path = tmp_path / "generate.yaml"
     data = json.loads(config.model_dump_json())
@@ -311,8 +311,10 @@ def test_the_command_line_runs_batch_mode_from_a_config(server, tmp_path: Path) 
     assert input_path(Journal(config.output_dir, read_only=True), "batch-00001").exists() is False
 
 
-def test_a_download_that_keeps_failing_stops_that_file_until_a_rerun(server, tmp_path: Path) -> None:
-    url = server(batch_ms_per_request=0.1, batch_torn_download_rate=1.0)
+def test_a_download_that_keeps_failing_stops_that_file_until_a_rerun(
+    fake_teacher_url, tmp_path: Path
+) -> None:
+    url = fake_teacher_url(batch_ms_per_request=0.1, batch_torn_download_rate=1.0)
     config = _config(tmp_path, url, rows=20, download_attempts=2)
     summary = run_generation(config, progress=False)
     assert summary["status"] == "batches_open" and EXIT_CODES[summary["status"]] == 6
@@ -321,8 +323,8 @@ def test_a_download_that_keeps_failing_stops_that_file_until_a_rerun(server, tmp
     assert not list((config.output_dir / "batches").glob("*.part"))  # nothing half downloaded is kept
 
 
-def test_ctrl_c_stops_at_once_and_a_rerun_collects(server, tmp_path: Path) -> None:
-    url = server(batch_ms_per_request=20)
+def test_ctrl_c_stops_at_once_and_a_rerun_collects(fake_teacher_url, tmp_path: Path) -> None:
+    url = fake_teacher_url(batch_ms_per_request=20)
     config = _config(tmp_path, url, rows=200, max_requests_per_file=100)
     path = tmp_path / "generate.yaml"
     path.write_text(yaml.safe_dump(json.loads(config.model_dump_json())))
@@ -346,8 +348,8 @@ def test_ctrl_c_stops_at_once_and_a_rerun_collects(server, tmp_path: Path) -> No
     assert set(_records(config.output_dir).values()) == {1}
 
 
-def test_many_batches_are_tracked_within_the_call_limit(server, tmp_path: Path) -> None:
-    url = server(batch_ms_per_request=2, batch_api_latency_ms=5)
+def test_many_batches_are_tracked_within_the_call_limit(fake_teacher_url, tmp_path: Path) -> None:
+    url = fake_teacher_url(batch_ms_per_request=2, batch_api_latency_ms=5)
     config = _config(tmp_path, url, rows=600, max_requests_per_file=4, max_concurrent_calls=3)
     summary = run_generation(config, progress=False)
     assert summary["status"] == "complete" and summary["done"] == 600
@@ -357,8 +359,8 @@ def test_many_batches_are_tracked_within_the_call_limit(server, tmp_path: Path) 
     assert 1 < stats["max_calls_in_flight"] <= 3
 
 
-def test_a_batch_the_provider_keeps_failing_ends_in_failure_records(server, tmp_path: Path) -> None:
-    url = server(batch_ms_per_request=0.1, batch_max_requests=3)
+def test_a_batch_the_provider_keeps_failing_ends_in_failure_records(fake_teacher_url, tmp_path: Path) -> None:
+    url = fake_teacher_url(batch_ms_per_request=0.1, batch_max_requests=3)
     config = _config(tmp_path, url, rows=5, max_requests_per_file=5, max_resends=1)
     summary = run_generation(config, progress=False)
     assert summary["status"] == "complete" and summary["records"] == {
