@@ -21,11 +21,13 @@ from distill.files import write_atomically, write_jsonl
 _ROLE_ORDER = {"distilled": 0, "original": 1, "other": 2}
 
 
-def _pct(value: float | None) -> str:
+def percent(value: float | None) -> str:
+    """A share as a percentage with one decimal, or "—" when there is none: how every report writes one."""
     return "—" if value is None else f"{value:.1%}"
 
 
-def _num(value: float | None, digits: int = 2) -> str:
+def number(value: float | None, digits: int = 2) -> str:
+    """A figure with thousands separators and ``digits`` decimals, or "—" when there is none."""
     return "—" if value is None else f"{value:,.{digits}f}"
 
 
@@ -52,7 +54,7 @@ def seed_table(report: dict[str, Any]) -> list[str]:
     lines = [_row("metric", heads), _row("---", ["---"] * len(order))]
     if report["fields"]:
         lines.append(
-            _row("field F1 (要素抽取F1)", [_num(systems[n].get("task", {}).get("f1")) for n in order])
+            _row("field F1 (要素抽取F1)", [number(systems[n].get("task", {}).get("f1")) for n in order])
         )
         compliance = (
             "format compliance: valid JSON satisfying the schema (格式符合率)"
@@ -60,18 +62,18 @@ def seed_table(report: dict[str, Any]) -> list[str]:
             else "format compliance (格式符合率)"
         )
         lines.append(
-            _row(compliance, [_pct(systems[n].get("task", {}).get("format_compliance")) for n in order])
+            _row(compliance, [percent(systems[n].get("task", {}).get("format_compliance")) for n in order])
         )
     elif report.get("scoring") == "exact match":
         lines.append(
             _row(
                 "exact match (完全匹配率)",
-                [_pct(systems[n].get("task", {}).get("exact_match")) for n in order],
+                [percent(systems[n].get("task", {}).get("exact_match")) for n in order],
             )
         )
     if any("judge" in systems[n] for n in order):
         lines.append(
-            _row("judge score, mean 0–10", [_num(systems[n].get("judge", {}).get("avg")) for n in order])
+            _row("judge score, mean 0–10", [number(systems[n].get("judge", {}).get("avg")) for n in order])
         )
     if latency:
         points = [headline(latency[n]) if latency.get(n) else None for n in order]
@@ -85,7 +87,7 @@ def seed_table(report: dict[str, Any]) -> list[str]:
             _row("time to first token p50", [_seconds(p["ttft_ms"]["p50"] if p else None) for p in points])
         )
         lines.append(
-            _row("output tokens/s", [_num(p["output_token_throughput"] if p else None, 1) for p in points])
+            _row("output tokens/s", [number(p["output_token_throughput"] if p else None, 1) for p in points])
         )
     costs = []
     for name in order:
@@ -97,7 +99,7 @@ def seed_table(report: dict[str, Any]) -> list[str]:
     currency = next(iter(comparisons.values()))["roi"]["currency"] if comparisons else ""
     calls = next(iter(comparisons.values()))["roi"]["calls_per_month"] if comparisons else 0
     lines.append(
-        _row(f"monthly cost, {calls:,.0f} calls (月度成本, {currency})", [_num(c, 0) for c in costs])
+        _row(f"monthly cost, {calls:,.0f} calls (月度成本, {currency})", [number(c, 0) for c in costs])
     )
     return lines
 
@@ -108,16 +110,18 @@ def _comparison_lines(name: str, comparison: dict[str, Any]) -> list[str]:
     if judge:
         lines.append(
             f"- Judge (win margin {judge['margin']:g}): student wins "
-            f"{_pct(judge['student_win_rate'])}, ties {_pct(judge['tie_rate'])}, teacher wins "
-            f"{_pct(judge['teacher_win_rate'])} over {judge['paired']} items scored on both sides "
+            f"{percent(judge['student_win_rate'])}, ties {percent(judge['tie_rate'])}, teacher wins "
+            f"{percent(judge['teacher_win_rate'])} over {judge['paired']} items scored on both sides "
             f"({judge['unpaired']} left out: a score missing on one side)."
         )
         lines.append(
-            f"- Mean score: student {_num(judge['avg_student'])} vs teacher {_num(judge['avg_teacher'])} "
-            f"→ quality retention {_pct(judge['retention'])}."
+            f"- Mean score: student {number(judge['avg_student'])} vs teacher {number(judge['avg_teacher'])} "
+            f"→ quality retention {percent(judge['retention'])}."
         )
     if comparison.get("f1_retention") is not None:
-        lines.append(f"- Field-F1 retention (student F1 / teacher F1): {_pct(comparison['f1_retention'])}.")
+        lines.append(
+            f"- Field-F1 retention (student F1 / teacher F1): {percent(comparison['f1_retention'])}."
+        )
     pairwise = comparison.get("pairwise")
     if pairwise:
         lines.append(
@@ -128,14 +132,14 @@ def _comparison_lines(name: str, comparison: dict[str, Any]) -> list[str]:
     roi = comparison["roi"]
     currency = roi["currency"]
     lines += [
-        f"- Cost per call: teacher {_num(roi['teacher_cost_per_call'], 4)} {currency} ({roi['teacher_cost_source']}), "
-        f"student {_num(roi['student_cost_per_call'], 6)} {currency} ({roi['student_cost_source']}).",
-        f"- Monthly: teacher {_num(roi['teacher_monthly_cost'], 0)}, student {_num(roi['student_monthly_cost'], 0)}, "
-        f"saving {_num(roi['monthly_saving'], 0)} {currency}.",
+        f"- Cost per call: teacher {number(roi['teacher_cost_per_call'], 4)} {currency} ({roi['teacher_cost_source']}), "
+        f"student {number(roi['student_cost_per_call'], 6)} {currency} ({roi['student_cost_source']}).",
+        f"- Monthly: teacher {number(roi['teacher_monthly_cost'], 0)}, student {number(roi['student_monthly_cost'], 0)}, "
+        f"saving {number(roi['monthly_saving'], 0)} {currency}.",
         f"- {investment_arithmetic(roi)}.",
         f"- Verdict ({'recommended' if roi['recommended'] else 'not recommended'}): **{roi['recommendation']}**"
         + (f" — {'; '.join(roi['reasons'])}" if roi["reasons"] else "")
-        + f" (retention from {roi['retention_from']}: {_pct(roi['retention'])}, needs > {_pct(roi['min_retention'])};"
+        + f" (retention from {roi['retention_from']}: {percent(roi['retention'])}, needs > {percent(roi['min_retention'])};"
         f" break-even needs < {roi['max_break_even_months']:g} months).",
         "",
     ]
@@ -147,15 +151,15 @@ def investment_arithmetic(roi: dict[str, Any]) -> str:
     parts = roi["investment_parts"]
     currency = roi["currency"]
     invested = (
-        f"Investment = data {_num(parts['data'])} ({parts['data_source']}) + training {_num(parts['training'])} "
-        f"+ engineering {_num(parts['engineering'])} = {_num(parts['total'])} {currency}"
+        f"Investment = data {number(parts['data'])} ({parts['data_source']}) + training {number(parts['training'])} "
+        f"+ engineering {number(parts['engineering'])} = {number(parts['total'])} {currency}"
     )
     if roi["never_breaks_even"]:
         return f"{invested}; break-even never: the student saves nothing per month"
     if roi["break_even_months"] is None:
         return f"{invested}; break-even unknown"
     return (
-        f"{invested}; break-even = {_num(parts['total'])} / {_num(roi['monthly_saving'])} saved per month = "
+        f"{invested}; break-even = {number(parts['total'])} / {number(roi['monthly_saving'])} saved per month = "
         f"{roi['break_even_months']:.3g} months"
     )
 
@@ -189,7 +193,7 @@ def _detail_lines(report: dict[str, Any]) -> list[str]:
         ]
         for field in report["fields"]:
             values = [
-                _num(report["systems"][n].get("task", {}).get("per_field_f1", {}).get(field))
+                number(report["systems"][n].get("task", {}).get("per_field_f1", {}).get(field))
                 for n in system_order(report)
             ]
             lines.append(_row(field, values))
@@ -199,7 +203,7 @@ def _detail_lines(report: dict[str, Any]) -> list[str]:
         "## Where the time went",
         "",
         f"Wall {timing['wall_s']:.1f} s; the evaluator's own work {timing['own_s']:.2f} s "
-        f"({_pct(timing['own_fraction'])}); main-process CPU {timing['main_process_cpu_s']:.1f} s. "
+        f"({percent(timing['own_fraction'])}); main-process CPU {timing['main_process_cpu_s']:.1f} s. "
         f"Student generation: {report['generation']['backend']} {report['generation']['dtype']}, "
         f"{report['generation']['generated']} generated, {report['generation']['cached']} cached.",
         "",

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from distill.evaluator.report import investment_arithmetic, seed_table
+from distill.evaluator.report import investment_arithmetic, number, percent, seed_table
 from distill.files import write_atomically
 from distill.pipeline.context import StageContext
 from distill.pipeline.markers import StageRecord, stage_key
@@ -55,14 +55,6 @@ def key(context: StageContext) -> str:
     return stage_key(NAME, time.time_ns())
 
 
-def _pct(value: float | None) -> str:
-    return "—" if value is None else f"{value:.1%}"
-
-
-def _num(value: float | None, digits: int = 2) -> str:
-    return "—" if value is None else f"{value:,.{digits}f}"
-
-
 def _stage_lines(records: dict[str, StageRecord], report_seconds: float) -> list[str]:
     lines = ["| stage | wall time | this invocation |", "|---|---:|---|"]
     total = 0.0
@@ -98,14 +90,14 @@ def _targets(evaluation: dict[str, Any]) -> list[str]:
         rows.append(
             _target_row(
                 "distilled field F1 ≥ 90% of the teacher's",
-                f"{_num(d.get('f1'))} / {_num(t.get('f1'))} = {_pct(retention)} (base student: {_num(b.get('f1'))})",
+                f"{number(d.get('f1'))} / {number(t.get('f1'))} = {percent(retention)} (base student: {number(b.get('f1'))})",
                 retention is not None and retention >= 0.90,
             )
         )
         rows.append(
             _target_row(
                 "distilled format compliance ≥ 95%",
-                f"{_pct(compliance)} (base student: {_pct(b.get('format_compliance'))})",
+                f"{percent(compliance)} (base student: {percent(b.get('format_compliance'))})",
                 compliance is not None and compliance >= 0.95,
             )
         )
@@ -115,7 +107,7 @@ def _targets(evaluation: dict[str, Any]) -> list[str]:
         rows.append(
             _target_row(
                 "distilled judge score ≥ 90% of the teacher's",
-                f"{_num(judge.get('avg_student'))} / {_num(judge.get('avg_teacher'))} = {_pct(retention)}",
+                f"{number(judge.get('avg_student'))} / {number(judge.get('avg_teacher'))} = {percent(retention)}",
                 retention is not None and retention >= 0.90,
             )
         )
