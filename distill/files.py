@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +29,20 @@ def replacing(path: Path) -> Iterator[BinaryIO]:
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def replacing_directory(path: Path) -> Iterator[Path]:
+    """A path beside ``path``, private to this process and empty, for the block to build a directory at; it is
+    renamed to ``path`` when the block ends without an error (after one, it is removed)."""
+    staging = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)  # what a killed earlier attempt of this process id left
+    try:
+        yield staging
+        os.replace(staging, path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
         raise
 
 

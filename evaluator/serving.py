@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import os
-import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +23,8 @@ from distill.evaluator.config import VllmEngineSettings
 from distill.evaluator.students import Student, read_manifest
 from distill.evaluator.vllm_server import serve_vllm, vllm_is_cpu_build
 from distill.trainer.student import cache_root
+
+from distill.files import replacing_directory
 
 
 @dataclass(frozen=True)
@@ -64,10 +64,8 @@ def _merge(base_dir: Path, adapter_dir: Path, target: Path) -> None:
     import torch
     from distill.trainer.adapter import merge_adapter
 
-    staging = target.with_name(target.name + f".tmp{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    merge_adapter(base_dir, adapter_dir, staging, torch.float32)
-    os.replace(staging, target)
+    with replacing_directory(target) as staging:
+        merge_adapter(base_dir, adapter_dir, staging, torch.float32)
 
 
 def place_students(students: Sequence[Student], lora_mode: str) -> dict[Path, list[Placement]]:

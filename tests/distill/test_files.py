@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from distill.errors import UserError
-from distill.files import read_jsonl, replacing, write_atomically, write_jsonl
+from distill.files import read_jsonl, replacing, replacing_directory, write_atomically, write_jsonl
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path):
@@ -38,3 +38,16 @@ def test_read_jsonl_skips_blank_lines_and_names_the_line_it_cannot_use(tmp_path:
     path.write_text('{"input": "甲"}\n{"input": \n', encoding="utf-8")
     with pytest.raises(UserError, match=r"answers\.jsonl:2: not an input row: Expecting value"):
         read_jsonl(path, lambda row: row["input"], "an input row")
+
+
+def test_a_directory_appears_whole_or_not_at_all(tmp_path: Path):
+    target = tmp_path / "merged"
+    with pytest.raises(RuntimeError), replacing_directory(target) as staging:
+        staging.mkdir()
+        (staging / "config.json").write_text("{}")
+        raise RuntimeError("killed before the weights")
+    assert list(tmp_path.iterdir()) == []
+    with replacing_directory(target) as staging:
+        staging.mkdir()
+        (staging / "config.json").write_text("{}")
+    assert [p.name for p in tmp_path.iterdir()] == ["merged"] and (target / "config.json").is_file()
