@@ -1,5 +1,5 @@
-"""Files written whole (a kill while writing leaves the old file, or none, never half of one), and small JSONL
-files read whole with file:line errors."""
+"""Files and directories written whole (a kill while writing leaves the old one, or none, never half of one),
+and small JSONL files read whole with file:line errors."""
 
 from __future__ import annotations
 
