@@ -102,6 +102,10 @@ class KeyScrubber:
         text = raw[: window * 4].decode("utf-8", "replace") if isinstance(raw, bytes) else raw[:window]
         return self(text[:window])[:limit]
 
+    def field(self, value: Any) -> str | None:
+        """A short text field of an answer (model, finish_reason) as it may be written: text, scrubbed, cut."""
+        return self.cut(value, _FIELD_LIMIT) if isinstance(value, str) else None
+
 
 class ChatClient(Protocol):
     async def complete(self, request: ChatRequest, *, stream: bool = False) -> ChatResponse: ...
@@ -192,8 +196,7 @@ class OpenAIChatClient:
                 status=response.status,
             )
         raw = await response.content.read(_ERROR_BODY_LIMIT)
-        error = classify_status(response.status, self._scrub.cut(raw, _ERROR_BODY_LIMIT), response.headers)
-        error.message = self._scrub(error.message)
+        error = classify_refusal(response.status, raw, self._scrub, response.headers)
         if error.retry_after is not None:
             cap = self.endpoint.max_retry_wait_s
             wait = error.retry_after
@@ -253,19 +256,7 @@ class OpenAIChatClient:
         return self._checked(parsed, request.max_tokens)
 
     def _checked(self, response: ChatResponse, max_tokens: int) -> ChatResponse:
-        """Refuse an answer that holds the key or is longer than ``max_tokens`` tokens could be."""
-        key = self._key
-        if key and (key in response.text or (response.reasoning is not None and key in response.reasoning)):
-            raise CallError(
-                KEY_ECHOED, "the answer contains the API key (the server echoed it): refused, not written"
-            )
-        chars = len(response.text) + (len(response.reasoning) if response.reasoning else 0)
-        if chars > MAX_CHARS_PER_TOKEN * max_tokens + 1024:
-            raise CallError(
-                RESPONSE_TOO_LARGE,
-                f"the answer has {chars:,} characters, more than max_tokens {max_tokens} tokens could hold",
-            )
-        return response
+        return checked_answer(response, max_tokens, self._key)
 
     def _parse_body(self, raw: bytes, started: float) -> ChatResponse:
         try:
@@ -289,7 +280,7 @@ class OpenAIChatClient:
             return None
         known = self._fields.get(value)
         if known is None:
-            known = self._scrub.cut(value, _FIELD_LIMIT)
+            known = self._scrub.field(value)
             if len(self._fields) < _FIELDS_REMEMBERED:  # the same few values come back on every answer
                 self._fields[value] = known
         return known
@@ -383,6 +374,31 @@ class OpenAIChatClient:
             return [self._scrub.cut(str(item["id"]), _FIELD_LIMIT) for item in orjson.loads(raw)["data"]]
         except (orjson.JSONDecodeError, KeyError, TypeError):
             raise self._error(BAD_RESPONSE, f"{self.base_url}/models: not a model list") from None
+
+
+def classify_refusal(
+    status: int, raw: bytes, scrub: KeyScrubber, headers: Mapping[str, str] | None = None
+) -> CallError:
+    """The error for a non-200 answer's body (online, or a batch's error line): scrubbed before it is cut."""
+    error = classify_status(status, scrub.cut(raw, _ERROR_BODY_LIMIT), headers)
+    error.message = scrub(error.message)
+    return error
+
+
+def checked_answer(response: ChatResponse, max_tokens: int, key: str | None) -> ChatResponse:
+    """Refuse (CallError) an answer that holds the key or is longer than ``max_tokens`` tokens could be: the
+    check every answer passes before it is written, online or from a batch's output file."""
+    if key and (key in response.text or (response.reasoning is not None and key in response.reasoning)):
+        raise CallError(
+            KEY_ECHOED, "the answer contains the API key (the server echoed it): refused, not written"
+        )
+    chars = len(response.text) + (len(response.reasoning) if response.reasoning else 0)
+    if chars > MAX_CHARS_PER_TOKEN * max_tokens + 1024:
+        raise CallError(
+            RESPONSE_TOO_LARGE,
+            f"the answer has {chars:,} characters, more than max_tokens {max_tokens} tokens could hold",
+        )
+    return response
 
 
 def request_body(request: ChatRequest, max_tokens_field: str = "max_tokens") -> dict[str, Any]:

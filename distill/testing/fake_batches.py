@@ -11,7 +11,13 @@ executes its requests one by one with the chat endpoint's answers, ``batch_ms_pe
 a fraction of requests answered 500 into the error file, the first N batches expiring part done (their
 unexecuted requests land in the error file as ``batch_expired``, as OpenAI does), downloads torn half way,
 and a latency on every files/batches call. ``GET /stats/batches`` lists every batch created and counts every
-request executed by ``custom_id``, so a test can see money spent twice. Files live on disk (a temporary
+request executed by ``custom_id``, so a test can see money spent twice. ``batch_result_fault`` makes result
+lines hostile, as the online hostile server's modes do: the key echoed (in the answer, the ``model`` field, an
+error message cut inside it), an answer longer than ``max_tokens`` allows, a line of more than 2 MiB, and
+``usage`` counts that are negative, beyond 64 bits or text (in the batch object's ``usage`` too). With ``batch_hold`` every batch
+waits in progress until ``POST /control/batches/release`` (``?count=N``: the next N batches in creation order;
+``?count=all``: every batch from now on) lets it run: a test then paces a run by its own steps, so a faster
+or slower machine cannot finish the run before the test is done with it. Files live on disk (a temporary
 directory unless ``batch_storage_dir`` is set), so a million-request upload does not sit in memory.
 """
 
@@ -20,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import shutil
 import tempfile
 import time
@@ -37,12 +44,22 @@ if TYPE_CHECKING:
     from distill.testing.fake_teacher_server import FakeTeacherHandlers
 
 _LISTED_TWICE = 1000
+_BAD_COUNTS = {"usage_negative": -5, "usage_huge": 1 << 70, "usage_text": "many"}
+_HUGE_LINE_BYTES = 2 << 20  # beyond an answer's default limit (1 MiB + 512 bytes per max_tokens token)
 _BATCH_ENDPOINT = "/v1/chat/completions"
 _ENDED = ("completed", "failed", "expired", "cancelled")
 
 
+def _dumps(data: Any) -> bytes:
+    """JSON, with integers beyond 64 bits as a careless provider would write them (orjson refuses them)."""
+    try:
+        return orjson.dumps(data)
+    except TypeError:
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+    return web.Response(body=_dumps(data), status=status, content_type="application/json")
 
 
 def _page(items: list[dict[str, Any]], after: str | None, limit: int) -> dict[str, Any]:
@@ -79,6 +96,10 @@ class FakeBatches:
         self.content_downloads = 0
         self.calls_in_flight = 0
         self.max_calls_in_flight = 0
+        self.released = 0  # with batch_hold: batches (by creation order) allowed to run
+        self.release_all = False
+        self.held = 0  # batches waiting for a release now
+        self._gate = asyncio.Condition()
 
     # -- helpers ----------------------------------------------------------------------------------------
 
@@ -300,7 +321,32 @@ class FakeBatches:
         if batch["status"] != "cancelling":
             batch["status"] = "cancelling"
             batch["cancelling_at"] = int(time.time())
+            async with self._gate:  # a held batch ends once it is cancelled
+                self._gate.notify_all()
         return _json(batch)
+
+    async def release(self, request: web.Request) -> web.Response:
+        """With ``batch_hold``: let the next ``count`` batches (in creation order) run, or all with ``all``."""
+        count = request.query.get("count", "1")
+        async with self._gate:
+            if count == "all":
+                self.release_all = True
+            elif count.isdigit():
+                self.released += int(count)
+            else:
+                return _json(error_body(400, "invalid_request_error", "count must be a number or 'all'"), 400)
+            self._gate.notify_all()
+        return _json({"released": self.released, "release_all": self.release_all, "held": self.held})
+
+    async def _wait_for_release(self, batch: dict[str, Any], serial: int) -> None:
+        async with self._gate:
+            self.held += 1
+            try:
+                await self._gate.wait_for(
+                    lambda: self.release_all or serial <= self.released or batch["status"] == "cancelling"
+                )
+            finally:
+                self.held -= 1
 
     async def stats(self, request: web.Request) -> web.Response:
         twice = {custom_id: n for custom_id, n in self.executed.items() if n > 1}
@@ -322,6 +368,7 @@ class FakeBatches:
                 "max_calls_in_flight": self.max_calls_in_flight,
                 "content_downloads": self.content_downloads,
                 "torn_downloads": self.torn_downloads,
+                "held": self.held,
             }
         )
 
@@ -382,7 +429,7 @@ class FakeBatches:
         text, finish_reason, prompt_tokens, completion_tokens = self.teacher.answer_within_limit(
             body, custom_id
         )
-        usage = {
+        usage: dict[str, Any] = {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens,
@@ -390,13 +437,36 @@ class FakeBatches:
         usage_total["input"] += prompt_tokens
         usage_total["output"] += completion_tokens
         model = str(body.get("model") or self.settings.model)
+        fault = self.settings.batch_result_fault
+        if (
+            fault is None
+            or unit_draw(self.settings.seed, "batch_fault", custom_id)
+            >= self.settings.batch_result_fault_rate
+        ):
+            fault = None
+        key = self.teacher.key or ""
+        max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or 256
+        if fault == "echo_key_error":
+            # The key placed so that a cut at 300 characters falls inside it.
+            message = "x" * (300 - len(key) // 2) + f" {key} was not accepted for this request"
+            response = {"status_code": 400, "request_id": request_id, "body": error_body(400, "bad", message)}
+            line = {"id": request_id, "custom_id": custom_id, "response": response, "error": None}
+            return orjson.dumps(line), False
+        if fault == "echo_key_answer":
+            text += f"\n(request signed with {key})"
+        elif fault == "echo_key_model":
+            model = key
+        elif fault == "long_answer":
+            text = "长" * (64 * int(max_tokens) + 2048)
+        elif fault == "huge_line":
+            text = "x" * (_HUGE_LINE_BYTES + 512 * int(max_tokens))
+        elif fault in _BAD_COUNTS:
+            usage["prompt_tokens"] = _BAD_COUNTS[fault]
         payload = completion_body(
             f"chatcmpl-{custom_id}", int(time.time()), model, text, finish_reason, usage
         )
         response = {"status_code": 200, "request_id": request_id, "body": payload}
-        return orjson.dumps(
-            {"id": request_id, "custom_id": custom_id, "response": response, "error": None}
-        ), True
+        return _dumps({"id": request_id, "custom_id": custom_id, "response": response, "error": None}), True
 
     async def _execute(self, batch: dict[str, Any], serial: int) -> None:
         settings = self.settings
@@ -416,6 +486,8 @@ class FakeBatches:
         if batch["status"] == "validating":
             batch["status"] = "in_progress"
             batch["in_progress_at"] = int(time.time())
+        if settings.batch_hold:
+            await self._wait_for_release(batch, serial)
         expire_at = None
         if serial <= settings.batch_expire_first:
             expire_at = int(len(requests) * settings.batch_expire_after)
@@ -468,7 +540,7 @@ class FakeBatches:
             else:
                 path.unlink()
         batch["usage"] = {
-            "input_tokens": usage_total["input"],
+            "input_tokens": _BAD_COUNTS.get(str(settings.batch_result_fault), usage_total["input"]),
             "input_tokens_details": {"cached_tokens": 0},
             "output_tokens": usage_total["output"],
             "output_tokens_details": {"reasoning_tokens": 0},
@@ -500,6 +572,7 @@ def add_batch_routes(app: web.Application, teacher: FakeTeacherHandlers) -> Fake
     app.router.add_get("/v1/batches/{batch_id}", batches.get_batch)
     app.router.add_post("/v1/batches/{batch_id}/cancel", batches.cancel_batch)
     app.router.add_get("/stats/batches", batches.stats)
+    app.router.add_post("/control/batches/release", batches.release)
     app.middlewares.append(batches.count_calls)
     app.on_cleanup.append(batches.close)
     return batches

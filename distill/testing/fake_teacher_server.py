@@ -105,6 +105,35 @@ class FakeTeacherSettings(BaseModel):
     batch_max_bytes: int = Field(
         default=200 * 1024 * 1024, ge=1, description="batches: bytes allowed per file"
     )
+    batch_result_fault: (
+        Literal[
+            "echo_key_answer",
+            "echo_key_model",
+            "echo_key_error",
+            "long_answer",
+            "huge_line",
+            "usage_negative",
+            "usage_huge",
+            "usage_text",
+        ]
+        | None
+    ) = Field(
+        default=None,
+        description="batches: how the result lines of batch_result_fault_rate of the requests misbehave (the "
+        "key echoed in the answer, the model field or an error; an answer longer than max_tokens allows; a line "
+        "of more than 2 MiB; usage counts negative, beyond 64 bits or text, in the line and the batch)",
+    )
+    batch_result_fault_rate: float = Field(
+        default=1.0,
+        ge=0,
+        le=1,
+        description="batches: share of requests whose result line has batch_result_fault",
+    )
+    batch_hold: bool = Field(
+        default=False,
+        description="batches: each waits in progress until POST /control/batches/release lets it run, so a test "
+        "paces a run by what it has done rather than by the clock",
+    )
     batch_storage_dir: str | None = Field(
         default=None, description="where uploaded and output files are kept (default: a temporary directory)"
     )

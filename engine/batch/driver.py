@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
-from distill.engine.batch.collect import CollectCounts, Collector, ResultSink
+from distill.engine.batch.collect import CollectCounts, Collector, ResultSink, line_byte_limit
 from distill.engine.batch.journal import (
     BATCHES_OPEN,
     ENDED,
@@ -389,13 +389,10 @@ class BatchDriver:
     async def _look(self, entry: BatchFile) -> bool:
         """One look at the batch; True when its state or counts changed."""
         batch = await self.provider.retrieve(str(entry.batch_id))
-        summary = batch_summary(batch)
+        summary = batch_summary(batch, self.provider.scrub)
         changed = (summary["status"], summary["request_counts"]) != (entry.status, entry.request_counts)
         if batch.status in ENDED:
-            ends = [batch.completed_at, batch.failed_at, batch.expired_at, batch.cancelled_at]
-            ended_at = max((stamp for stamp in ends if stamp), default=None)
-            turnaround = (ended_at - batch.created_at) if ended_at else None
-            self.journal.append({"event": "ended", "file": entry.name, "turnaround_s": turnaround, **summary})
+            self.journal.append({"event": "ended", "file": entry.name, **summary})
         elif summary["status"] != entry.status:
             self.journal.append({"event": "status", "file": entry.name, **summary})
         else:
@@ -424,6 +421,7 @@ class BatchDriver:
             write=self.write,
             done=self.done,
             scrub=self.provider.scrub,
+            max_line_bytes=line_byte_limit(self.config.teacher, self.config.max_tokens),
         )
 
     async def _collect(self, entry: BatchFile) -> None:

@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import openai
-from distill.engine.errors import AUTH, QUOTA_EXCEEDED, classify_status
+from distill.engine.batch.journal import ENDED
+from distill.engine.client import KeyScrubber, parse_usage
+from distill.engine.errors import AUTH, QUOTA_EXCEEDED, CallError, classify_status
 from openai import AsyncOpenAI
 from openai.types import Batch, FileObject
 
@@ -29,6 +31,10 @@ _BACKOFF_BASE_S = 0.5
 _BACKOFF_MAX_S = 30.0
 _CHUNK = 1 << 20
 _NO_KEY = "no-key"  # the SDK insists on a key; a local server without one ignores it
+_ERROR_LIMIT = 300  # characters of a batch's error kept in the journal and in failure records
+_MAX_COUNT = (
+    1 << 53
+)  # beyond this a "count" is not one (and would not survive the journal's JSON as a number)
 
 
 class ProviderError(Exception):
@@ -56,6 +62,7 @@ class OpenAIBatches:
         download_attempts: int = 5,
     ) -> None:
         self._key = api_key or None
+        self.scrub = KeyScrubber(self._key)  # the online client's: the key and any 8-character piece of it
         self.client = AsyncOpenAI(
             base_url=base_url,
             api_key=api_key or _NO_KEY,
@@ -74,9 +81,6 @@ class OpenAIBatches:
         await self.client.close()
 
     # -- errors -----------------------------------------------------------------------------------------
-
-    def scrub(self, text: str) -> str:
-        return text.replace(self._key, "***") if self._key and self._key in text else text
 
     def _error(self, what: str, exc: Exception) -> ProviderError:
         if isinstance(exc, openai.APIStatusError):
@@ -212,29 +216,60 @@ def _backoff(attempt: int) -> float:
     return random.uniform(0.5, 1.0) * min(_BACKOFF_MAX_S, _BACKOFF_BASE_S * 2 ** (attempt - 1))
 
 
-def batch_summary(batch: Batch) -> dict[str, Any]:
-    """The parts of a provider's batch object the journal keeps."""
+def batch_summary(batch: Batch, scrub: KeyScrubber) -> dict[str, Any]:
+    """The parts of a provider's batch object the journal keeps, as untrusted as any answer: texts scrubbed of
+    the key and cut, counts that are not counts dropped (``usage`` checked as an answer's is)."""
     counts = batch.request_counts
-    usage = batch.usage
+    usage = None
+    if batch.usage is not None:
+        try:
+            parsed = parse_usage(
+                {"prompt_tokens": batch.usage.input_tokens, "completion_tokens": batch.usage.output_tokens}
+            )
+        except CallError:
+            parsed = None  # money is counted from each answer's own usage, checked there
+        if parsed is not None:
+            usage = {"prompt_tokens": parsed.prompt_tokens, "completion_tokens": parsed.completion_tokens}
     return {
-        "status": batch.status,
-        "request_counts": {"total": counts.total, "completed": counts.completed, "failed": counts.failed}
+        "status": scrub.field(batch.status),
+        "request_counts": {
+            "total": _request_count(counts.total),
+            "completed": _request_count(counts.completed),
+            "failed": _request_count(counts.failed),
+        }
         if counts
         else {},
-        "output_file_id": batch.output_file_id,
-        "error_file_id": batch.error_file_id,
-        "usage": {"prompt_tokens": usage.input_tokens, "completion_tokens": usage.output_tokens}
-        if usage
-        else None,
-        "error": _first_error(batch),
+        "output_file_id": scrub.field(batch.output_file_id),
+        "error_file_id": scrub.field(batch.error_file_id),
+        "usage": usage,
+        "error": _first_error(batch, scrub),
+        "turnaround_s": _turnaround(batch) if batch.status in ENDED else None,
     }
 
 
-def _first_error(batch: Batch) -> str | None:
-    """Why a batch failed (its first validation error), cut short; None when it did not."""
+def _turnaround(batch: Batch) -> float | None:
+    """Seconds from the batch's creation to its end, as the provider stamps them; None if a stamp is not one."""
+    stamps = [batch.completed_at, batch.failed_at, batch.expired_at, batch.cancelled_at]
+    ends = [stamp for stamp in stamps if _is_stamp(stamp) and stamp]
+    if not ends or not _is_stamp(batch.created_at):
+        return None
+    return float(max(ends) - batch.created_at)
+
+
+def _is_stamp(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < _MAX_COUNT
+
+
+def _request_count(value: Any) -> int:
+    """A request count as the journal may hold it: a number of requests, else 0 (it only feeds progress)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < _MAX_COUNT else 0
+
+
+def _first_error(batch: Batch, scrub: KeyScrubber) -> str | None:
+    """Why a batch failed (its first validation error), scrubbed then cut short; None when it did not."""
     errors = batch.errors.data if batch.errors and batch.errors.data else None
     if not errors:
         return None
     first = errors[0]
-    where = f" (line {first.line})" if first.line else ""
-    return f"{first.code or 'error'}: {first.message or ''}{where}"[:300]
+    where = f" (line {first.line})" if isinstance(first.line, int) and first.line else ""
+    return scrub.cut(f"{first.code or 'error'}: {first.message or ''}{where}", _ERROR_LIMIT)

@@ -44,7 +44,11 @@ def _flags(settings: dict[str, Any]) -> list[str]:
     for name, value in settings.items():
         if name not in FakeTeacherSettings.model_fields:
             raise KeyError(f"no fake teacher setting {name!r}")  # a typo in a test, not a silent default
-        flags += ["--" + name.replace("_", "-"), str(value)]
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):  # a switch: --x / --no-x
+            flags.append(flag if value else "--no-" + flag[2:])
+        else:
+            flags += [flag, str(value)]
     return flags
 
 

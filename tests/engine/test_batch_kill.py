@@ -2,9 +2,11 @@
 provider ran every request exactly once (no batch created twice), over a 20,000-request run in several batches.
 
 The fake teacher is its own process (it outlives every kill, as a provider does); each `distill generate`
-is a real process killed with SIGKILL. Kills are aimed: right after the journal shows an upload or a create
-was decided (the instants a careless client pays twice), while results are being collected, or at a random
-instant; each aim adds a random delay so the kill lands before, during or after the step.
+is a real process killed with SIGKILL. The fake provider holds every batch until the test releases it, so the
+run advances by the test's steps, not by the clock: on a machine of any speed it cannot finish before the
+test has made its kills. Kills are aimed: right after the journal shows an upload or a create was decided
+(the instants a careless client pays twice; every files/batches call takes BATCH_CALL_MS, longer than the
+delay before the kill), while a batch the test just released is being collected, or at a random instant.
 """
 
 from __future__ import annotations
@@ -22,14 +24,31 @@ from pathlib import Path
 
 import pytest
 import yaml
-from distill.engine.batch.journal import BATCH_DIR, JOURNAL_NAME
+from distill.engine.batch.journal import BATCH_DIR, JOURNAL_NAME, Journal
 from distill.engine.shards import list_shards
 
 ROWS = 10_000
 SAMPLES = 2
+REQUESTS_PER_FILE = 3000  # 7 batch files
+EXPIRING = 3  # the first batches the provider runs expire half done: each one's rest is submitted again
 MIN_KILLS = 10
-AIMS = ("uploading", "creating", "ended", "random")
-PHASE_OF = {"uploading": "submission", "creating": "submission", "ended": "collection"}
+MIN_PER_PHASE = 2
+MAX_ATTEMPTS = 24
+BATCH_CALL_MS = 100
+# The opening submits the 7 files; each later round releases one held batch, kills while it is collected,
+# then while its unanswered half is uploaded and created again, then at a random instant.
+OPENING = ("uploading", "creating")
+ROUND = ("ended", "uploading", "creating", "random")
+# The journal lines that show a step is under way: a restart that finds an earlier upload or create at the
+# provider writes only the second.
+STEP_EVENTS = {
+    "uploading": {"uploading", "uploaded"},
+    "creating": {"creating", "created"},
+    "ended": {"ended"},
+}
+KILL_WITHIN_S = {"uploading": 0.08, "creating": 0.08, "ended": 0.6}  # after the step shows up
+RANDOM_KILL_S = (0.5, 2.5)  # after the process starts
+STEP_TIMEOUT_S = 60.0  # a step that never shows up: the kill lands anyway, and the phase counts tell
 
 
 def _events(journal: Path) -> list[dict]:
@@ -42,6 +61,25 @@ def _events(journal: Path) -> list[dict]:
         except json.JSONDecodeError:
             pass  # a line torn by the kill
     return events
+
+
+def _wait_for_step(journal: Path, process: subprocess.Popen, events: set[str]) -> None:
+    """Until a journal line written from now on is one of ``events`` (or the process ends, or a minute passes).
+    Only the bytes appended since the last look are read: the watch must not slow the process it watches."""
+    offset = journal.stat().st_size if journal.exists() else 0
+    deadline = time.monotonic() + STEP_TIMEOUT_S
+    while time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.005)
+        if not journal.exists():
+            continue
+        with journal.open("rb") as handle:
+            handle.seek(offset)
+            appended = handle.read()
+        complete = appended[: appended.rfind(b"\n") + 1]
+        offset += len(complete)
+        for line in complete.splitlines():
+            if json.loads(line)["event"] in events:
+                return
 
 
 def _phase_at_kill(events: list[dict]) -> str:
@@ -62,6 +100,26 @@ def _phase_at_kill(events: list[dict]) -> str:
     return "other"
 
 
+def _submission_ahead(run_dir: Path) -> bool:
+    """Whether a restart has a file to upload and create: one not submitted yet, or the unanswered rest of an
+    expired batch that is not settled."""
+    if not Journal.exists(run_dir):
+        return True
+    journal = Journal(run_dir, read_only=True)
+    return any(
+        entry.batch_id is None or (entry.status == "expired" and entry.settled is None)
+        for entry in journal.files.values()
+    )
+
+
+def _release(base_url: str, count: str) -> None:
+    """Let the fake provider run the next ``count`` held batches (or ``all``)."""
+    request = urllib.request.Request(
+        base_url + f"/control/batches/release?count={count}", data=b"", method="POST"
+    )
+    urllib.request.urlopen(request, timeout=30).close()
+
+
 @pytest.mark.slow
 def test_kill_9_at_random_instants_never_pays_twice(fake_teacher, tmp_path: Path) -> None:
     rng = random.Random(20261130)
@@ -73,9 +131,10 @@ def test_kill_9_at_random_instants_never_pays_twice(fake_teacher, tmp_path: Path
                 + "\n"
             )
     settings = {
-        "batch_ms_per_request": 1.5,
-        "batch_api_latency_ms": 60,
-        "batch_expire_first": 2,
+        "batch_hold": True,
+        "batch_ms_per_request": 0.2,
+        "batch_api_latency_ms": BATCH_CALL_MS,
+        "batch_expire_first": EXPIRING,
         "batch_torn_download_rate": 0.2,
         "batch_error_rate": 0.01,
     }
@@ -95,7 +154,7 @@ def test_kill_9_at_random_instants_never_pays_twice(fake_teacher, tmp_path: Path
                     "samples_per_input": SAMPLES,
                     "mode": "batch",
                     "batch": {
-                        "max_requests_per_file": 3000,
+                        "max_requests_per_file": REQUESTS_PER_FILE,
                         "poll_initial_s": 0.05,
                         "poll_max_s": 0.3,
                         "reconcile_grace_s": 1.0,
@@ -107,26 +166,32 @@ def test_kill_9_at_random_instants_never_pays_twice(fake_teacher, tmp_path: Path
         command = [sys.executable, "-m", "distill", "generate", "--config", str(config), "--no-progress"]
         journal = run_dir / BATCH_DIR / JOURNAL_NAME
         kills: list[tuple[str, str]] = []  # (aim, phase the journal shows at the kill)
-        finished = None
-        for attempt in range(60):
-            if len(kills) >= MIN_KILLS + 2:
+        phases: Counter[str] = Counter()
+        for attempt in range(MAX_ATTEMPTS):
+            if len(kills) >= MIN_KILLS and min(phases["submission"], phases["collection"]) >= MIN_PER_PHASE:
                 break
-            aim = AIMS[attempt % len(AIMS)]
-            seen = len(_events(journal))
-            process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            deadline = time.monotonic() + (rng.uniform(1.0, 4.0) if aim == "random" else 8.0)
-            while time.monotonic() < deadline and process.poll() is None:
-                if aim != "random" and any(e["event"] == aim for e in _events(journal)[seen:]):
-                    break
-                time.sleep(0.005)
-            time.sleep(rng.uniform(0.0, 0.12 if aim in ("uploading", "creating") else 0.6))
-            if process.poll() is not None:
-                finished = process.returncode
-                break
+            aim = OPENING[attempt] if attempt < len(OPENING) else ROUND[(attempt - len(OPENING)) % len(ROUND)]
+            if aim in ("uploading", "creating") and not _submission_ahead(run_dir):
+                aim = "random"  # nothing left to submit: waiting for the step would only time out
+            if aim == "ended":
+                _release(teacher.base_url, "1")
+            stderr = tmp_path / f"attempt-{attempt}.stderr"
+            with stderr.open("wb") as sink:
+                process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=sink)
+            if aim == "random":
+                deadline = time.monotonic() + rng.uniform(*RANDOM_KILL_S)
+                while time.monotonic() < deadline and process.poll() is None:
+                    time.sleep(0.005)
+            else:
+                _wait_for_step(journal, process, STEP_EVENTS[aim])
+                time.sleep(rng.uniform(0.0, KILL_WITHIN_S[aim]))
+            # Batches the test has not released are still held: a run that ends here has failed.
+            assert process.poll() is None, stderr.read_text(errors="replace")[-2000:]
             os.kill(process.pid, signal.SIGKILL)
             process.wait()
             kills.append((aim, _phase_at_kill(_events(journal))))
-        assert finished is None, f"the run finished after only {len(kills)} kills: make it longer"
+            phases[kills[-1][1]] += 1
+        _release(teacher.base_url, "all")
         final = subprocess.run(command, capture_output=True, text=True, timeout=600)
         assert final.returncode == 0, final.stderr[-2000:]
         summary = json.loads(final.stdout)
@@ -134,9 +199,8 @@ def test_kill_9_at_random_instants_never_pays_twice(fake_teacher, tmp_path: Path
         with urllib.request.urlopen(teacher.base_url + "/stats/batches", timeout=30) as response:
             batches = json.loads(response.read())
 
-    assert len(kills) >= MIN_KILLS
-    phases = Counter(phase for _, phase in kills)
-    assert phases["submission"] >= 2 and phases["collection"] >= 2, kills
+    assert len(kills) >= MIN_KILLS, kills
+    assert phases["submission"] >= MIN_PER_PHASE and phases["collection"] >= MIN_PER_PHASE, kills
     # Every input ends with exactly one record per sample.
     keys: Counter[tuple[str, int]] = Counter()
     for path in list_shards(run_dir):
