@@ -22,6 +22,9 @@ A cancelled batch's unanswered requests are sent again by the next `distill gene
 """
 
 
+_RUN_DIR_HELP = "the run directory (the output_dir of its `distill generate --mode batch`)"
+
+
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "batches",
@@ -31,11 +34,24 @@ def register(commands: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     actions = parser.add_subparsers(dest="batches_command", required=True, metavar="ACTION")
-    status = actions.add_parser("status", help="the run's batch files and batches, from its journal")
-    status.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    status = actions.add_parser(
+        "status",
+        help="the run's batch files and batches, from its journal",
+        description="Print, as JSON, what the run's journal knows: each batch file's stage, batch id, state "
+        "and request counts. Reads only the run directory: it asks the provider nothing (a running "
+        "`distill generate` keeps the journal current).",
+    )
+    status.add_argument("run_dir", type=Path, metavar="RUN_DIR", help=_RUN_DIR_HELP)
     status.set_defaults(handler=_status)
-    cancel = actions.add_parser("cancel", help="cancel the run's open batches and record what comes back")
-    cancel.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    cancel = actions.add_parser(
+        "cancel",
+        help="cancel the run's open batches and record what comes back",
+        description="Ask the provider to cancel every open batch of the run, wait for each to end, and write "
+        "the records of the requests that finished before it did. The unanswered rest is sent again by the "
+        "next `distill generate` of the run. Stop a running `distill generate` of the run first: both take "
+        "the run directory's lock.",
+    )
+    cancel.add_argument("run_dir", type=Path, metavar="RUN_DIR", help=_RUN_DIR_HELP)
     cancel.add_argument("--config", help="the run's config (default: the settings its last generate used)")
     cancel.add_argument("--no-progress", action="store_true", help="no live display or progress log lines")
     cancel.set_defaults(handler=_cancel)

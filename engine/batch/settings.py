@@ -33,7 +33,8 @@ class BatchSettings(BaseModel):
     )
     fallback: Literal["batch", "online"] = Field(
         default="batch",
-        description="how requests left without an answer by an expired or failed batch are sent again",
+        description="how requests left without an answer by an expired or failed batch are sent again: batch "
+        "(in a new batch) or online (over /chat/completions at the online price, once every batch is settled)",
         json_schema_extra={"flag": "--fallback"},
     )
     max_resends: int = Field(
