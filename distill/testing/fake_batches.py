@@ -122,7 +122,11 @@ class FakeBatches:
     def _refused(self, request: web.Request) -> web.Response | None:
         key = self.teacher.key
         if key is not None and request.headers.get("Authorization") != f"Bearer {key}":
-            return self.teacher.error(401, "invalid_api_key", "Incorrect API key provided.")
+            sent = request.headers.get("Authorization", "").removeprefix("Bearer ")
+            # Echoes the key it got, as careless servers do, placed so that a cut at 300 characters falls
+            # inside it: the client must scrub it before it cuts the message.
+            message = "Incorrect API key provided".ljust(299 - len(sent) // 2, ".") + f" {sent}"
+            return self.teacher.error(401, "invalid_api_key", message)
         return None
 
     def _new_id(self, prefix: str) -> str:

@@ -10,6 +10,7 @@ Every message this module raises is scrubbed of the API key.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 from collections.abc import Awaitable, Callable
@@ -18,8 +19,8 @@ from typing import Any, TypeVar
 
 import openai
 from distill.engine.batch.journal import ENDED
-from distill.engine.client import KeyScrubber, parse_usage
-from distill.engine.errors import AUTH, QUOTA_EXCEEDED, CallError, classify_status
+from distill.engine.client import KeyScrubber, classify_refusal, parse_usage
+from distill.engine.errors import AUTH, QUOTA_EXCEEDED, CallError
 from openai import AsyncOpenAI
 from openai.types import Batch, FileObject
 
@@ -85,7 +86,8 @@ class OpenAIBatches:
     def _error(self, what: str, exc: Exception) -> ProviderError:
         if isinstance(exc, openai.APIStatusError):
             body = exc.body if isinstance(exc.body, dict) else {"message": exc.message}
-            error = classify_status(exc.status_code, {"error": body} if "error" not in body else body)
+            raw = json.dumps({"error": body} if "error" not in body else body, default=str).encode()
+            error = classify_refusal(exc.status_code, raw, self.scrub)  # scrubbed before it is cut
             return ProviderError(
                 self.scrub(f"{what}: {error.message}"),
                 fatal=error.error_class in (AUTH, QUOTA_EXCEEDED),

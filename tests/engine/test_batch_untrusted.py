@@ -136,3 +136,25 @@ def test_usage_that_is_not_token_counts_is_a_named_error_and_the_ledger_holds(ho
     journal = Journal(run_dir, read_only=True)
     assert [entry.usage for entry in journal.files.values()] == [None]
     assert sum(1 for path in list_shards(run_dir) for _ in path.read_text().splitlines()) == ROWS
+
+
+def test_a_refusal_that_echoes_the_key_is_scrubbed_before_it_is_cut(monkeypatch, tmp_path: Path) -> None:
+    # The provider wants another key, and its 401 quotes the one it got with the 300-character cut inside it.
+    monkeypatch.setenv(KEY_ENV, KEY)
+    monkeypatch.setenv("DISTILL_BATCH_SERVER_TEST_KEY", "sk-the-key-the-server-wants")
+    url, stop = start_in_thread(FakeTeacherSettings(api_key_env="DISTILL_BATCH_SERVER_TEST_KEY"))
+    try:
+        source = tmp_path / "in.jsonl"
+        source.write_text(json.dumps({"id": "c0", "input": "合同0:甲方A公司,乙方B公司。"}) + "\n")
+        config = GenerateConfig(
+            input=source,
+            output_dir=tmp_path / "run",
+            teacher={"base_url": url + "/v1", "model": "fake-teacher", "api_key_env": KEY_ENV},
+            mode="batch",
+            batch=FAST,
+        )
+        summary = run_generation(config, progress=False)
+    finally:
+        stop()
+    assert summary["status"] == "fatal" and "HTTP 401" in summary["message"] and "***" in summary["message"]
+    assert _key_pieces(_run_dir_text(config.output_dir) + json.dumps(summary)) == []
