@@ -133,7 +133,7 @@ class GenerateConfig(BaseModel):
     mode: Literal["online", "batch"] = Field(
         default="online",
         description="online: every request over /chat/completions; batch: the provider's batch API at its "
-        "batch price (see the batch section)",
+        "batch price (its settings: the batch section, with wait and fallback)",
     )
     batch: BatchSettings = Field(
         default_factory=BatchSettings,

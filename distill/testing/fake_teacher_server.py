@@ -120,7 +120,7 @@ class FakeTeacherSettings(BaseModel):
     ) = Field(
         default=None,
         description="batches: how the result lines of batch_result_fault_rate of the requests misbehave (the "
-        "key echoed in the answer, the model field or an error; an answer longer than max_tokens allows; a line "
+        "key api_key_env names, echoed in the answer, the model field or an error; an answer longer than max_tokens allows; a line "
         "of more than 2 MiB; usage counts negative, beyond 64 bits or text, in the line and the batch)",
     )
     batch_result_fault_rate: float = Field(
