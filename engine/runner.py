@@ -24,6 +24,7 @@ import orjson
 from distill.engine import filters
 from distill.engine.batch.journal import BATCHES_OPEN, ONLINE_REST, refuse_open_batches
 from distill.engine.client import request_body
+from distill.engine.collector import fewer_collections
 from distill.engine.config import GenerateConfig
 from distill.engine.cost import CostMeter
 from distill.engine.dispatch import BUDGET as DISPATCH_BUDGET
@@ -537,7 +538,7 @@ def run_generation(
     for notice in run.notices:
         print(f"distill: {run.run_dir}: {notice}", file=sys.stderr)
     try:
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        with fewer_collections(), asyncio.Runner(loop_factory=_loop_factory()) as runner:
             return runner.run(generate(run, progress=progress, progress_stream=progress_stream))
     finally:
         run.close()

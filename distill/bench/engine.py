@@ -27,7 +27,7 @@ from pathlib import Path
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from distill.bench.engine_harness import Report, Sizes
+from distill.bench.engine_harness import Report, Sizes, cache_bytecode
 from distill.bench.engine_sections import SECTION_RUNNERS
 
 SECTIONS = tuple(SECTION_RUNNERS)
@@ -59,6 +59,7 @@ def render(report: Report, mode: str, elapsed_s: float) -> str:
 
 def run_bench(sections: list[str], sizes: Sizes, workdir: Path, log: Callable[[str], None]) -> Report:
     report = Report()
+    cache_bytecode()
     for name in sections:
         log(f"bench engine: {name} ...")
         started = time.perf_counter()

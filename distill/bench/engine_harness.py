@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import compileall
+import importlib.util
 import os
 import signal
 import subprocess
@@ -71,6 +73,23 @@ class ProcessResult:
 
 
 # -- processes ------------------------------------------------------------------------------------------
+
+
+# The packages the measured sides import (in a source checkout the engine lives in a folder of its own).
+MEASURED_PACKAGES = ("distill", "distill.engine")
+
+
+def cache_bytecode() -> None:
+    """Compile the measured processes' own modules to bytecode first, as an installed distill has them.
+
+    Every side's CPU includes its imports. Where ``PYTHONDONTWRITEBYTECODE`` is set (or the first time a
+    source checkout runs), Python would compile distill's modules from source in every measured process —
+    about 0.2 s of CPU that an installed package never pays, and that the floor (which imports one distill
+    module) barely pays. Python reads the cached files whatever that variable says."""
+    for name in MEASURED_PACKAGES:
+        spec = importlib.util.find_spec(name)
+        for folder in (spec.submodule_search_locations or []) if spec else []:
+            compileall.compile_dir(folder, quiet=2)
 
 
 def run_measured(command: list[str], *, timeout_s: float = 3600) -> ProcessResult:

@@ -6,6 +6,8 @@ peak RSS from ``wait4``. Sides:
 
 - ``floor``: the bare minimum — aiohttp + orjson + uvloop, a semaphore, send, parse, append. No admission,
   no retries, no records. The engine is measured against it.
+- ``floor_collector``: the same loop with the garbage-collector settings a run uses
+  (``distill.engine.collector``), for reference: how much of the distance to the floor those settings close.
 - ``dispatch``: an engine session (client + admission + retries + dispatcher), results appended to a list.
 - ``generate``: the whole ``distill generate`` path (``distill.engine.runner.run_generation``): validation,
   resume ledger, prompts, parsing, filters, exactly-once shards.
@@ -15,6 +17,7 @@ peak RSS from ``wait4``. Sides:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import resource
 import sys
 import time
@@ -22,6 +25,8 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
+
+from distill.engine.collector import fewer_collections
 
 
 def _cpu_s() -> float:
@@ -49,7 +54,7 @@ def _use_uvloop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-def floor(args: dict[str, Any]) -> dict[str, Any]:
+def floor(args: dict[str, Any], collector_settings: bool = False) -> dict[str, Any]:
     import aiohttp
 
     _use_uvloop()
@@ -85,7 +90,12 @@ def floor(args: dict[str, Any]) -> dict[str, Any]:
 
             await asyncio.gather(*(one(prompt) for prompt in prompts))
 
-    return _timed(lambda: asyncio.run(main()), ok=lambda: len(answers), errors=lambda: errors)
+    with fewer_collections() if collector_settings else contextlib.nullcontext():
+        return _timed(lambda: asyncio.run(main()), ok=lambda: len(answers), errors=lambda: errors)
+
+
+def floor_collector(args: dict[str, Any]) -> dict[str, Any]:
+    return floor(args, collector_settings=True)
 
 
 def dispatch_only(args: dict[str, Any]) -> dict[str, Any]:
@@ -130,8 +140,8 @@ def generate(args: dict[str, Any]) -> dict[str, Any]:
 
     config = load_generate_config(args["config"], None)
     summary: dict[str, Any] = {}
-    report = _timed(
-        lambda: summary.update(run_generation(config, progress=False)),
+    report = _timed(  # progress on, as on the command line (not a terminal here: a log line now and then)
+        lambda: summary.update(run_generation(config, progress=True)),
         ok=lambda: summary.get("session", {}).get("records", 0),
         errors=lambda: sum((summary.get("errors_by_class") or {}).values()),
     )
@@ -223,6 +233,7 @@ def _timed(
 
 SIDES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "floor": floor,
+    "floor_collector": floor_collector,
     "dispatch": dispatch_only,
     "generate": generate,
     "curator": curator,

@@ -3,6 +3,7 @@ retried failures, a full disk and a refused key each end with every (id, sample)
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 from collections import Counter
@@ -120,7 +121,9 @@ def test_record_fields_and_filters(tmp_path, fake_teacher_thread):
 
     teacher = fake_teacher_thread(responder=responder, latency_ms=1)
     config = make_config(tmp_path, teacher.base_url, concurrency=1)
+    collector = gc.get_threshold()
     summary = run_generation(config, progress=False)
+    assert gc.get_threshold() == collector and gc.get_freeze_count() == 0  # the run's own settings undone
     assert summary["records"] == {"accepted": 1, "rejected": 3, "failed": 0}
     reasons = summary["rejected_by_reason"]
     assert (reasons["duplicate"], reasons["similar_to_instruction"], reasons["refusal"]) == (1, 1, 1)
