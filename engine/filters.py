@@ -55,10 +55,10 @@ def _grams(text: str) -> set[int]:
     """The text's character bigrams as 64-bit ints: in UTF-32 every 8-byte word is two characters, so the
     words of the encoding and of the encoding shifted by one character are all the bigrams. Twice as fast as
     slicing 2-character strings, and this runs on every response."""
-    data = text.encode("utf-32-le")
-    grams = set(memoryview(data[: len(data) // 8 * 8]).cast("Q"))
-    shifted = data[4:]
-    grams.update(memoryview(shifted[: len(shifted) // 8 * 8]).cast("Q"))
+    data = memoryview(text.encode("utf-32-le"))  # slices of a memoryview are views, not copies
+    size = len(data)
+    grams = set(data[: size // 8 * 8].cast("Q"))
+    grams.update(data[4 : 4 + (size - 4) // 8 * 8].cast("Q"))
     return grams
 
 

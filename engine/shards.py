@@ -87,11 +87,12 @@ def last_line(path: Path) -> bytes | None:
 
 def write_all(fd: int, data: bytes) -> None:
     """One os.write per line; loops only on a short write, and maps a full disk to DiskFullError."""
-    view = memoryview(data)
     try:
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
+        written = os.write(fd, data)
+        if written < len(data):  # rare (a signal, a nearly full disk): write the rest
+            view = memoryview(data)[written:]
+            while view:
+                view = view[os.write(fd, view) :]
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
             raise DiskFullError(exc.errno, f"no space left while writing records: {exc.strerror}") from None
