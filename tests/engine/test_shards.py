@@ -62,3 +62,21 @@ def test_full_disk_breaks_the_set_for_good(tmp_path):
         shards.write("rejected", b"{}\n")
     shards.close()
     assert not (tmp_path / "rejected-00000.jsonl").exists()
+
+
+def test_a_short_write_is_finished_by_more_writes(tmp_path, monkeypatch):
+    """The kernel may write less than asked (a signal, a nearly full disk): the rest follows, in order."""
+    real_write = os.write
+    calls = []
+
+    def seven_bytes_at_most(fd, data):
+        calls.append(len(data))
+        return real_write(fd, bytes(data[:7]))
+
+    monkeypatch.setattr(os, "write", seven_bytes_at_most)
+    shards = ShardSet(tmp_path, max_bytes=1 << 20)
+    line = "合同编号 HT-0000001:甲方,乙方\n".encode()
+    shards.write("accepted", line)
+    shards.close()
+    assert (tmp_path / "accepted-00000.jsonl").read_bytes() == line
+    assert len(calls) == -(-len(line) // 7)  # one write per 7 bytes, none wasted
