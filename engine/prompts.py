@@ -8,6 +8,7 @@ Two different strings per input:
 
 from __future__ import annotations
 
+import functools
 import re
 from importlib import resources
 from pathlib import Path
@@ -42,7 +43,17 @@ def load_template(spec: str) -> str:
 def render_prompt(template: str, task: str, input_text: str) -> str:
     """Fill {task} and {input} in one pass, so braces inside the input (JSON, code) stay untouched."""
     values = {"task": task, "input": input_text}
-    return _PLACEHOLDER.sub(lambda match: values[match.group(1)], template)
+    parts = list(_template_parts(template))
+    for index in range(1, len(parts), 2):  # odd places hold the placeholders' names
+        parts[index] = values[parts[index]]
+    return "".join(parts)
+
+
+@functools.lru_cache(maxsize=16)
+def _template_parts(template: str) -> tuple[str, ...]:
+    """The template split at its placeholders, once per template (this runs for every request): text,
+    name, text, name, …, text."""
+    return tuple(_PLACEHOLDER.split(template))
 
 
 def build_instruction(task: str, input_text: str) -> str:
