@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -70,6 +71,11 @@ class LoadProfile(BaseModel):
         description="requests per second, one point per rate (profile: rate)",
     )
     requests: int | None = Field(default=32, ge=1, description="requests per point (null: use duration_s)")
+    waves: float | None = Field(
+        default=None,
+        gt=0,
+        description="a concurrency point sends at least waves × its concurrency requests (null: requests only)",
+    )
     duration_s: float | None = Field(default=None, gt=0, description="seconds of sending per point")
     warmup: int = Field(default=2, ge=0, description="unmeasured requests before the first point")
     rate_cap: int = Field(default=DEFAULT_RATE_CAP, ge=1, description="requests in flight at most (rate)")
@@ -106,6 +112,14 @@ class LoadProfile(BaseModel):
         if self.profile == "concurrency":
             return [LoadPoint(kind="concurrency", value=level) for level in self.concurrency]
         return [LoadPoint(kind="rate", value=rate) for rate in self.rates]
+
+    def requests_at(self, point: LoadPoint) -> int | None:
+        """How many requests ``point`` sends (None: it sends for ``duration_s``)."""
+        if self.requests is None:
+            return None
+        if self.waves is not None and point.kind == "concurrency":
+            return max(self.requests, math.ceil(self.waves * point.value))
+        return self.requests
 
     def max_in_flight(self) -> int:
         return max(self.concurrency) if self.profile == "concurrency" else self.rate_cap

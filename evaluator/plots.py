@@ -116,6 +116,9 @@ def goodput_plot(results: Sequence[dict[str, Any]], targets: str, path: Path) ->
             label=f"{result['role']} throughput",
         )
     axis.set_xscale("log", base=2)
+    levels = sorted({p["load"]["value"] for result in measured for p in result["points"]})
+    axis.set_xticks(levels, [f"{level:g}" for level in levels])
+    axis.minorticks_off()
     axis.set_xlabel("concurrency (requests in flight)" if kind == "concurrency" else "offered rate (req/s)")
     axis.set_ylabel("req/s")
     axis.set_title(f"goodput vs load (targets: {targets})", fontsize=10)

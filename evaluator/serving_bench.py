@@ -84,7 +84,7 @@ async def sweep(
                 session,
                 side.requests,
                 point,
-                count=load.requests,
+                count=load.requests_at(point),
                 duration_s=load.duration_s,
                 rate_cap=load.rate_cap,
                 seed=load.seed + index,

@@ -131,6 +131,9 @@ class ServeBenchConfig(BaseModel):
         default_factory=lambda: LatencyTargets(ttft_ms=2000, tpot_ms=100),
         json_schema_extra={"flag_prefix": ""},
     )
+    time_budget_s: float | None = Field(
+        default=None, gt=0, description="per side: load points that would start after it are not measured"
+    )
     currency: str = Field(default="USD", description="currency of the prices given")
     compare_vllm: bool = Field(
         default=False,
@@ -258,7 +261,9 @@ def run_bench(config: ServeBenchConfig, say=print) -> dict[str, Any]:
             requests_for(prompts, student.model, config.max_tokens, extra),
             cost_per_hour=config.student.cost_per_hour,
         )
-        results.append(run_sweep(side, config.load, config.targets, say=say))
+        results.append(
+            run_sweep(side, config.load, config.targets, budget_s=config.time_budget_s, samples=True, say=say)
+        )
         if teacher is not None:
             side = ServingSide(
                 "teacher",
@@ -267,7 +272,11 @@ def run_bench(config: ServeBenchConfig, say=print) -> dict[str, Any]:
                 requests_for(prompts, teacher.model, config.max_tokens, None),
                 price=teacher.price,
             )
-            results.append(run_sweep(side, config.load, config.targets, say=say))
+            results.append(
+                run_sweep(
+                    side, config.load, config.targets, budget_s=config.time_budget_s, samples=True, say=say
+                )
+            )
         if config.compare_vllm:
             comparing = time.perf_counter()
             comparison = compare_with_vllm(
@@ -331,7 +340,7 @@ def render_markdown(report: dict[str, Any], config: ServeBenchConfig) -> str:
         f"max_tokens {config.max_tokens}"
         + (" (student forced to exactly that with ignore_eos)" if config.student.ignore_eos else "")
         + f". Load: {config.load.profile}, "
-        + (f"{config.load.requests} requests" if config.load.requests else f"{config.load.duration_s:g} s")
+        + (_requests_text(config.load) if config.load.requests else f"{config.load.duration_s:g} s")
         + f" per point after {config.load.warmup} unmeasured warm-up request(s). Goodput targets: "
         f"{config.targets.describe()}; knee (★) = highest load with ≥ {config.targets.attainment:.0%} of requests "
         "meeting them.",
@@ -352,6 +361,11 @@ def render_markdown(report: dict[str, Any], config: ServeBenchConfig) -> str:
             f"({overhead['client_cpu_fraction_of_sweeps']:.1%} of one core)."
         )
     return "\n".join(lines) + "\n"
+
+
+def _requests_text(load: LoadProfile) -> str:
+    waves = f" (at least {load.waves:g} × the concurrency)" if load.waves else ""
+    return f"{load.requests} requests{waves}"
 
 
 def bench_serve(config: ServeBenchConfig) -> int:

@@ -117,14 +117,17 @@ def compare_with_vllm(
     """
     work.mkdir(parents=True, exist_ok=True)
     dataset = work / "prompts.jsonl"
-    count = load.requests or 32
-    # vLLM's custom dataset takes the first num_prompts rows, then repeats them: give it the rows distill cycles.
-    rows = [prompts[index % len(prompts)][1] for index in range(count)]
+    counts = {
+        level: load.requests_at(LoadPoint(kind="concurrency", value=level)) or 32
+        for level in load.concurrency
+    }
+    # vLLM's custom dataset takes the first num_prompts rows: give it the rows distill cycles through.
+    rows = [prompts[index % len(prompts)][1] for index in range(max(counts.values()))]
     dataset.write_text(
         "".join(json.dumps({"prompt": text}, ensure_ascii=False) + "\n" for text in rows), "utf-8"
     )
     points = []
-    for concurrency in load.concurrency:
+    for concurrency, count in counts.items():
         started = time.perf_counter()
         ours = _distill_point(student, requests, concurrency, count, load.warmup)
         theirs = run_vllm_bench(

@@ -142,6 +142,11 @@ def test_profiles_are_validated():
         "concurrency 8",
     ]
     assert [p.label for p in LoadProfile(profile="rate", rates=[2, 0.5]).points()] == ["0.5 req/s", "2 req/s"]
+    waves = LoadProfile(concurrency=[1, 8], requests=4, waves=1.5)
+    assert [waves.requests_at(p) for p in waves.points()] == [4, 12]  # at least 1.5 waves of 8 in flight
+    assert (
+        LoadProfile(requests=None, duration_s=3).requests_at(LoadPoint(kind="concurrency", value=2)) is None
+    )
     with pytest.raises(ValueError, match="exactly one"):
         LoadProfile(requests=None)
     with pytest.raises(ValueError, match="exactly one"):
