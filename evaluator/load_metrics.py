@@ -1,7 +1,11 @@
 """The figures of one load point, from per-request timings: the metrics `vllm bench serve` reports, defined as it does.
 
-Per request (streamed): TTFT = time to the first content token; ITL = the gaps between consecutive content
-chunks; TPOT = (time of the last token − TTFT) / (output tokens − 1); E2EL = the whole request. Per point:
+Per request (streamed): TTFT = time to the first content token; E2EL = the whole request, to the end of the
+stream; TPOT = (E2EL − TTFT) / (output tokens − 1), vLLM's formula, with the server's token count (``usage``); ITL
+= the gaps between consecutive chunks that carry text. TPOT is not taken from the last *text* chunk: a token that
+streams no text (a special token written after end-of-sequence under ``ignore_eos``, part of a multi-byte
+character cut off by ``max_tokens``) is still a token the server spent a step on, so ending the span at the last
+text chunk would make TPOT too small whenever an answer ends in such tokens. Per point:
 completed and failed requests, request throughput, output and total (prompt + output) token throughput, each
 latency at p50/p90/p95/p99 with mean and std, and goodput — completed requests per second that met every
 configured target (TTFT, TPOT, E2EL; a one-token answer has TPOT 0, as in vLLM). Percentiles interpolate
@@ -75,10 +79,10 @@ class RequestTiming:
 
     @property
     def tpot_ms(self) -> float | None:
-        """Mean time per output token after the first, over the streamed span (vLLM's TPOT)."""
+        """Mean time per output token after the first: (E2EL − TTFT) / (tokens − 1), as vLLM computes it."""
         if self.ttft_ms is None or not self.output_tokens or self.output_tokens < 2:
             return None
-        return sum(self.itl_ms) / (self.output_tokens - 1) if self.itl_ms else None
+        return (self.e2el_ms - self.ttft_ms) / (self.output_tokens - 1)
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:

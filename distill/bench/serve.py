@@ -45,7 +45,7 @@ examples:
   # a distilled student (vllm serve here) against the bundled reference teacher, the default concurrency sweep
   distill bench serve --eval-set runs/demo/data/eval.jsonl --student-adapter runs/demo/adapter \\
       --reference-truth runs/demo/data/truth.jsonl --student-cost-per-hour 0.10 \\
-      --teacher-price.input-per-million 2.5 --teacher-price.output-per-million 10
+      --reference-price.input-per-million 2.5 --reference-price.output-per-million 10
   # any two running OpenAI-compatible servers, Poisson arrivals at 0.5-8 req/s, 60 s per point
   distill bench serve --inputs inputs.jsonl --student-base-url http://gpu-box:8000/v1 --student-served-model s \\
       --teacher-base-url https://api.openai.com/v1 --teacher-model gpt-4o --profile rate --requests null \\

@@ -1,7 +1,8 @@
 """distill's serving figures against vLLM's own serving benchmark (`vllm bench serve`), on the same running server.
 
-For each concurrency level, distill's load point and vLLM's benchmark run back to back on the same student server
-with the same prompts (vLLM's ``custom`` dataset: the same instruction texts, sent as chat messages without a
+For each concurrency level, vLLM's benchmark runs between two halves of distill's measurement (pooled), on the
+same student server, so a server that warms up or slows down during the check biases neither tool; with the same
+prompts (vLLM's ``custom`` dataset: the same instruction texts, sent as chat messages without a
 client-side template), the same number of requests, greedy sampling and exactly ``max_tokens`` output tokens on
 both sides (``ignore_eos``), so the two tools measure the same work. vLLM's benchmark is run through its module
 (``vllm.benchmarks.serve``; the ``vllm`` console script of the CPU build does not start). The medians of TTFT
@@ -20,7 +21,7 @@ from typing import Any
 from distill.endpoint import Endpoint
 from distill.engine.types import ChatRequest
 from distill.evaluator.latency import LoadPoint, LoadProfile, measure_point, measuring_session, warm_up
-from distill.evaluator.load_metrics import LatencyTargets, summarise_point
+from distill.evaluator.load_metrics import LatencyTargets, PointResult, summarise_point
 
 AGREEMENT = 0.10  # relative difference of the medians allowed
 METRICS = ("ttft_ms", "tpot_ms", "itl_ms", "e2el_ms")
@@ -73,6 +74,7 @@ def vllm_bench_args(
         "--metric-percentiles",
         "50,99",
         "--disable-tqdm",
+        "--save-detailed",  # per-request values in the returned dict (nothing is written without --save-result)
     ]
 
 
@@ -85,19 +87,30 @@ def run_vllm_bench(args: list[str]) -> dict[str, Any]:
     return vllm_serve_bench.main(parser.parse_args(args))
 
 
-def _distill_point(endpoint, requests, concurrency, count, warmup) -> dict[str, Any]:
+def _distill_requests(endpoint, requests, concurrency, first, count, warmup) -> PointResult:
+    """distill's measurement of requests ``first`` to ``first + count - 1`` of a point (the prompts in turn)."""
+    shift = first % len(requests)
+    rotated = [*requests[shift:], *requests[:shift]]
+
     async def run():
         async with measuring_session(endpoint, concurrency) as session:
-            await warm_up(session, requests, warmup)
+            await warm_up(session, rotated, warmup)
             return await measure_point(
                 session,
-                requests,
+                rotated,
                 LoadPoint(kind="concurrency", value=concurrency),
                 count=count,
-                tag="agreement",
+                tag=f"agreement-{first}",
             )
 
-    return summarise_point(asyncio.run(run()), LatencyTargets())
+    return asyncio.run(run())
+
+
+def split_around(count: int, concurrency: int) -> tuple[int, int]:
+    """distill's requests before and after vLLM's run: about half each, the first part whole waves (a partial wave
+    would run below the concurrency asked for); everything after when there are fewer than two waves."""
+    first = (count // concurrency // 2) * concurrency
+    return first, count - first
 
 
 def compare_with_vllm(
@@ -110,7 +123,8 @@ def compare_with_vllm(
     work: Path,
     say,
 ) -> dict[str, Any]:
-    """Each concurrency level measured by distill, then by vLLM's benchmark; medians side by side.
+    """Each concurrency level measured by vLLM's benchmark with distill's measurement split around it (half
+    before, half after, pooled), so a server that speeds up or slows down over the run biases neither tool.
 
     ``requests`` are ``prompts`` as distill sends them to the student (greedy, exactly ``max_tokens`` tokens);
     ``tokenizer`` is the student's model directory; the benchmark's files go under ``work``.
@@ -129,7 +143,12 @@ def compare_with_vllm(
     points = []
     for concurrency, count in counts.items():
         started = time.perf_counter()
-        ours = _distill_point(student, requests, concurrency, count, load.warmup)
+        before, after = split_around(count, concurrency)
+        measured = PointResult()
+        if before:
+            part = _distill_requests(student, requests, concurrency, 0, before, load.warmup)
+            measured.timings += part.timings
+            measured.wall_s += part.wall_s
         theirs = run_vllm_bench(
             vllm_bench_args(
                 student,
@@ -141,7 +160,19 @@ def compare_with_vllm(
                 warmup=load.warmup,
             )
         )
-        point = {"concurrency": concurrency, "requests": count, "distill": {}, "vllm": {}, "difference": {}}
+        # The server is warm by now: the second part needs no warm-up of its own.
+        part = _distill_requests(student, requests, concurrency, before, after, 0 if before else load.warmup)
+        measured.timings += part.timings
+        measured.wall_s += part.wall_s
+        ours = summarise_point(measured, LatencyTargets())
+        point = {
+            "concurrency": concurrency,
+            "requests": count,
+            "distill_split": [before, after],
+            "distill": {},
+            "vllm": {},
+            "difference": {},
+        }
         for metric in METRICS:
             mine, reference = ours[metric]["p50"], theirs.get(f"median_{metric}")
             point["distill"][metric], point["vllm"][metric] = mine, reference
@@ -149,6 +180,7 @@ def compare_with_vllm(
         point["distill"]["request_throughput"] = ours["request_throughput"]
         point["vllm"]["request_throughput"] = theirs.get("request_throughput")
         point["distill"]["completed"], point["vllm"]["completed"] = ours["completed"], theirs.get("completed")
+        point["samples"] = _samples(measured, theirs)
         point["agrees"] = all(
             point["difference"][m] is not None and abs(point["difference"][m]) <= AGREEMENT
             for m in ("ttft_ms", "tpot_ms")
@@ -164,6 +196,23 @@ def compare_with_vllm(
         "max_tokens": max_tokens,
         "points": points,
         "all_agree": all(p["agrees"] for p in points),
+    }
+
+
+def _samples(ours: PointResult, theirs: dict[str, Any]) -> dict[str, Any]:
+    """Per-request TTFT, E2EL (ms) and output tokens from both tools, in the JSON for whoever checks a difference."""
+    done = [t for t in ours.timings if t.ok]
+    return {
+        "distill": {
+            "ttft_ms": [t.ttft_ms for t in done],
+            "e2el_ms": [t.e2el_ms for t in done],
+            "output_tokens": [t.output_tokens for t in done],
+        },
+        "vllm": {
+            "ttft_ms": [value * 1000.0 for value in theirs.get("ttfts") or () if value is not None],
+            "e2el_ms": [value * 1000.0 for value in theirs.get("latencies") or () if value is not None],
+            "output_tokens": list(theirs.get("output_lens") or ()),
+        },
     }
 
 

@@ -10,6 +10,7 @@ import pytest
 from distill.engine.prompts import build_instruction
 
 from distill.bench.serve import ServeBenchConfig, run_bench
+from distill.bench.serve_vllm import split_around
 from distill.errors import UserError
 from distill.testing.fake_teacher import FakeTeacherSettings, start_in_thread
 from distill.testing.fake_teacher_answers import prompt_text
@@ -128,3 +129,10 @@ def test_settings_that_cannot_work_are_refused(tmp_path):
     config = ServeBenchConfig.model_validate({"eval_set": str(tmp_path / "missing.jsonl")})
     with pytest.raises(UserError, match="not found"):
         run_bench(config, say=lambda message: None)
+
+
+def test_the_agreement_check_splits_distills_requests_around_vllms_run_in_whole_waves():
+    assert split_around(12, 1) == (6, 6)
+    assert split_around(12, 4) == (4, 8)  # 3 waves: one before, two after; never a partial wave of 2
+    assert split_around(16, 4) == (8, 8)
+    assert split_around(6, 4) == (0, 6)  # under two waves: all of it after vLLM's run

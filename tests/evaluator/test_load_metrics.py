@@ -1,5 +1,5 @@
-"""The per-point figures are vLLM's definitions: percentiles and std as numpy computes them, TPOT over the streamed
-span, goodput over every target, the knee as the highest load meeting the attainment asked for."""
+"""The per-point figures are vLLM's definitions: percentiles and std as numpy computes them, TPOT as
+(E2EL − TTFT) / (tokens − 1), goodput over every target, the knee as the highest load meeting the attainment asked for."""
 
 from __future__ import annotations
 
@@ -38,10 +38,13 @@ def _timing(ttft, itl, tokens, e2el=None, prompt=10):
     )
 
 
-def test_tpot_is_the_streamed_span_over_tokens_after_the_first():
+def test_tpot_is_the_time_after_the_first_token_over_the_tokens_after_it():
     # 5 tokens in 3 chunks: (30 + 50) ms after the first token, over 4 tokens.
     assert _timing(100, [30, 50], 5).tpot_ms == pytest.approx(20.0)
     assert _timing(100, [], 1).tpot_ms is None
+    # The last two tokens streamed no text (say, special tokens under ignore_eos): the stream ended 40 ms after
+    # the last text chunk, and those 40 ms are TPOT's too, as in vLLM's (E2EL − TTFT) / (tokens − 1).
+    assert _timing(100, [30, 50], 5, e2el=220).tpot_ms == pytest.approx(30.0)
 
 
 def test_a_point_counts_throughput_goodput_and_failures():
