@@ -70,8 +70,10 @@ class VllmEngineSettings(BaseModel):
         description="how vLLM applies an adapter: LoRA requests on the base model, or a merged copy "
         "(auto: merged on the CPU build, whose LoRA ops are very slow; LoRA requests on a GPU)",
     )
-    dtype: Literal["bfloat16", "float32", "float16"] = Field(
-        default="bfloat16", description="the student's weights and compute type"
+    dtype: Literal["auto", "bfloat16", "float32", "float16"] = Field(
+        default="auto",
+        description="the student's weights and compute type (auto: bfloat16 on a GPU or a CPU with bf16 "
+        "units, AVX512-BF16 or AMX; float32 elsewhere, where bf16 is emulated and many times slower)",
     )
     max_model_len: int = Field(default=2048, ge=64, description="prompt + answer tokens at most")
     kv_cache_mib: int | None = Field(
@@ -158,8 +160,8 @@ class LatencyConfig(LoadProfile):
         default=None,
         description="measure this running server (served names = student names); null: vllm serve",
     )
-    student_dtype: Literal["bfloat16", "float32", "float16"] = Field(
-        default="bfloat16", description="dtype of the student under vllm serve"
+    student_dtype: Literal["auto", "bfloat16", "float32", "float16"] = Field(
+        default="auto", description="dtype of the student under vllm serve (auto: as generation.dtype's auto)"
     )
     server_start_timeout_s: float = Field(
         default=600.0, gt=0, description="seconds vllm serve may take to come up"

@@ -34,6 +34,7 @@ from distill.evaluator.vllm_server import (
     gpu_groups,
     max_lora_rank,
     single_process_executor,
+    student_dtype,
     vllm_environment,
 )
 
@@ -98,6 +99,7 @@ class StudentGenerator:
         self.students = list(students)
         self.items = list(items)
         self.config = config
+        self.dtype = student_dtype(config.dtype)  # auto resolved for this machine
         self.cache = cache
         self.work_dir = work_dir
         self.backend = choose_backend(config.backend)
@@ -115,7 +117,7 @@ class StudentGenerator:
         self._plan(tokenizers)
 
     def _key(self, student: Student, prompt_ids: list[int]) -> str:
-        settings = [student.fingerprint, prompt_ids, self.config.max_new_tokens, self.config.dtype]
+        settings = [student.fingerprint, prompt_ids, self.config.max_new_tokens, self.dtype]
         return hashlib.sha256(orjson.dumps(settings)).hexdigest()
 
     def _plan(self, tokenizers: dict[Path, Any]) -> None:
@@ -175,7 +177,7 @@ class StudentGenerator:
                 }
         settings = {
             "model_dir": str(group.model_dir),
-            "dtype": self.config.dtype,
+            "dtype": self.dtype,
             "max_model_len": self.config.max_model_len,
             "kv_cache_mib": cpu_kv_cache_mib(self.config.kv_cache_mib),
             "single_process": single_process_executor(),
@@ -289,9 +291,7 @@ class StudentGenerator:
             by_student.setdefault(pending.student.name, []).append(pending)
         for batch in by_student.values():
             student = batch[0].student
-            dtype = (
-                "float32" if self.config.dtype == "float16" else self.config.dtype
-            )  # fp16 matmuls: slow on CPU
+            dtype = "float32" if self.dtype == "float16" else self.dtype  # fp16 matmuls: slow on CPU
             outputs, timings = run_generation(
                 student.base_dir,
                 student.adapter_dir,
@@ -351,7 +351,7 @@ class StudentGenerator:
     def summary(self) -> dict[str, Any]:
         return {
             "backend": self.backend,
-            "dtype": self.config.dtype,
+            "dtype": self.dtype,
             "lora": self.lora_mode,
             "generated": self.generated,
             "cached": self.cached,

@@ -31,6 +31,7 @@ from distill.evaluator.serving import place_students, serve_placements
 from distill.evaluator.serving_bench import ServingSide, run_sweep
 from distill.evaluator.students import Student
 from distill.evaluator.teacher import teacher_request
+from distill.evaluator.vllm_server import student_dtype
 
 from distill.endpoint import Endpoint
 
@@ -136,7 +137,7 @@ class LatencyStage:
     def _student_path(self, student: Student) -> Path:
         generation = self.config.generation
         where = self.latency.student_base_url or (
-            f"vllm-serve:{self.latency.student_dtype}:{generation.lora}:"
+            f"vllm-serve:{student_dtype(self.latency.student_dtype)}:{generation.lora}:"
             f"tp{generation.tensor_parallel_size}:dp{generation.data_parallel_size}"
         )
         return self._cache_path("student", student.fingerprint, where, student.instructions(self.items))

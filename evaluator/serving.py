@@ -21,7 +21,7 @@ from pathlib import Path
 
 from distill.evaluator.config import VllmEngineSettings
 from distill.evaluator.students import Student, read_manifest
-from distill.evaluator.vllm_server import serve_vllm, vllm_is_cpu_build
+from distill.evaluator.vllm_server import serve_vllm, student_dtype, vllm_is_cpu_build
 from distill.trainer.student import cache_root
 
 from distill.files import replacing_directory
@@ -101,7 +101,7 @@ def serve_placements(
         model_dir,
         lora_modules=adapters,
         served_model_name=served,
-        dtype=dtype,
+        dtype=student_dtype(dtype),
         max_model_len=generation.max_model_len,
         kv_cache_mib=generation.kv_cache_mib,
         cpu_threads=generation.cpu_threads,

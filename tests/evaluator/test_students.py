@@ -118,3 +118,17 @@ def test_a_student_with_its_own_task_is_asked_with_it_and_the_others_with_the_ev
     distilled, base = resolved
     assert distilled.instructions(items) == ["抽取合同要素。\n\n合同正文"]
     assert base.instructions(items) == ["很长的任务说明\n\n合同正文"]
+
+
+def test_auto_dtype_is_bf16_only_where_the_chip_multiplies_it():
+    import torch
+    from distill.evaluator.vllm_server import student_dtype
+    from distill.trainer.model import bf16_units
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    assert student_dtype("auto") == ("bfloat16" if bf16_units(device) else "float32")
+    assert [student_dtype(forced) for forced in ("bfloat16", "float32", "float16")] == [
+        "bfloat16",
+        "float32",
+        "float16",
+    ]
