@@ -225,7 +225,7 @@ def teacher_endpoint(config: ServeBenchConfig, say) -> Iterator[Endpoint | None]
     reference = config.reference_teacher
     say("starting the reference teacher ...")
     with reference_teacher_server(
-        reference.truth,
+        {"truth": reference.truth},
         config.output_dir / "logs" / "reference-teacher.log",
         latency_ms=reference.latency_ms,
         latency_spread_ms=reference.latency_spread_ms,

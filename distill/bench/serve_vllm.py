@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -106,6 +107,16 @@ def _distill_requests(endpoint, requests, concurrency, first, count, warmup) -> 
     return asyncio.run(run())
 
 
+def vllm_shaped(request: ChatRequest) -> ChatRequest:
+    """``request`` worded as `vllm bench serve`'s openai-chat backend words it: each message's text as a list of
+    one text part. The server parses that form on a slower path than a plain string (about 25 ms more to the first
+    token on this CPU), so both tools must send the same form for their TTFTs to be comparable."""
+    messages = [
+        {**message, "content": [{"type": "text", "text": message["content"]}]} for message in request.messages
+    ]
+    return dataclasses.replace(request, messages=messages)
+
+
 def split_around(count: int, concurrency: int) -> tuple[int, int]:
     """distill's requests before and after vLLM's run: about half each, the first part whole waves (a partial wave
     would run below the concurrency asked for); everything after when there are fewer than two waves."""
@@ -126,9 +137,11 @@ def compare_with_vllm(
     """Each concurrency level measured by vLLM's benchmark with distill's measurement split around it (half
     before, half after, pooled), so a server that speeds up or slows down over the run biases neither tool.
 
-    ``requests`` are ``prompts`` as distill sends them to the student (greedy, exactly ``max_tokens`` tokens);
+    ``requests`` are ``prompts`` as distill sends them to the student (greedy, exactly ``max_tokens`` tokens), sent
+    here in vLLM's wording (``vllm_shaped``) so the two tools send the same bytes;
     ``tokenizer`` is the student's model directory; the benchmark's files go under ``work``.
     """
+    requests = [vllm_shaped(request) for request in requests]
     work.mkdir(parents=True, exist_ok=True)
     dataset = work / "prompts.jsonl"
     counts = {

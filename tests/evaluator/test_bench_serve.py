@@ -8,9 +8,10 @@ import json
 
 import pytest
 from distill.engine.prompts import build_instruction
+from distill.engine.types import ChatRequest
 
 from distill.bench.serve import ServeBenchConfig, run_bench
-from distill.bench.serve_vllm import split_around
+from distill.bench.serve_vllm import split_around, vllm_shaped
 from distill.errors import UserError
 from distill.testing.fake_teacher import FakeTeacherSettings, start_in_thread
 from distill.testing.fake_teacher_answers import prompt_text
@@ -136,3 +137,10 @@ def test_the_agreement_check_splits_distills_requests_around_vllms_run_in_whole_
     assert split_around(12, 4) == (4, 8)  # 3 waves: one before, two after; never a partial wave of 2
     assert split_around(16, 4) == (8, 8)
     assert split_around(6, 4) == (0, 6)  # under two waves: all of it after vLLM's run
+
+
+def test_the_agreement_check_words_its_requests_as_vllms_benchmark_does():
+    request = ChatRequest(messages=[{"role": "user", "content": "hi"}], model="s", max_tokens=8)
+    shaped = vllm_shaped(request)
+    assert shaped.messages == [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]
+    assert (shaped.model, shaped.max_tokens) == ("s", 8) and request.messages[0]["content"] == "hi"
