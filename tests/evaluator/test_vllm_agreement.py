@@ -9,8 +9,9 @@ the same prompt length and (ignore_eos) the same output length: a median over pr
 falls in the gap between them and swings with noise. Only relative differences are asserted, so the test holds on
 a faster or a slower machine. The server runs on one core (`cpu_threads: 1`) so that neither load generator
 competes with it for the cores: on two cores a server using both was slowed by whichever client drove it, and
-more by vLLM's benchmark process than by distill's (TPOT 69.7 vs 61.9 ms). One request in flight is where two load generators must measure the same thing; above
-it they release requests with different timing (see docs/evaluator.md), so higher loads are tabled, not asserted.
+more by vLLM's benchmark process than by distill's (TPOT 69.7 vs 61.9 ms). One request in flight is where two
+load generators must measure the same thing; above it they release requests with different timing (see
+docs/evaluator.md), so higher loads are tabled, not asserted.
 """
 
 from __future__ import annotations
