@@ -236,7 +236,7 @@ def render(
         lines += ["## Plots", ""]
         lines += [f"![{Path(name).stem}]({_relative(run_dir / 'eval' / name, run_dir)})" for name in figures]
         lines.append("")
-    scored_by = "exact match" if context.task.kind == "file" and not context.task.schema else "per-field F1"
+    scored_by = "exact match" if evaluation.get("scoring") == "exact match" else "per-field F1"
     lines += [
         "## Details",
         "",
