@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import installed_environment
+
 REPO = Path(__file__).resolve().parents[2]
 STAGES = ("data", "generate", "references", "export", "train", "evaluate", "report")
 
@@ -35,13 +37,11 @@ def _distill_run(
     With ``venv`` (an environment with the wheel installed), its ``distill`` runs from the run directory's
     parent, without PYTHONPATH; otherwise this checkout's, from the repository root.
     """
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if venv is None:
-        command, cwd = [sys.executable, "-m", "distill"], REPO
+        command, cwd, env = [sys.executable, "-m", "distill"], REPO, dict(os.environ)
     else:
-        command, cwd = [str(venv / "bin" / "distill")], run_dir.parent
-        env = {key: value for key, value in env.items() if key not in ("PYTHONPATH", "VIRTUAL_ENV")}
-        env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+        command, cwd, env = [str(venv / "bin" / "distill")], run_dir.parent, installed_environment(venv)
+    env["PYTHONUNBUFFERED"] = "1"
     command += ["run", str(config), "--output-dir", str(run_dir)]
     process = subprocess.Popen(
         command,
