@@ -1,8 +1,8 @@
 """distill's serving figures against vLLM's own serving benchmark (`vllm bench serve`), on the same running server.
 
-For each concurrency level, vLLM's benchmark runs between two halves of distill's measurement (pooled), on the
-same student server, so a server that warms up or slows down during the check biases neither tool; with the same
-prompts (vLLM's ``custom`` dataset: the same instruction texts, sent as chat messages without a
+For each concurrency level, vLLM's benchmark and distill's measurement take turns in short slices on the same
+student server (each tool's requests pooled), so a server that warms up or slows down during the check biases
+neither tool; with the same prompts (vLLM's ``custom`` dataset: the same instruction texts, sent as chat messages without a
 client-side template), the same number of requests, greedy sampling and exactly ``max_tokens`` output tokens on
 both sides (``ignore_eos``), so the two tools measure the same work. vLLM's benchmark is run through its module
 (``vllm.benchmarks.serve``; the ``vllm`` console script of the CPU build does not start). The medians of TTFT
@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -117,11 +118,68 @@ def vllm_shaped(request: ChatRequest) -> ChatRequest:
     return dataclasses.replace(request, messages=messages)
 
 
-def split_around(count: int, concurrency: int) -> tuple[int, int]:
-    """distill's requests before and after vLLM's run: about half each, the first part whole waves (a partial wave
-    would run below the concurrency asked for); everything after when there are fewer than two waves."""
-    first = (count // concurrency // 2) * concurrency
-    return first, count - first
+VLLM_RUNS = 8  # vLLM's runs per point, each between two parts of distill's measurement
+
+
+def spread(waves: int, parts: int) -> list[int]:
+    """``waves`` dealt into ``parts`` slices as evenly as possible, the larger slices first."""
+    base, extra = divmod(waves, parts)
+    return [base + (1 if index < extra else 0) for index in range(parts)]
+
+
+def interleaving(count: int, concurrency: int) -> tuple[list[int], list[int]]:
+    """How ``count`` requests per tool alternate: distill's parts and vLLM's runs as D V D V ... V D.
+
+    A server's speed drifts (by 10% within a minute on a shared machine): two long blocks, one per tool,
+    can land on different speeds, while many short alternating slices see the same mix. Each slice is whole
+    waves of ``concurrency`` (a partial wave would run below the load asked for); the requests past the last whole
+    wave join each tool's last slice.
+    """
+    waves = count // concurrency
+    runs = max(1, min(VLLM_RUNS, waves - 1))  # one more distill part than vLLM runs, each at least a wave
+
+    def slices(parts: int) -> list[int]:
+        sizes = [wave * concurrency for wave in spread(waves, parts)]
+        last = max((index for index, size in enumerate(sizes) if size), default=0)
+        sizes[last] += count - waves * concurrency
+        return sizes
+
+    return slices(runs + 1), slices(runs)
+
+
+def pooled_vllm(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """vLLM's per-request timings from several runs of its benchmark, summarised as vLLM summarises one run
+    (``median_ttft_ms``, ``median_tpot_ms``, ``median_itl_ms``, ``median_e2el_ms``; TPOT per request =
+    (E2EL − TTFT) / (output tokens − 1), ITL over every gap), with ``completed`` and ``request_throughput``."""
+    ttfts, tpots, itls, e2els, lengths = [], [], [], [], []
+    for run in runs:
+        for ttft, latency, tokens, gaps, error in zip(
+            run["ttfts"], run["latencies"], run["output_lens"], run["itls"], run["errors"], strict=True
+        ):
+            if error:
+                continue
+            ttfts.append(ttft)
+            e2els.append(latency)
+            lengths.append(tokens)
+            itls.extend(gaps)
+            if tokens > 1:
+                tpots.append((latency - ttft) / (tokens - 1))
+    duration = sum(run["duration"] for run in runs)
+
+    def median_ms(values: list[float]) -> float | None:
+        return statistics.median(values) * 1000.0 if values else None
+
+    return {
+        "median_ttft_ms": median_ms(ttfts),
+        "median_tpot_ms": median_ms(tpots),
+        "median_itl_ms": median_ms(itls),
+        "median_e2el_ms": median_ms(e2els),
+        "completed": len(ttfts),
+        "request_throughput": len(ttfts) / duration if duration else None,
+        "ttfts": ttfts,
+        "latencies": e2els,
+        "output_lens": lengths,
+    }
 
 
 def compare_with_vllm(
@@ -134,65 +192,73 @@ def compare_with_vllm(
     work: Path,
     say,
 ) -> dict[str, Any]:
-    """Each concurrency level measured by vLLM's benchmark with distill's measurement split around it (half
-    before, half after, pooled), so a server that speeds up or slows down over the run biases neither tool.
+    """Each concurrency level measured by vLLM's benchmark and by distill in alternating slices (see
+    :func:`interleaving`), each tool's requests pooled, so a server that speeds up or slows down during the check
+    biases neither tool.
 
     ``requests`` are ``prompts`` as distill sends them to the student (greedy, exactly ``max_tokens`` tokens), sent
-    here in vLLM's wording (``vllm_shaped``) so the two tools send the same bytes;
-    ``tokenizer`` is the student's model directory; the benchmark's files go under ``work``.
+    here in vLLM's wording (``vllm_shaped``) so the two tools send the same bytes; both tools go through the
+    prompts in the same order. ``tokenizer`` is the student's model directory; the benchmark's files go under
+    ``work``.
     """
     requests = [vllm_shaped(request) for request in requests]
     work.mkdir(parents=True, exist_ok=True)
-    dataset = work / "prompts.jsonl"
-    counts = {
-        level: load.requests_at(LoadPoint(kind="concurrency", value=level)) or 32
-        for level in load.concurrency
-    }
-    # vLLM's custom dataset takes the first num_prompts rows: give it the rows distill cycles through.
-    rows = [prompts[index % len(prompts)][1] for index in range(max(counts.values()))]
-    dataset.write_text(
-        "".join(json.dumps({"prompt": text}, ensure_ascii=False) + "\n" for text in rows), "utf-8"
-    )
     points = []
-    for concurrency, count in counts.items():
+    for concurrency in load.concurrency:
+        count = load.requests_at(LoadPoint(kind="concurrency", value=concurrency)) or 32
         started = time.perf_counter()
-        before, after = split_around(count, concurrency)
-        measured = PointResult()
-        if before:
-            part = _distill_requests(student, requests, concurrency, 0, before, load.warmup)
-            measured.timings += part.timings
-            measured.wall_s += part.wall_s
-        theirs = run_vllm_bench(
-            vllm_bench_args(
-                student,
-                tokenizer,
-                dataset,
-                requests=count,
-                concurrency=concurrency,
-                max_tokens=max_tokens,
-                warmup=load.warmup,
-            )
-        )
-        # The server is warm by now: the second part needs no warm-up of its own.
-        part = _distill_requests(student, requests, concurrency, before, after, 0 if before else load.warmup)
-        measured.timings += part.timings
-        measured.wall_s += part.wall_s
-        ours = summarise_point(measured, LatencyTargets())
+        ours_parts, their_runs = interleaving(count, concurrency)
+        measured, runs = PointResult(), []
+        ours_sent = theirs_sent = 0
+        for index, part in enumerate(ours_parts):
+            if part:
+                warmup = load.warmup if ours_sent == 0 else 0  # the server is warm after the first part
+                result = _distill_requests(student, requests, concurrency, ours_sent, part, warmup)
+                measured.timings += result.timings
+                measured.wall_s += result.wall_s
+                ours_sent += part
+            if index < len(their_runs):
+                size = their_runs[index]
+                dataset = work / f"prompts-c{concurrency}-{index}.jsonl"
+                # vLLM's custom dataset takes its first rows: each run gets the prompts that come next in the cycle.
+                rows = (prompts[(theirs_sent + row) % len(prompts)][1] for row in range(size))
+                dataset.write_text(
+                    "".join(json.dumps({"prompt": text}, ensure_ascii=False) + "\n" for text in rows), "utf-8"
+                )
+                runs.append(
+                    run_vllm_bench(
+                        vllm_bench_args(
+                            student,
+                            tokenizer,
+                            dataset,
+                            requests=size,
+                            concurrency=concurrency,
+                            max_tokens=max_tokens,
+                            warmup=load.warmup if index == 0 else 0,
+                        )
+                    )
+                )
+                theirs_sent += size
+        ours, theirs = summarise_point(measured, LatencyTargets()), pooled_vllm(runs)
         point = {
             "concurrency": concurrency,
             "requests": count,
-            "distill_split": [before, after],
+            "slices": {"distill": ours_parts, "vllm": their_runs},
+            "vllm_runs": [
+                {key: run.get(key) for key in ("completed", "median_ttft_ms", "median_tpot_ms", "duration")}
+                for run in runs
+            ],
             "distill": {},
             "vllm": {},
             "difference": {},
         }
         for metric in METRICS:
-            mine, reference = ours[metric]["p50"], theirs.get(f"median_{metric}")
+            mine, reference = ours[metric]["p50"], theirs[f"median_{metric}"]
             point["distill"][metric], point["vllm"][metric] = mine, reference
             point["difference"][metric] = (mine - reference) / reference if mine and reference else None
         point["distill"]["request_throughput"] = ours["request_throughput"]
-        point["vllm"]["request_throughput"] = theirs.get("request_throughput")
-        point["distill"]["completed"], point["vllm"]["completed"] = ours["completed"], theirs.get("completed")
+        point["vllm"]["request_throughput"] = theirs["request_throughput"]
+        point["distill"]["completed"], point["vllm"]["completed"] = ours["completed"], theirs["completed"]
         point["samples"] = _samples(measured, theirs)
         point["agrees"] = all(
             point["difference"][m] is not None and abs(point["difference"][m]) <= AGREEMENT
@@ -201,8 +267,9 @@ def compare_with_vllm(
         points.append(point)
         say(
             f"agreement at concurrency {concurrency}: TTFT p50 {_ms(ours['ttft_ms']['p50'])} vs vLLM "
-            f"{_ms(theirs.get('median_ttft_ms'))} ms, TPOT p50 {_ms(ours['tpot_ms']['p50'])} vs "
-            f"{_ms(theirs.get('median_tpot_ms'))} ms ({time.perf_counter() - started:.0f} s)"
+            f"{_ms(theirs['median_ttft_ms'])} ms, TPOT p50 {_ms(ours['tpot_ms']['p50'])} vs "
+            f"{_ms(theirs['median_tpot_ms'])} ms, {len(their_runs)} alternating runs each "
+            f"({time.perf_counter() - started:.0f} s)"
         )
     return {
         "tolerance": AGREEMENT,

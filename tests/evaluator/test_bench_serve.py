@@ -11,7 +11,7 @@ from distill.engine.prompts import build_instruction
 from distill.engine.types import ChatRequest
 
 from distill.bench.serve import ServeBenchConfig, run_bench
-from distill.bench.serve_vllm import split_around, vllm_shaped
+from distill.bench.serve_vllm import interleaving, pooled_vllm, vllm_shaped
 from distill.errors import UserError
 from distill.testing.fake_teacher import FakeTeacherSettings, start_in_thread
 from distill.testing.fake_teacher_answers import prompt_text
@@ -132,11 +132,37 @@ def test_settings_that_cannot_work_are_refused(tmp_path):
         run_bench(config, say=lambda message: None)
 
 
-def test_the_agreement_check_splits_distills_requests_around_vllms_run_in_whole_waves():
-    assert split_around(12, 1) == (6, 6)
-    assert split_around(12, 4) == (4, 8)  # 3 waves: one before, two after; never a partial wave of 2
-    assert split_around(16, 4) == (8, 8)
-    assert split_around(6, 4) == (0, 6)  # under two waves: all of it after vLLM's run
+def test_the_agreement_check_alternates_the_tools_in_whole_waves():
+    assert interleaving(16, 1) == ([2] * 7 + [1, 1], [2] * 8)  # D V D V ... V D
+    assert interleaving(16, 4) == ([4, 4, 4, 4], [8, 4, 4])  # never a partial wave
+    assert interleaving(14, 4) == ([4, 4, 6], [8, 6])  # the rest joins each tool's last slice
+    assert interleaving(3, 4) == ([3, 0], [3])  # under one wave: one slice each
+
+
+def _vllm_run(ttfts, latencies, tokens, errors=None, duration=10.0):
+    return {
+        "ttfts": ttfts,
+        "latencies": latencies,
+        "output_lens": tokens,
+        "itls": [
+            [(lat - ttft) / max(n - 1, 1)] * max(n - 1, 0)
+            for ttft, lat, n in zip(ttfts, latencies, tokens, strict=True)
+        ],
+        "errors": errors or [""] * len(ttfts),
+        "duration": duration,
+    }
+
+
+def test_vllms_runs_are_pooled_as_vllm_summarises_one_run():
+    first = _vllm_run([0.2, 0.3, 0.0], [1.2, 2.3, 0.0], [11, 21, 0], errors=["", "", "timeout"])
+    second = _vllm_run([0.4], [0.9], [6], duration=5.0)
+    pooled = pooled_vllm([first, second])
+    assert pooled["completed"] == 3  # the failed request is left out, as vLLM leaves it out
+    assert pooled["median_ttft_ms"] == pytest.approx(300.0)
+    assert pooled["median_tpot_ms"] == pytest.approx(100.0)  # per request: 100, 100, 100 ms
+    assert pooled["median_e2el_ms"] == pytest.approx(1200.0)
+    assert pooled["request_throughput"] == pytest.approx(3 / 15.0)
+    assert pooled_vllm([second])["median_tpot_ms"] == pytest.approx(100.0)
 
 
 def test_the_agreement_check_words_its_requests_as_vllms_benchmark_does():
