@@ -342,8 +342,6 @@ class OpenAIChatClient:
         except TypeError:
             raise self._error(BAD_RESPONSE, "a stream delta is not text") from None
         parsed_usage = parse_usage(usage)
-        tokens = parsed_usage.completion_tokens if parsed_usage else len(arrivals)
-        tpot_ms = (arrivals[-1] - arrivals[0]) / (tokens - 1) if arrivals and tokens > 1 else None
         return ChatResponse(
             text=text,
             finish_reason=self._field(finish_reason),
@@ -351,7 +349,6 @@ class OpenAIChatClient:
             latency_ms=(time.perf_counter() - started) * 1000.0,
             model=self._field(model),
             ttft_ms=arrivals[0] if arrivals else None,
-            tpot_ms=tpot_ms,
             chunk_times_ms=arrivals,
             reasoning=reasoning_text or None,
         )

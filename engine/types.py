@@ -45,9 +45,9 @@ class ChatResponse:
     usage: Usage | None
     latency_ms: float
     model: str | None = None
-    # Only when streamed: time to first content token, and mean time per output token after it.
+    # Only when streamed: time to the first content token (TPOT is derived where latency is measured:
+    # evaluator.load_metrics.RequestTiming, from the end-to-end latency and the usage's token count).
     ttft_ms: float | None = None
-    tpot_ms: float | None = None
     # Only when streamed: when each content chunk arrived, in ms after the request was sent (inter-token latency).
     chunk_times_ms: list[float] | None = None
     attempts: int = 1
