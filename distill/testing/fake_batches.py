@@ -521,6 +521,12 @@ class FakeBatches:
                 (output if ok else error_file).write(line + b"\n")
                 counts["completed" if ok else "failed"] += 1
                 executed += 1
+            if settings.batch_result_fault == "padded_file":  # every line within its bound, the file beyond
+                max_tokens = max(
+                    int(item["body"].get("max_completion_tokens") or item["body"].get("max_tokens") or 256)
+                    for item in requests
+                )
+                output.write(b"\n" * (3 * len(requests) * (_HUGE_LINE_BYTES + 512 * max_tokens)))
             code = {"expired": "batch_expired", "cancelled": "batch_cancelled"}.get(ended)
             if code is not None:
                 message = f"This request could not be executed before the batch was {ended}."

@@ -115,13 +115,15 @@ class FakeTeacherSettings(BaseModel):
             "usage_negative",
             "usage_huge",
             "usage_text",
+            "padded_file",
         ]
         | None
     ) = Field(
         default=None,
         description="batches: how the result lines of batch_result_fault_rate of the requests misbehave (the "
         "key api_key_env names, echoed in the answer, the model field or an error; an answer longer than max_tokens allows; a line "
-        "of more than 2 MiB; usage counts negative, beyond 64 bits or text, in the line and the batch)",
+        "of more than 2 MiB; usage counts negative, beyond 64 bits or text, in the line and the batch; padded_file: the "
+        "whole output file padded with empty lines past what its results could take)",
     )
     batch_result_fault_rate: float = Field(
         default=1.0,

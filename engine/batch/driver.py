@@ -426,16 +426,20 @@ class BatchDriver:
 
     async def _collect(self, entry: BatchFile) -> None:
         journal = self.journal
+        index = read_index(index_path(journal, entry.name))
+        # A file holds at most one line per request the batch was sent. Twice what those lines can take leaves
+        # room for a few oversized lines, each refused on its own while the rest is collected; a file beyond that
+        # is a provider filling the disk, refused unread.
+        max_bytes = 2 * len(index) * line_byte_limit(self.config.teacher, self.config.max_tokens)
         results = []
         for file_id, suffix in ((entry.output_file_id, OUTPUT_SUFFIX), (entry.error_file_id, ERRORS_SUFFIX)):
             if file_id:
                 path = journal.dir / (entry.name + suffix)
                 if not path.exists():  # downloads are renamed into place only when complete
-                    await self.provider.download(file_id, path)
+                    await self.provider.download(file_id, path, max_bytes)
                 results.append(path)
         counts = CollectCounts()
         async with self._processing:
-            index = read_index(index_path(journal, entry.name))
             latency_ms = 1000.0 * float(entry.turnaround_s or 0.0)
             collector = self._collector()
             for path in results:

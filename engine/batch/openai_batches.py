@@ -135,12 +135,20 @@ class OpenAIBatches:
 
         return await self._call(f"uploading {filename}", upload)
 
-    async def download(self, file_id: str, destination: Path) -> int:
+    async def download(self, file_id: str, destination: Path, max_bytes: int) -> int:
         """Stream a result file to ``destination``; a download cut short (fewer bytes than the provider says the
-        file has) is thrown away and fetched again. Returns the byte count."""
+        file has) is thrown away and fetched again. A file said to hold more than ``max_bytes`` is refused unread,
+        and one that streams more than it said is cut off. Returns the byte count."""
         expected = (
             await self._call(f"looking up file {file_id}", lambda: self.client.files.retrieve(file_id))
         ).bytes
+        if expected > max_bytes:
+            raise ProviderError(
+                self.scrub(
+                    f"result file {file_id}: the provider says it holds {expected:,} bytes, more than its results "
+                    f"can need ({max_bytes:,} bytes); not downloaded"
+                )
+            )
         partial = destination.with_name(destination.name + ".part")
         last = ""
         for attempt in range(1, self.download_attempts + 1):

@@ -125,6 +125,15 @@ def test_a_line_beyond_the_bound_is_refused_unread(hostile_batches) -> None:
     assert "x" * 1000 not in _run_dir_text(run_dir)
 
 
+def test_a_result_file_larger_than_its_results_can_need_is_refused_unread(hostile_batches) -> None:
+    summary, run_dir = hostile_batches("padded_file")
+    assert summary["status"] != "complete" and "more than its results can need" in json.dumps(summary), (
+        summary
+    )
+    assert summary["records"]["accepted"] == 0  # nothing from the refused file became a record
+    assert not [path for path in run_dir.rglob("*") if path.is_file() and path.stat().st_size > 4 << 20]
+
+
 @pytest.mark.parametrize("fault", ["usage_negative", "usage_huge", "usage_text"])
 def test_usage_that_is_not_token_counts_is_a_named_error_and_the_ledger_holds(hostile_batches, fault) -> None:
     summary, run_dir = hostile_batches(fault)
