@@ -44,6 +44,12 @@ class TrainConfig(BaseModel):
         description="all: every linear layer but the output head (LLaMA-Factory's `lora_target: all`), or "
         "comma-separated module names",
     )
+    lora_layers: int | None = Field(
+        default=None,
+        ge=1,
+        description="LoRA on the last N transformer layers only (null: every layer); the backward pass then "
+        "stops below them, so a step costs less",
+    )
 
     learning_rate: float = Field(
         5e-5, gt=0, description="peak learning rate (below plain SFT's 2e-4: don't overfit the teacher)"

@@ -98,11 +98,17 @@ def add_lora(model, config: TrainConfig):
         keep_head_in_fp32(model)
 
     targets = linear_suffixes(model) if config.lora_target == "all" else config.lora_target
+    layers = model.config.num_hidden_layers
+    if config.lora_layers is not None and config.lora_layers > layers:
+        raise UserError(f"lora_layers: {config.lora_layers} is more than the student's {layers} layers")
     lora = LoraConfig(
         r=config.lora_rank,
         lora_alpha=config.lora_alpha,
         lora_dropout=config.lora_dropout,
         target_modules=targets,
+        layers_to_transform=None
+        if config.lora_layers is None
+        else list(range(layers - config.lora_layers, layers)),
         task_type="CAUSAL_LM",
         bias="none",
     )
