@@ -9,9 +9,10 @@ Guarantees the runner builds exactly-once resume on:
   tasks are alive and a million-line input streams with flat memory.
 - With a ``budget``, each job holds its most expensive outcome from admission to its report, and the first
   job the budget cannot cover stops admission (``BUDGET``): in-flight work can never overshoot it.
-- ``stop`` (budget reached, Ctrl-C) or a fatal error (bad key, no quota): nothing new is admitted, nothing is
-  retried, requests already on the wire finish and are reported. Interrupted jobs get no record, so a
-  resumed run sends them again; so do the jobs that met the fatal error (they were fine, the key was not),
+- ``stop`` (budget reached, target reached, Ctrl-C) or a fatal error (bad key, no quota): nothing new is
+  admitted from the moment it is set (not even into the slot its own ``on_result`` freed), nothing is retried,
+  requests already on the wire finish and are reported. Interrupted jobs get no record, so a resumed run sends
+  them again; so do the jobs that met the fatal error (they were fine, the key was not),
   and the first such failure is ``outcome.fatal``.
 - Callers open it through ``engine.session``, which wires the client's headers to the admission's limits.
 """
@@ -105,6 +106,7 @@ class _Dispatcher:
         rate_limit_pause_s: float,
         errors: Counter[str],
         budget: Budget | None,
+        stop: asyncio.Event | None,
     ) -> None:
         self.lanes = lanes
         self.retry = retry
@@ -113,6 +115,7 @@ class _Dispatcher:
         self.rate_limit_pause_s = rate_limit_pause_s
         self.errors = errors
         self.budget = budget
+        self.stop = stop
         self.outcome = DispatchOutcome()
         self.alive: set[asyncio.Task] = set()
         self.backing_off: set[asyncio.Task] = set()  # sleeping or queued for a retry: safe to cancel
@@ -120,6 +123,13 @@ class _Dispatcher:
         self.crash: BaseException | None = None
         self.room = asyncio.Event()
         self.producer: asyncio.Task | None = None
+
+    def stopping(self) -> bool:
+        """Halted, or about to be: the caller's ``stop`` is set (a result that reached the target sets it inside
+        ``on_result``), and no job may start after it, even before the watcher task that halts on it has run."""
+        if self.stop is not None and self.stop.is_set():
+            self.halt(STOPPED)
+        return self.halted
 
     def halt(self, reason: str) -> None:
         if self.halted:
@@ -149,7 +159,7 @@ class _Dispatcher:
         loop = asyncio.get_running_loop()
         is_async = isinstance(jobs, AsyncIterable)
         iterator: Any = jobs.__aiter__() if is_async else iter(jobs)
-        while not self.halted:
+        while not self.stopping():
             if len(self.alive) >= limit:
                 self.room.clear()
                 await self.room.wait()
@@ -173,6 +183,11 @@ class _Dispatcher:
                     self.fatal(exc, 0)
                     return
                 raise
+            if self.stopping():  # the stop came while this job waited for admission: it is never sent
+                lane.release(job.reserved_tokens, 0)
+                if self.budget is not None:
+                    self.budget.release(job)
+                return
             self.outcome.jobs_started += 1
             task = loop.create_task(self.run_job(job, lane))
             self.alive.add(task)
@@ -305,6 +320,7 @@ async def dispatch(
         rate_limit_pause_s,
         Counter() if errors is None else errors,
         budget,
+        stop,
     )
     state.producer = asyncio.get_running_loop().create_task(state.produce(jobs))
     watcher = None

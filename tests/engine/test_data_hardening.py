@@ -190,7 +190,7 @@ def test_target_accepted_stops_at_n_and_resumes_exactly_once_under_a_candidate_c
     config = config_for(tmp_path, teacher.base_url, rows, target_accepted=20, max_candidates=150)
     first = run_generation(config, progress=False)
     accepted = first["records"]["accepted"]
-    assert first["status"] == "target_reached" and 20 <= accepted <= 20 + config.teacher.concurrency
+    assert first["status"] == "target_reached" and 20 <= accepted <= 20 + config.teacher.concurrency - 1
     sent = teacher.stats()["total"]
     again = run_generation(config, progress=False)  # already there: nothing is sent
     assert again["status"] == "target_reached" and teacher.stats()["total"] == sent
@@ -199,6 +199,23 @@ def test_target_accepted_stops_at_n_and_resumes_exactly_once_under_a_candidate_c
     assert capped["status"] == "candidate_cap_reached" and capped["done"] == 150
     keys = [(record.id, record.sample_index) for record in iter_records(tmp_path / "run")]
     assert len(keys) == len(set(keys)) == 150  # exactly once across the three starts
+
+
+def test_no_request_starts_after_the_target_is_reached(tmp_path, fake_teacher_thread):
+    """Four in flight, answered together: the answer that reaches the target frees its slot, and nothing may
+    take it. Only the three others still in flight may add to the target, and every request sent is recorded."""
+    teacher = fake_teacher_thread(latency_ms=1)
+    rows = [f"合同{i}:甲方A公司,乙方B公司,金额{i}元。" for i in range(400)]
+    config = config_for(tmp_path, teacher.base_url, rows)
+    accepted = 0
+    for _ in range(40):  # each start resumes the last; the race it guards against is one of event-loop order
+        target = accepted + 5
+        summary = run_generation(config.model_copy(update={"target_accepted": target}), progress=False)
+        records = summary["records"]
+        accepted = records["accepted"]
+        assert summary["status"] == "target_reached", summary
+        assert target <= accepted <= target + config.teacher.concurrency - 1, (target, records)
+        assert teacher.stats()["total"] == accepted + records["rejected"] + records["failed"]
 
 
 def test_self_consistency_keeps_the_majority_and_flags_inputs_that_disagree(tmp_path, fake_teacher_thread):
