@@ -2,8 +2,8 @@
 
 For each concurrency level, vLLM's benchmark and distill's measurement take turns in short slices on the same
 student server (each tool's requests pooled), so a server that warms up or slows down during the check biases
-neither tool; with the same prompts (vLLM's ``custom`` dataset: the same instruction texts, sent as chat messages without a
-client-side template), the same number of requests, greedy sampling and exactly ``max_tokens`` output tokens on
+neither tool; with the same prompts (vLLM's ``custom`` dataset: the same instruction texts, sent as chat
+messages without a client-side template), the same number of requests, greedy sampling and exactly ``max_tokens`` output tokens on
 both sides (``ignore_eos``), so the two tools measure the same work. vLLM's benchmark is run through its module
 (``vllm.benchmarks.serve``; the ``vllm`` console script of the CPU build does not start). The medians of TTFT
 and TPOT must agree within 10%.
@@ -280,7 +280,8 @@ def compare_with_vllm(
 
 
 def _samples(ours: PointResult, theirs: dict[str, Any]) -> dict[str, Any]:
-    """Per-request TTFT, E2EL (ms) and output tokens from both tools, in the JSON for whoever checks a difference."""
+    """Per-request TTFT, E2EL (ms) and output tokens of the completed requests of both tools (``theirs``: from
+    :func:`pooled_vllm`), in the JSON for whoever checks a difference."""
     done = [t for t in ours.timings if t.ok]
     return {
         "distill": {
@@ -289,9 +290,9 @@ def _samples(ours: PointResult, theirs: dict[str, Any]) -> dict[str, Any]:
             "output_tokens": [t.output_tokens for t in done],
         },
         "vllm": {
-            "ttft_ms": [value * 1000.0 for value in theirs.get("ttfts") or () if value is not None],
-            "e2el_ms": [value * 1000.0 for value in theirs.get("latencies") or () if value is not None],
-            "output_tokens": list(theirs.get("output_lens") or ()),
+            "ttft_ms": [value * 1000.0 for value in theirs["ttfts"]],
+            "e2el_ms": [value * 1000.0 for value in theirs["latencies"]],
+            "output_tokens": theirs["output_lens"],
         },
     }
 

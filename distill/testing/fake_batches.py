@@ -50,6 +50,11 @@ _BATCH_ENDPOINT = "/v1/chat/completions"
 _ENDED = ("completed", "failed", "expired", "cancelled")
 
 
+def _max_tokens(body: dict[str, Any]) -> int:
+    """The answer-length limit a request body asks for, under either field name."""
+    return int(body.get("max_completion_tokens") or body.get("max_tokens") or 256)
+
+
 def _dumps(data: Any) -> bytes:
     """JSON, with integers beyond 64 bits as a careless provider would write them (orjson refuses them)."""
     try:
@@ -449,7 +454,7 @@ class FakeBatches:
         ):
             fault = None
         key = self.teacher.key or ""
-        max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or 256
+        max_tokens = _max_tokens(body)
         if fault == "echo_key_error":
             # The key placed so that a cut at 300 characters falls inside it.
             message = "x" * (300 - len(key) // 2) + f" {key} was not accepted for this request"
@@ -522,10 +527,7 @@ class FakeBatches:
                 counts["completed" if ok else "failed"] += 1
                 executed += 1
             if settings.batch_result_fault == "padded_file":  # every line within its bound, the file beyond
-                max_tokens = max(
-                    int(item["body"].get("max_completion_tokens") or item["body"].get("max_tokens") or 256)
-                    for item in requests
-                )
+                max_tokens = max(_max_tokens(item["body"]) for item in requests)
                 output.write(b"\n" * (3 * len(requests) * (_HUGE_LINE_BYTES + 512 * max_tokens)))
             code = {"expired": "batch_expired", "cancelled": "batch_cancelled"}.get(ended)
             if code is not None:

@@ -430,7 +430,8 @@ class BatchDriver:
         # A file holds at most one line per request the batch was sent. Twice what those lines can take leaves
         # room for a few oversized lines, each refused on its own while the rest is collected; a file beyond that
         # is a provider filling the disk, refused unread.
-        max_bytes = 2 * len(index) * line_byte_limit(self.config.teacher, self.config.max_tokens)
+        collector = self._collector()
+        max_bytes = 2 * len(index) * collector.max_line_bytes
         results = []
         for file_id, suffix in ((entry.output_file_id, OUTPUT_SUFFIX), (entry.error_file_id, ERRORS_SUFFIX)):
             if file_id:
@@ -441,7 +442,6 @@ class BatchDriver:
         counts = CollectCounts()
         async with self._processing:
             latency_ms = 1000.0 * float(entry.turnaround_s or 0.0)
-            collector = self._collector()
             for path in results:
                 counts.add(await collector.collect(path, index, latency_ms))
             leftover = sum(1 for custom_id in index if int(custom_id, 16) not in self.done)

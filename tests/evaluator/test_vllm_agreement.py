@@ -5,13 +5,12 @@ prompts and load.
 The student is started by the bench itself (the evaluator's `vllm serve` launch) and swept by distill; then
 `vllm bench serve` and distill take turns in short slices (eight vLLM runs between nine parts of distill's
 measurement), so drift in the server's speed during the check cancels instead of landing on one tool: with one
-block per tool, a shared machine's drift alone put the two TPOT medians 12% apart. The prompts are one template with different numbers, so every request has
-the same prompt length and (ignore_eos) the same output length: a median over prompts of two very different lengths
-falls in the gap between them and swings with noise. Only relative differences are asserted, so the test holds on
-a faster or a slower machine. The server runs on one core (`cpu_threads: 1`) so that neither load generator
-competes with it for the cores: on two cores a server using both was slowed by whichever client drove it, and
-more by vLLM's benchmark process than by distill's (TPOT 69.7 vs 61.9 ms). One request in flight is where two
-load generators must measure the same thing; above it they release requests with different timing (see
+block per tool, a shared machine's drift alone put the two TPOT medians 12% apart. The prompts are one template
+with different numbers, so every request has the same prompt length and (ignore_eos) the same output length: a
+median over prompts of two very different lengths falls in the gap between them and swings with noise. Only
+relative differences are asserted, so the test holds on a faster or a slower machine. The server runs on one core
+(`cpu_threads: 1`) so that the load generators have the other core to themselves. One request in flight is where
+two load generators must measure the same thing; above it they release requests with different timing (see
 docs/evaluator.md), so higher loads are tabled, not asserted.
 """
 
