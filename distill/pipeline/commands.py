@@ -13,7 +13,7 @@ from distill.pipeline.config import ContractsConfig, LoadedRunConfig, RunConfig
 RUN_EPILOG = """\
 examples:
   distill run demo-tiny --output-dir runs/tiny     # the bundled tiny example, a few minutes
-  distill run configs/demo.yaml                    # the seed's experiment on 160 contracts
+  distill run configs/demo.yaml                    # the seed's experiment on 360 contracts
   distill run examples/job-postings                # your own task's shape: JSONL inputs + an answer schema
   distill run examples/support-summary             # a free-text task, judged without a schema
   distill run my-run.yaml --with-thinking          # any key of the file is also a flag
