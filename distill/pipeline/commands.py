@@ -57,7 +57,7 @@ class RunCommand(Command):
     description = (
         "Run every stage of CONFIG; a stage whose output is complete for the same config is skipped, so an "
         "interrupted run resumes where it stopped. CONFIG is a file or a bundled config's name (demo, "
-        "demo-tiny, demo-full, examples/job-postings, examples/support-summary)."
+        "demo-tiny, demo-full, demo-reasoning, examples/job-postings, examples/support-summary)."
     )
     epilog = RUN_EPILOG
     config = RunConfig

@@ -121,6 +121,12 @@ def test_training_on_reasoning_gets_room_for_the_answer_unless_the_section_says_
 
 
 def test_shipped_configs_are_valid(tmp_path):
-    for name in ("demo.yaml", "demo-full.yaml", "demo-tiny.yaml", "demo-smollm2-teacher.yaml"):
+    for name in (
+        "demo.yaml",
+        "demo-full.yaml",
+        "demo-reasoning.yaml",
+        "demo-tiny.yaml",
+        "demo-smollm2-teacher.yaml",
+    ):
         loaded = load_run_config(REPO / "configs" / name)
         assert loaded.config.student == "smollm2-135m-instruct"
