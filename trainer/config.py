@@ -94,6 +94,11 @@ class TrainConfig(BaseModel):
         "bf16 autocast matmuls, fp32 head (fast where the chip has bf16 units)",
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where to train")
+    cpu_matmul: Literal["auto", "onednn", "blas"] = Field(
+        "auto",
+        description="fp32 matrix multiplies on a CPU: auto times torch's BLAS (MKL) against oneDNN once and "
+        "uses oneDNN where it is clearly faster (AMD CPUs with AVX-512); onednn or blas forces one",
+    )
     logging_steps: int = Field(1, ge=1, description="log every N steps")
 
     deepspeed: str | None = Field(

@@ -16,6 +16,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import torch
+from distill.trainer.config import TrainConfig
+from distill.trainer.gemm import onednn_linear, use_fastest_cpu_gemm
+from distill.trainer.model import autocast_dtype
 from distill.trainer.packing import MicroBatch
 
 # Logits held at once per slice: 2**24 fp32 values = 64 MiB (341 rows of SmolLM2's vocabulary).
@@ -30,10 +33,13 @@ class _LinearCrossEntropy(torch.autograd.Function):
     """sum_i CE(hidden_i @ weight.T, target_i), with the gradient taken slice by slice in the forward."""
 
     @staticmethod
-    def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, rows: int):
+    def forward(
+        ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, rows: int, onednn: bool
+    ):
         want_hidden, want_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         ctx.weight_dtype = weight.dtype
         compute = weight.dtype  # the head's own precision: fp32 weights give an exact fp32 head
+        onednn = onednn and compute == torch.float32 and not weight.is_cuda
         exact = torch.promote_types(
             compute, torch.float32
         )  # the softmax over 50k+ classes needs fp32's range
@@ -43,7 +49,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         for start in range(0, hidden.shape[0], rows):
             part = hidden[start : start + rows].to(compute)
             goal = targets[start : start + rows]
-            logits = (part @ weight.T).to(exact)
+            logits = (onednn_linear(part, weight) if onednn else part @ weight.T).to(exact)
             norm = torch.logsumexp(logits, dim=-1)
             total += (norm - logits.gather(1, goal.unsqueeze(1)).squeeze(1)).sum()
             if grad_hidden is None and grad_weight is None:
@@ -52,7 +58,9 @@ class _LinearCrossEntropy(torch.autograd.Function):
             probs[torch.arange(goal.shape[0], device=goal.device), goal] -= 1.0
             probs = probs.to(compute)
             if grad_hidden is not None:
-                grad_hidden[start : start + rows] = probs @ weight
+                grad_hidden[start : start + rows] = (
+                    onednn_linear(probs, weight.T) if onednn else probs @ weight
+                )
             if grad_weight is not None:
                 grad_weight += probs.T @ part
         ctx.save_for_backward(grad_hidden, grad_weight)
@@ -65,17 +73,20 @@ class _LinearCrossEntropy(torch.autograd.Function):
             grad_hidden = grad_hidden * grad_total.to(grad_hidden.dtype)
         if grad_weight is not None:
             grad_weight = (grad_weight * grad_total).to(ctx.weight_dtype)
-        return grad_hidden, grad_weight, None, None
+        return grad_hidden, grad_weight, None, None, None
 
 
-def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def linear_cross_entropy(
+    hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, onednn: bool = False
+) -> torch.Tensor:
     """Summed cross-entropy of ``hidden @ weight.T`` against ``targets`` without holding all the logits.
 
     hidden: (N, D) at the labelled positions; weight: (V, D), the output head; targets: (N,). Exactly
-    ``F.cross_entropy(hidden @ weight.T, targets, reduction="sum")`` up to summation order.
+    ``F.cross_entropy(hidden @ weight.T, targets, reduction="sum")`` up to summation order. ``onednn``: run
+    an fp32 head's multiplies on the CPU through oneDNN (`distill.trainer.gemm`).
     """
     rows = max(_MIN_CHUNK_ROWS, _CHUNK_ELEMENTS // weight.shape[0])
-    return _LinearCrossEntropy.apply(hidden, weight, targets, rows)
+    return _LinearCrossEntropy.apply(hidden, weight, targets, rows, onednn)
 
 
 def _head_is_plain(config) -> bool:
@@ -88,13 +99,15 @@ class AnswerLoss(torch.nn.Module):
     only at the labelled positions. ``forward`` returns the summed token loss.
 
     ``autocast``: run the body's matmuls in this dtype (bf16-mixed); the head keeps its weights' precision.
+    ``onednn``: the head's multiplies go through oneDNN (`use_fastest_cpu_gemm` routed the body's).
     It is one module so that DeepSpeed's engine, ZeRO-3's parameter gathering included, sees the whole step.
     """
 
-    def __init__(self, student, autocast: torch.dtype | None = None) -> None:
+    def __init__(self, student, autocast: torch.dtype | None = None, onednn: bool = False) -> None:
         super().__init__()
         self.student = student
         self.autocast = autocast
+        self.onednn = onednn
 
     def _base(self):
         student = self.student
@@ -117,7 +130,17 @@ class AnswerLoss(torch.nn.Module):
         hidden = hidden.reshape(-1, hidden.shape[-1])[keep]
         # Under ZeRO-3 the engine gathers this weight on first use in the forward (DeepSpeed's external
         # parameters: read here rather than in the head's own forward), since the engine runs this module.
-        return linear_cross_entropy(hidden, base.get_output_embeddings().weight, targets)
+        return linear_cross_entropy(hidden, base.get_output_embeddings().weight, targets, self.onednn)
+
+
+def answer_loss(student, config: TrainConfig, device: torch.device) -> AnswerLoss:
+    """The objective as ``config`` trains ``student`` on ``device``: the body under bf16 autocast for
+    bf16-mixed where the device multiplies bf16; fp32 work on a CPU through its faster GEMM backend."""
+    autocast = autocast_dtype(config.dtype, device)
+    if config.dtype == "bf16":  # bf16 weights: no fp32 multiply to route
+        return AnswerLoss(student, autocast)
+    onednn = use_fastest_cpu_gemm(student, config.cpu_matmul, device, fp32_body=autocast is None)
+    return AnswerLoss(student, autocast, onednn)
 
 
 def to_device(batch: MicroBatch, device: torch.device) -> dict:

@@ -21,9 +21,9 @@ from distill.trainer.config import TrainConfig
 from distill.trainer.data import fingerprint, ids_sha
 from distill.trainer.distributed import Dist, setup, teardown
 from distill.trainer.loop import Batches, History, make_stepper, plan_for, run_steps
-from distill.trainer.loss import AnswerLoss
+from distill.trainer.loss import answer_loss
 from distill.trainer.manifest import write_manifest
-from distill.trainer.model import DTYPES, add_lora, autocast_dtype, load_student, pick_device
+from distill.trainer.model import DTYPES, add_lora, load_student, pick_device
 from distill.trainer.packing import Plan
 from distill.trainer.plots import loss_curve_png
 from distill.trainer.prepare import Prepared, prepare
@@ -66,7 +66,8 @@ def _train(config: TrainConfig, dist: Dist, device: torch.device) -> Path:
     attn = attention.register() if config.packing else "sdpa"
     student = add_lora(load_student(prepared.model_dir, config.dtype, device, attn), config)
     shapes = expected_shapes(student)
-    stepper = make_stepper(AnswerLoss(student, autocast_dtype(config.dtype, device)), config, plan, dist)
+    objective = answer_loss(student, config, device)
+    stepper = make_stepper(objective, config, plan, dist)
     history, start = History(), 0
     if config.resume:
         start = _resume(config, stepper, plan, dist, history)
@@ -86,11 +87,16 @@ def _train(config: TrainConfig, dist: Dist, device: torch.device) -> Path:
     progress = TrainProgress(last_step, start, output_dir / "train_log.jsonl", enabled=dist.main)
     if dist.main:
         progress.note(_summary_line(config, prepared, plan, dist, start, last_step))
-        if config.dtype == "bf16-mixed" and autocast_dtype(config.dtype, device) is None:
+        if config.dtype == "bf16-mixed" and objective.autocast is None:
             progress.note(
                 "dtype bf16-mixed: this CPU has no bf16 units (AVX512-BF16 or AMX), where bf16 matmuls run "
                 "many times slower than fp32; training in fp32"
             )
+        if objective.onednn:
+            which = (
+                "the output head's fp32 matrix multiplies" if objective.autocast else "fp32 matrix multiplies"
+            )
+            progress.note(f"{which} through oneDNN (faster than torch's BLAS on this CPU)")
     try:
         run_steps(
             config,

@@ -26,6 +26,7 @@ EPILOG = """\
 examples:
   distill bench train                                   # CPU: SmolLM2 student, engine-like records
   distill bench train --variants hf,distill,distill-padded --rounds 2 --out bench_train.json
+  distill bench train --variants hf,distill,distill-blas          # what oneDNN's fp32 multiplies are worth
   distill bench train --batch-size 2 --grad-accum 8 --steps 4     # the seed's batch 2 × accumulation 8
   distill bench train --variants hf,hf@bf16-mixed,distill,distill@bf16-mixed
   distill bench train --device cuda --model-shape qwen2-0.5b --random-weights --steps 40 --warmup-steps 5
@@ -65,7 +66,8 @@ class TrainBenchConfig(BaseModel):
     )
     variants: str = Field(
         default="hf,distill",
-        description="comma list of hf, distill, distill-padded, each optionally @fp32/@bf16/@bf16-mixed",
+        description="comma list of hf, distill, distill-padded, distill-blas, each optionally "
+        "@fp32/@bf16/@bf16-mixed",
     )
     rounds: int = Field(default=1, ge=1, description="alternate the variants this many times")
     threads: int | None = Field(default=None, ge=1, description="torch threads per side (default: torch's)")
@@ -201,7 +203,7 @@ def bench_train(args: TrainBenchConfig) -> int:
     unknown = {
         v
         for v in variants
-        if v.partition("@")[0] not in ("hf", "distill", "distill-padded")
+        if v.partition("@")[0] not in ("hf", "distill", "distill-padded", "distill-blas")
         or v.partition("@")[2] not in ("", "fp32", "bf16", "bf16-mixed")
     }
     if unknown:

@@ -6,6 +6,8 @@ Sides, on identical samples (token ids and labels from one .npz):
 - ``distill``: this trainer's own step loop (`distill.trainer.loop.run_steps`): the same batches' samples packed
   into ``token_budget`` rows with per-sample attention, output head only on answer positions.
 - ``distill-padded``: our loop with packing off, to show what packing alone is worth.
+- ``distill-blas``: our loop with fp32 CPU multiplies left to torch's BLAS (``cpu_matmul: blas``), to show what
+  routing them through oneDNN is worth.
 A side may name its own precision: ``distill@bf16-mixed``, ``hf@bf16``.
 
 Throughput = real (non-pad) tokens of the timed steps / wall time from the end of the last warm-up step to
@@ -185,13 +187,15 @@ def run_hf(spec: dict[str, Any], samples: list[Sample]) -> dict[str, Any]:
     return result
 
 
-def run_distill(spec: dict[str, Any], samples: list[Sample], packing: bool) -> dict[str, Any]:
+def run_distill(
+    spec: dict[str, Any], samples: list[Sample], packing: bool, cpu_matmul: str
+) -> dict[str, Any]:
     from distill.trainer import attention
     from distill.trainer.config import TrainConfig
     from distill.trainer.distributed import Dist
     from distill.trainer.loop import Batches, History, make_stepper, plan_for, run_steps
-    from distill.trainer.loss import AnswerLoss
-    from distill.trainer.model import add_lora, autocast_dtype
+    from distill.trainer.loss import answer_loss
+    from distill.trainer.model import add_lora
     from distill.trainer.progress import TrainProgress
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -207,6 +211,7 @@ def run_distill(spec: dict[str, Any], samples: list[Sample], packing: bool) -> d
             max_length=min(spec["token_budget"], 1 << 16),
             dtype=spec["dtype"],
             device=spec["device"],
+            cpu_matmul=cpu_matmul,
             eval_steps=10**9,
             save_steps=10**9,
             val_size=0,
@@ -216,9 +221,8 @@ def run_distill(spec: dict[str, Any], samples: list[Sample], packing: bool) -> d
         student = add_lora(build_model(spec, attention.register() if packing else "sdpa"), config)
         plan = plan_for(config, samples, 1)
         loaded = _memory_now(spec["device"])
-        stepper = make_stepper(
-            AnswerLoss(student, autocast_dtype(config.dtype, device)), config, plan, Dist()
-        )
+        objective = answer_loss(student, config, device)
+        stepper = make_stepper(objective, config, plan, Dist())
         history = History()
         last = min(spec["steps"], len(plan.steps))
         run_steps(
@@ -238,6 +242,7 @@ def run_distill(spec: dict[str, Any], samples: list[Sample], packing: bool) -> d
         [s["wall"] for s in history.steps], [s["tokens"] for s in history.steps], spec["warmup_steps"]
     )
     result["micro_batches_per_step"] = plan.micro_batches
+    result["cpu_matmul"] = "onednn" if objective.onednn else "blas"
     result["last_loss"] = history.steps[-1]["loss"]
     result["loaded_bytes"] = loaded
     result["forward_tokens"] = max(  # real tokens in the largest forward (a packed row)
@@ -258,7 +263,12 @@ def main(spec_path: str) -> int:
     if side == "hf":
         result = run_hf(spec, samples)
     else:
-        result = run_distill(spec, samples, packing=side != "distill-padded")
+        result = run_distill(
+            spec,
+            samples,
+            packing=side != "distill-padded",
+            cpu_matmul="blas" if side == "distill-blas" else "auto",
+        )
     peak = _memory_peak(spec["device"])
     # Memory per token: what training added to the loaded model, over the tokens of the largest forward.
     result["kib_per_token"] = round((peak - result.pop("loaded_bytes")) / 1024 / result["forward_tokens"], 1)

@@ -23,8 +23,9 @@ def test_bench_smoke_reports_every_side(tmp_path):
         "seed": 0,
     }
     lines = []
-    report = run_bench(settings, ["hf", "distill", "distill-padded"], 1, tmp_path, echo=lines.append)
-    assert len(lines) == 3
+    sides = ["hf", "distill", "distill-padded", "distill-blas"]
+    report = run_bench(settings, sides, 1, tmp_path, echo=lines.append)
+    assert len(lines) == 4
     assert all("error" not in result for result in report["results"]), report["results"]
     for result in report["results"]:
         assert result["steps_timed"] == 2 and result["real_tokens"] > 0 and result["real_tok_per_s"] > 0
@@ -32,7 +33,9 @@ def test_bench_smoke_reports_every_side(tmp_path):
         assert 0 < result["forward_tokens"] <= (384 if result["side"] == "distill" else 4 * 96)
     hf = next(r for r in report["results"] if r["side"] == "hf")
     assert 0 < hf["pad_fraction"] < 1 and hf["padded_tokens"] > hf["real_tokens"]
-    assert set(report["summary"]) == {"hf", "distill", "distill-padded"}
+    blas = next(r for r in report["results"] if r["side"] == "distill-blas")
+    assert blas["cpu_matmul"] == "blas"
+    assert set(report["summary"]) == set(sides)
     assert report["summary"]["hf"]["vs_hf"] == 1.0
     assert report["summary"]["distill"]["kib_per_token"] > 0
 
