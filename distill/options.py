@@ -36,7 +36,7 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
-from distill.config_files import describe_validation_error, read_yaml, refuse_booleans_for_numbers
+from distill.config_files import Lines, describe_validation_error, read_config, refuse_booleans_for_numbers
 from distill.configs import local_or_bundled
 from distill.errors import UserError
 
@@ -270,7 +270,7 @@ def _required_flags(loc: tuple, flags: Sequence[Flag]) -> list[str]:
 
 
 def describe_errors(
-    exc: ValidationError, source: str, lines: dict[tuple, int], given: Sequence[Flag], flags: Sequence[Flag]
+    exc: ValidationError, source: str, lines: Lines, given: Sequence[Flag], flags: Sequence[Flag]
 ) -> str:
     """Each problem blamed on the flag that set the value, else on the file's line, else on the key."""
     by_given = {flag.path: flag for flag in given}
@@ -297,11 +297,12 @@ def describe_errors(
 
 @dataclass(frozen=True)
 class Loaded(Generic[Model]):
-    """A validated config, the file it came from, and each file key's line (keys set by a flag left out)."""
+    """A validated config, the file it came from, and where each file key is written (keys set by a flag left
+    out; keys from a file it extends name that file)."""
 
     config: Model
     source: str
-    lines: dict[tuple, int]
+    lines: Lines
 
 
 def load_settings(
@@ -309,9 +310,9 @@ def load_settings(
 ) -> Loaded[Model]:
     """The model's defaults, under the file's keys, under the flags given; errors say where each came from."""
     data: dict[str, Any] = {}
-    lines: dict[tuple, int] = {}
+    lines: Lines = {}
     if config_file:
-        data, lines = read_yaml(config_file)
+        data, lines = read_config(config_file)
     for flag, value in given.items():
         _set_key(data, flag.path, value)
         lines = {key: line for key, line in lines.items() if key[: len(flag.path)] != flag.path}

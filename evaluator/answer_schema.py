@@ -20,7 +20,7 @@ from typing import Any
 from distill.engine.parsing import answer_of
 from jsonschema import SchemaError, ValidationError, validators
 
-from distill.config_files import read_yaml
+from distill.config_files import Lines, locate, read_yaml
 from distill.errors import UserError
 
 _FENCED = re.compile(r"^```(?:json|JSON)?\s*\n?(.*?)\n?```$", re.DOTALL)
@@ -96,14 +96,7 @@ class AnswerSchema:
         return parsed and self.problem(value) is None
 
 
-def _schema_line(lines: dict[tuple, int], path: tuple) -> int | None:
-    for cut in range(len(path), -1, -1):
-        if path[:cut] in lines:
-            return lines[path[:cut]]
-    return None
-
-
-def check_schema(schema: Any, source: str, lines: dict[tuple, int] | None = None) -> AnswerSchema:
+def check_schema(schema: Any, source: str, lines: Lines | None = None) -> AnswerSchema:
     """Refuse anything that is not a valid JSON Schema for an answer, naming ``source`` and the line."""
     if not isinstance(schema, dict):
         raise UserError(f"{source}: answer_schema: must be a JSON Schema object, got {type(schema).__name__}")
@@ -112,8 +105,7 @@ def check_schema(schema: Any, source: str, lines: dict[tuple, int] | None = None
         cls.check_schema(schema)
     except SchemaError as exc:
         path = tuple(exc.absolute_path)
-        line = _schema_line(lines or {}, path)
-        where = f"{source}:{line}" if line else source
+        where = locate(lines or {}, path, source)
         key = "/".join(str(part) for part in path) or "(top level)"
         raise UserError(f"{where}: answer_schema: {key}: not valid JSON Schema: {exc.message}") from None
     return AnswerSchema(schema)

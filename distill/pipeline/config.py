@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from distill.config_files import describe_validation_error
+from distill.config_files import Lines, describe_validation_error
 from distill.configs import local_or_bundled
 from distill.endpoint import Endpoint
 from distill.engine.config import GenerateConfig
@@ -186,12 +186,14 @@ def _beside(base: Path, value: Any) -> Any:
     return value
 
 
-def resolve_task_paths(task: TaskConfig, base: Path, from_file: set[str]) -> TaskConfig:
-    """The task with the relative file paths written in the config file (``from_file``) resolved against
-    ``base``, the file's directory; a path given as a flag stays relative to where the command runs."""
-    update = {name: _beside(base, getattr(task, name)) for name in _TASK_FILES if name in from_file}
-    if "template" in from_file and task.template is not None and task.template not in BUILTIN_TEMPLATES:
-        update["template"] = str(_beside(base, task.template))
+def resolve_task_paths(task: TaskConfig, written_in: dict[str, Path]) -> TaskConfig:
+    """The task with the relative file paths written in a config file resolved against that file's directory
+    (``written_in``: task key -> directory); a path given as a flag stays relative to where the command runs."""
+    update = {
+        name: _beside(written_in[name], getattr(task, name)) for name in _TASK_FILES if name in written_in
+    }
+    if "template" in written_in and task.template is not None and task.template not in BUILTIN_TEMPLATES:
+        update["template"] = str(_beside(written_in["template"], task.template))
     return task.model_copy(update=update)
 
 
@@ -295,19 +297,19 @@ class _Prefixed:
 class LoadedRunConfig:
     """The validated config, where it came from, and the line of every key (for later section errors)."""
 
-    def __init__(self, config: RunConfig, source: str, lines: dict[tuple, int]) -> None:
+    def __init__(self, config: RunConfig, source: str, lines: Lines) -> None:
         # Files a task names are beside the config file that names them, wherever distill run is started.
-        from_file = {key[1] for key in lines if len(key) == 2 and key[0] == "task"}
-        if Path(source).is_file():
-            task = resolve_task_paths(config.task, Path(source).parent, from_file)
-            config = config.model_copy(update={"task": task})
-        self.config, self.source, self.lines = config, source, lines
+        written_in = {
+            key[1]: Path(at.file).parent for key, at in lines.items() if len(key) == 2 and key[0] == "task"
+        }
+        task = resolve_task_paths(config.task, written_in)
+        self.config, self.source, self.lines = config.model_copy(update={"task": task}), source, lines
 
     def where(self, *key: str) -> str:
-        """``file:line`` of a key (or of the nearest enclosing key that has a line)."""
+        """``file:line`` of a key (or of the nearest enclosing key written in a file)."""
         for cut in range(len(key), 0, -1):
             if key[:cut] in self.lines:
-                return f"{self.source}:{self.lines[key[:cut]]}"
+                return str(self.lines[key[:cut]])
         return self.source
 
     def section_error(self, exc: ValidationError, section: str) -> UserError:

@@ -64,7 +64,7 @@ def _schema(task: TaskConfig, loaded: LoadedRunConfig) -> AnswerSchema | None:
     if spec is None:
         return None
     if isinstance(spec, dict):
-        # Inline in the run config: its keys' lines are the run config's.
+        # Inline in the run config: its keys are where the run config (or a file it extends) wrote them.
         prefix = ("task", "answer_schema")
         lines = {key[2:]: line for key, line in loaded.lines.items() if key[:2] == prefix}
         schema = check_schema(spec, loaded.source, lines)

@@ -104,3 +104,69 @@ def test_a_boolean_where_a_number_belongs_is_refused(tmp_path, text, where):
     with pytest.raises(UserError, match=rf"^{path}{where}"):
         load_config(Numbers, path)
     assert load_config(Numbers, write(tmp_path, "stream: true\nmax_tokens: 7\n")).max_tokens == 7
+
+
+class Layered(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str = "m"
+    tags: list[str] = []
+    limits: Limits = Limits()
+    prices: dict[str, Limits] = {}
+
+
+def test_extends_lays_the_file_over_its_base(tmp_path):
+    (tmp_path / "base.yaml").write_text(
+        "model: base\ntags: [a, b]\nlimits:\n  rpm: 10\nprices:\n  gpt: {rpm: 1}\n  o1: {rpm: 2}\n",
+        encoding="utf-8",
+    )
+    child = tmp_path / "child.yaml"
+    child.write_text("extends: base.yaml\ntags: [c]\nprices:\n  o1: {rpm: 3}\n", encoding="utf-8")
+    config = load_config(Layered, child)
+    assert config.model == "base" and config.limits.rpm == 10  # kept from the base
+    assert config.tags == ["c"]  # a list replaces the base's
+    assert {name: limits.rpm for name, limits in config.prices.items()} == {
+        "gpt": 1,
+        "o1": 3,
+    }  # merged per key
+    assert load_config(Layered, child, {"model": "flag"}).model == "flag"  # flags still win
+
+
+def test_errors_name_the_file_each_key_came_from(tmp_path):
+    base = tmp_path / "base.yaml"
+    base.write_text("model: base\nlimits:\n  rpm: -1\n", encoding="utf-8")
+    child = tmp_path / "child.yaml"
+    child.write_text("extends: base.yaml\nmodel: child\n", encoding="utf-8")
+    with pytest.raises(UserError, match=rf"^{base}:3: limits.rpm: Input should be greater than 0"):
+        load_config(Layered, child)
+    child.write_text("extends: base.yaml\nlimits:\n  rpm: 5\n  rmp: 6\n", encoding="utf-8")
+    with pytest.raises(UserError, match=rf"^{child}:4: limits.rmp: unknown key"):
+        load_config(Layered, child)  # the base's bad rpm is written over, so only the child's typo remains
+    child.write_text("extends: base.yaml\nlimits: {rpm: yes}\n", encoding="utf-8")
+    with pytest.raises(UserError, match=rf"^{child}:2: limits.rpm: needs a number, got true"):
+        load_config(Numbers, child)
+
+
+def test_a_missing_base_or_a_cycle_is_refused_at_the_extends_line(tmp_path):
+    child = tmp_path / "child.yaml"
+    child.write_text("model: m\nextends: absent.yaml\n", encoding="utf-8")
+    with pytest.raises(UserError, match=rf"^{child}:2: extends: absent.yaml: no such file beside child.yaml"):
+        load_config(Layered, child)
+    child.write_text("extends: [a]\n", encoding="utf-8")
+    with pytest.raises(UserError, match=rf"^{child}:1: extends: needs the name of another config file"):
+        load_config(Layered, child)
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\n", encoding="utf-8")
+    (tmp_path / "b.yaml").write_text("model: b\nextends: a.yaml\n", encoding="utf-8")
+    with pytest.raises(
+        UserError, match=r"b.yaml:2: extends: a.yaml makes a cycle \(a.yaml -> b.yaml -> a.yaml\)"
+    ):
+        load_config(Layered, tmp_path / "a.yaml")
+
+
+def test_extends_reaches_a_bundled_config(tmp_path):
+    from distill.pipeline.config import load_run_config
+
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("extends: demo\noutput_dir: runs/mine\ntrain:\n  epochs: 2\n", encoding="utf-8")
+    demo, config = load_run_config("demo").config, load_run_config(mine).config
+    assert str(config.output_dir) == "runs/mine" and config.train.epochs == 2
+    assert config.task == demo.task and config.train.learning_rate == demo.train.learning_rate == 2e-3

@@ -130,3 +130,26 @@ def test_shipped_configs_are_valid(tmp_path):
     ):
         loaded = load_run_config(REPO / "configs" / name)
         assert loaded.config.student == "smollm2-135m-instruct"
+
+
+def test_a_config_extending_another_keeps_each_files_paths_and_lines(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "base.yaml").write_text(
+        "task:\n  kind: file\n  inputs: in.jsonl\n  eval_split: 0.2\n  instruction_file: instruction.txt\n"
+        "generate:\n  teacher:\n    concurrency: 0\n",
+        encoding="utf-8",
+    )
+    child = tmp_path / "run.yaml"
+    child.write_text("extends: shared/base.yaml\ntask:\n  inputs: mine.jsonl\n", encoding="utf-8")
+    with pytest.raises(
+        UserError, match=rf"^{re.escape(str(shared / 'base.yaml'))}:8: generate.teacher.concurrency"
+    ):
+        load_run_config(child)
+    (shared / "base.yaml").write_text(
+        (shared / "base.yaml").read_text(encoding="utf-8").replace("concurrency: 0", "concurrency: 4"),
+        encoding="utf-8",
+    )
+    task = load_run_config(child).config.task
+    assert Path(task.instruction_file) == shared / "instruction.txt"  # written in the base: beside the base
+    assert Path(task.inputs) == tmp_path / "mine.jsonl"  # written in the child: beside the child
