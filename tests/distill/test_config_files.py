@@ -131,29 +131,37 @@ def test_extends_lays_the_file_over_its_base(tmp_path):
     assert load_config(Layered, child, {"model": "flag"}).model == "flag"  # flags still win
 
 
+def _refused(model: type[BaseModel], config: Path, text: str, message: str) -> None:
+    config.write_text(text, encoding="utf-8")
+    with pytest.raises(UserError, match=message):
+        load_config(model, config)
+
+
 def test_errors_name_the_file_each_key_came_from(tmp_path):
     base = tmp_path / "base.yaml"
     base.write_text("model: base\nlimits:\n  rpm: -1\n", encoding="utf-8")
     child = tmp_path / "child.yaml"
-    child.write_text("extends: base.yaml\nmodel: child\n", encoding="utf-8")
-    with pytest.raises(UserError, match=rf"^{base}:3: limits.rpm: Input should be greater than 0"):
-        load_config(Layered, child)
-    child.write_text("extends: base.yaml\nlimits:\n  rpm: 5\n  rmp: 6\n", encoding="utf-8")
-    with pytest.raises(UserError, match=rf"^{child}:4: limits.rmp: unknown key"):
-        load_config(Layered, child)  # the base's bad rpm is written over, so only the child's typo remains
-    child.write_text("extends: base.yaml\nlimits: {rpm: yes}\n", encoding="utf-8")
-    with pytest.raises(UserError, match=rf"^{child}:2: limits.rpm: needs a number, got true"):
-        load_config(Numbers, child)
+    _refused(
+        Layered, child, "extends: base.yaml\nmodel: child\n", rf"^{base}:3: limits.rpm: .* greater than 0"
+    )
+    # the base's bad rpm is written over, so only the child's typo remains
+    _refused(
+        Layered,
+        child,
+        "extends: base.yaml\nlimits:\n  rpm: 5\n  rmp: 6\n",
+        rf"^{child}:4: limits.rmp: unknown key",
+    )
+    _refused(
+        Numbers, child, "extends: base.yaml\nlimits: {rpm: yes}\n", rf"^{child}:2: limits.rpm: needs a number"
+    )
 
 
 def test_a_missing_base_or_a_cycle_is_refused_at_the_extends_line(tmp_path):
     child = tmp_path / "child.yaml"
-    child.write_text("model: m\nextends: absent.yaml\n", encoding="utf-8")
-    with pytest.raises(UserError, match=rf"^{child}:2: extends: absent.yaml: no such file beside child.yaml"):
-        load_config(Layered, child)
-    child.write_text("extends: [a]\n", encoding="utf-8")
-    with pytest.raises(UserError, match=rf"^{child}:1: extends: needs the name of another config file"):
-        load_config(Layered, child)
+    _refused(
+        Layered, child, "model: m\nextends: absent.yaml\n", rf"^{child}:2: extends: absent.yaml: no such file"
+    )
+    _refused(Layered, child, "extends: [a]\n", rf"^{child}:1: extends: needs the name of another config file")
     (tmp_path / "a.yaml").write_text("extends: b.yaml\n", encoding="utf-8")
     (tmp_path / "b.yaml").write_text("model: b\nextends: a.yaml\n", encoding="utf-8")
     with pytest.raises(
