@@ -13,9 +13,7 @@ from distill.trainer.tokenize import Sample
 
 from distill.errors import UserError
 
-needs_onednn = pytest.mark.skipif(
-    not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN"
-)
+needs_onednn = pytest.mark.skipif(not onednn_available(), reason="torch built without oneDNN's linear op")
 
 
 @needs_onednn
